@@ -1,0 +1,102 @@
+// Argument checks shared by the bindings. Every array that reaches C++ is float32
+// (or the stated dtype), native byte order, C-contiguous and of the stated shape:
+// nothing is converted or copied behind the caller's back, and a mismatch raises a
+// TypeError/ValueError that names the argument, what it got and what was expected.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+namespace fastdl::bind {
+
+namespace py = pybind11;
+
+inline std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(a.shape(i));
+  }
+  if (a.ndim() == 1) s += ",";
+  return s + ")";
+}
+
+inline std::string type_name(py::handle h) { return py::str(py::type::handle_of(h).attr("__name__")); }
+
+// An array argument of the given dtype (numpy kind char + itemsize) and rank.
+inline py::array checked_array(py::handle h, const char* name, int ndim, const char* what,
+                               char kind = 'f', int itemsize = 4, bool writable = false) {
+  const std::string dtype_name = kind == 'f' ? "float" + std::to_string(itemsize * 8)
+                                 : kind == 'u' ? "uint" + std::to_string(itemsize * 8)
+                                               : "int" + std::to_string(itemsize * 8);
+  if (!py::isinstance<py::array>(h)) {
+    if (py::hasattr(h, "__cuda_array_interface__"))
+      throw py::type_error(std::string(name) + ": got a GPU array (" + type_name(h) +
+                           "); the CPU kernels need a numpy.ndarray (the GPU kernels take "
+                           "device arrays through fastdl.kernels with the 'cuda' extra)");
+    throw py::type_error(std::string(name) + ": expected a numpy.ndarray of " + dtype_name +
+                         " " + what + ", got " + type_name(h));
+  }
+  auto a = py::reinterpret_borrow<py::array>(h);
+  const py::dtype dt = a.dtype();
+  const char bo = dt.byteorder();
+  if (dt.kind() != kind || dt.itemsize() != itemsize || bo == '>')
+    throw py::type_error(std::string(name) + ": expected dtype " + dtype_name + ", got " +
+                         std::string(py::str(dt)) + " (convert with .astype(np." + dtype_name +
+                         "))");
+  if (a.ndim() != ndim)
+    throw py::value_error(std::string(name) + ": expected a " + std::to_string(ndim) +
+                          "-D array " + what + ", got shape " + shape_str(a));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + ": expected a C-contiguous array, got a strided " +
+                          "view of shape " + shape_str(a) +
+                          " (use np.ascontiguousarray; fastdl never copies silently)");
+  if (writable && !a.writeable())
+    throw py::value_error(std::string(name) + ": the array is read-only");
+  return a;
+}
+
+inline py::array checked_f32(py::handle h, const char* name, int ndim, const char* what,
+                             bool writable = false) {
+  return checked_array(h, name, ndim, what, 'f', 4, writable);
+}
+
+// Requires dimension d of a to equal expected, naming where the expectation came from.
+inline void expect_dim(const py::array& a, const char* name, int d, py::ssize_t expected,
+                       const std::string& why) {
+  if (a.shape(d) != expected)
+    throw py::value_error(std::string(name) + ": expected shape[" + std::to_string(d) + "] == " +
+                          std::to_string(expected) + " (" + why + "), got shape " + shape_str(a));
+}
+
+inline bool overlaps(const py::array& a, const py::array& b) {
+  const char* a0 = static_cast<const char*>(a.data());
+  const char* b0 = static_cast<const char*>(b.data());
+  const char* a1 = a0 + a.nbytes();
+  const char* b1 = b0 + b.nbytes();
+  return a.nbytes() > 0 && b.nbytes() > 0 && a0 < b1 && b0 < a1;
+}
+
+// An `out=` array: float32, C-contiguous, writable, exactly the given shape, and not
+// sharing memory with any input.
+inline py::array checked_out(py::handle h, const char* name, const std::vector<py::ssize_t>& shape,
+                             std::initializer_list<std::pair<const char*, const py::array*>> inputs) {
+  py::array out = checked_f32(h, name, (int)shape.size(), "", /*writable=*/true);
+  for (size_t d = 0; d < shape.size(); ++d)
+    expect_dim(out, name, (int)d, shape[d], "the result's shape");
+  for (auto& [in_name, in] : inputs)
+    if (in && overlaps(out, *in))
+      throw py::value_error(std::string(name) + ": shares memory with input '" + in_name +
+                            "'; the kernels do not run in place");
+  return out;
+}
+
+inline py::array_t<float> empty_f32(std::vector<py::ssize_t> shape) {
+  return py::array_t<float>(shape);
+}
+
+inline float* fptr(const py::array& a) { return static_cast<float*>(const_cast<void*>(a.data())); }
+
+}  // namespace fastdl::bind

@@ -1,0 +1,157 @@
+// Bindings for the dense layer and the GEMM: check, convert, release the GIL, call.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <optional>
+
+#include "bindings/checks.h"
+#include "fastdl/activation.h"
+#include "fastdl/dense.h"
+#include "fastdl/gemm.h"
+
+namespace py = pybind11;
+
+namespace fastdl::bind {
+
+namespace {
+
+struct AlphaArg {
+  float scalar = 0.0f;
+  std::optional<py::array> vec;  // prelu (py::array() would be an empty array, not "none")
+  const float* vec_ptr() const { return vec ? fptr(*vec) : nullptr; }
+};
+
+// Validates `alpha` against the activation: a float >= 0 for leaky_relu/elu (None
+// means the default), a float32 (m,) array for prelu, and None for the others.
+AlphaArg parse_alpha(Activation act, py::handle alpha, py::ssize_t m) {
+  AlphaArg r;
+  const std::string an = activation_name(act);
+  if (act == Activation::prelu) {
+    if (alpha.is_none())
+      throw py::value_error("alpha: prelu needs its learned slopes as a float32 array of shape (" +
+                            std::to_string(m) + ",) (PyTorch initialises them to 0.25)");
+    r.vec = checked_f32(alpha, "alpha", 1, "of shape (M,) for prelu");
+    expect_dim(*r.vec, "alpha", 0, m, "one slope per output unit, M = w.shape[1]");
+    return r;
+  }
+  if (act == Activation::leaky_relu || act == Activation::elu) {
+    r.scalar = activation_default_alpha(act);
+    if (!alpha.is_none()) {
+      if (!py::isinstance<py::float_>(alpha) && !py::isinstance<py::int_>(alpha))
+        throw py::type_error("alpha: expected a float for " + an + ", got " + type_name(alpha));
+      const double v = alpha.cast<double>();
+      if (!(v >= 0.0))
+        throw py::value_error("alpha: " + an + " needs alpha >= 0 (its backward works from y), got " +
+                              std::string(py::str(alpha)));
+      r.scalar = static_cast<float>(v);
+    }
+    return r;
+  }
+  if (!alpha.is_none())
+    throw py::value_error("alpha: only leaky_relu, elu and prelu take alpha; activation '" + an +
+                          "' got alpha=" + std::string(py::str(alpha)));
+  return r;
+}
+
+py::object dense_forward_py(py::handle x_h, py::handle w_h, py::handle b_h,
+                            const std::string& activation, py::handle alpha_h, py::handle out_h) {
+  const Activation act = parse_activation(activation);
+  py::array x = checked_f32(x_h, "x", 2, "of shape (N, K)");
+  py::array w = checked_f32(w_h, "w", 2, "of shape (K, M)");
+  const py::ssize_t n = x.shape(0), k = x.shape(1), m = w.shape(1);
+  expect_dim(w, "w", 0, k, "K = x.shape[1]; w is stored (in, out)");
+  std::optional<py::array> b;
+  if (!b_h.is_none()) {
+    b = checked_f32(b_h, "b", 1, "of shape (M,)");
+    expect_dim(*b, "b", 0, m, "M = w.shape[1]");
+  }
+  AlphaArg alpha = parse_alpha(act, alpha_h, m);
+  py::array y = out_h.is_none() ? py::array(empty_f32({n, m}))
+                                : checked_out(out_h, "out", {n, m}, {{"x", &x}, {"w", &w}, {"b", b ? &*b : nullptr}});
+  std::optional<py::array> z;
+  if (activation_needs_z(act)) z = empty_f32({n, m});
+  {
+    const float *px = fptr(x), *pw = fptr(w), *pb = b ? fptr(*b) : nullptr, *pa = alpha.vec_ptr();
+    float *py_ = fptr(y), *pz = z ? fptr(*z) : nullptr;
+    py::gil_scoped_release release;
+    dense_forward(py_, pz, px, pw, pb, n, k, m, act, alpha.scalar, pa);
+  }
+  if (z) return py::make_tuple(y, *z);
+  return y;
+}
+
+py::tuple dense_backward_py(py::handle dy_h, py::handle x_h, py::handle w_h,
+                            const std::string& activation, py::handle y_h, py::handle z_h,
+                            py::handle alpha_h, bool need_dx) {
+  const Activation act = parse_activation(activation);
+  py::array dy = checked_f32(dy_h, "dy", 2, "of shape (N, M)");
+  py::array x = checked_f32(x_h, "x", 2, "of shape (N, K)");
+  py::array w = checked_f32(w_h, "w", 2, "of shape (K, M)");
+  const py::ssize_t n = x.shape(0), k = x.shape(1), m = w.shape(1);
+  expect_dim(w, "w", 0, k, "K = x.shape[1]");
+  expect_dim(dy, "dy", 0, n, "N = x.shape[0]");
+  expect_dim(dy, "dy", 1, m, "M = w.shape[1]");
+  AlphaArg alpha = parse_alpha(act, alpha_h, m);
+  std::optional<py::array> s;
+  if (activation_needs_z(act)) {
+    if (z_h.is_none())
+      throw py::value_error("z: activation '" + activation +
+                            "' needs the pre-activation z returned by dense_forward (y is not enough)");
+    s = checked_f32(z_h, "z", 2, "of shape (N, M)");
+    expect_dim(*s, "z", 0, n, "N = x.shape[0]");
+    expect_dim(*s, "z", 1, m, "M = w.shape[1]");
+  } else if (act != Activation::linear) {
+    if (y_h.is_none())
+      throw py::value_error("y: activation '" + activation + "' needs the forward output y");
+    s = checked_f32(y_h, "y", 2, "of shape (N, M)");
+    expect_dim(*s, "y", 0, n, "N = x.shape[0]");
+    expect_dim(*s, "y", 1, m, "M = w.shape[1]");
+  }
+  std::optional<py::array> dx;
+  if (need_dx) dx = empty_f32({n, k});
+  py::array dw = empty_f32({k, m}), db = empty_f32({m});
+  std::optional<py::array> dalpha;
+  if (act == Activation::prelu) dalpha = empty_f32({m});
+  {
+    const float *pdy = fptr(dy), *px = fptr(x), *pw = fptr(w), *ps = s ? fptr(*s) : nullptr,
+                *pa = alpha.vec_ptr();
+    float *pdx = dx ? fptr(*dx) : nullptr, *pdw = fptr(dw), *pdb = fptr(db),
+          *pdal = dalpha ? fptr(*dalpha) : nullptr;
+    py::gil_scoped_release release;
+    dense_backward(pdx, pdw, pdb, pdal, pdy, px, pw, ps, n, k, m, act, alpha.scalar, pa);
+  }
+  py::object dx_o = dx ? py::object(*dx) : py::object(py::none());
+  if (dalpha) return py::make_tuple(dx_o, dw, db, *dalpha);
+  return py::make_tuple(dx_o, dw, db);
+}
+
+py::array matmul_py(py::handle a_h, py::handle b_h, py::handle out_h) {
+  py::array a = checked_f32(a_h, "a", 2, "of shape (M, K)");
+  py::array b = checked_f32(b_h, "b", 2, "of shape (K, N)");
+  const py::ssize_t m = a.shape(0), k = a.shape(1), n = b.shape(1);
+  expect_dim(b, "b", 0, k, "K = a.shape[1]");
+  py::array c = out_h.is_none() ? py::array(empty_f32({m, n}))
+                                : checked_out(out_h, "out", {m, n}, {{"a", &a}, {"b", &b}});
+  {
+    const float *pa = fptr(a), *pb = fptr(b);
+    float* pc = fptr(c);
+    py::gil_scoped_release release;
+    sgemm(m, n, k, pa, k, 1, pb, n, 1, pc, n);
+  }
+  return c;
+}
+
+}  // namespace
+
+void register_dense(py::module_& m) {
+  m.def("dense_forward", &dense_forward_py, py::arg("x"), py::arg("w"), py::arg("b"),
+        py::arg("activation") = "linear", py::kw_only(), py::arg("alpha") = py::none(),
+        py::arg("out") = py::none());
+  m.def("dense_backward", &dense_backward_py, py::arg("dy"), py::arg("x"), py::arg("w"),
+        py::arg("activation"), py::kw_only(), py::arg("y") = py::none(),
+        py::arg("z") = py::none(), py::arg("alpha") = py::none(), py::arg("need_dx") = true);
+  m.def("matmul", &matmul_py, py::arg("a"), py::arg("b"), py::kw_only(),
+        py::arg("out") = py::none());
+}
+
+}  // namespace fastdl::bind

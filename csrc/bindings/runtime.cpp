@@ -1,0 +1,27 @@
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "fastdl/activation.h"
+#include "fastdl/runtime.h"
+
+namespace py = pybind11;
+
+namespace fastdl::bind {
+
+void register_runtime(py::module_& m) {
+  m.def("set_num_threads", &fastdl::set_num_threads, py::arg("n"),
+        "Sets the number of threads every kernel uses (default: the number of cores).");
+  m.def("get_num_threads", &fastdl::get_num_threads);
+  m.def("get_isa", [] { return std::string(isa_name(active_isa())); },
+        "The kernel path in use: 'avx512', 'avx2' or 'generic'.");
+  m.def("set_isa", [](const std::string& name) { fastdl::set_isa(parse_isa(name.c_str())); },
+        py::arg("name"), "Forces a kernel path (also: environment variable FASTDL_ISA).");
+  m.def("cpu_supports", [](const std::string& name) { return fastdl::cpu_supports(parse_isa(name.c_str())); },
+        py::arg("name"));
+  py::list names;
+  for (int i = 0; i < kNumActivations; ++i) names.append(activation_name(static_cast<Activation>(i)));
+  m.attr("ACTIVATIONS") = py::tuple(names);
+}
+
+}  // namespace fastdl::bind

@@ -1,0 +1,18 @@
+// GEMM for the avx2 path (see gemm_kernel.inl for the algorithm).
+#include <cstdlib>
+#include <new>
+
+#include "dense/activation_ops.h"
+#include "fastdl/runtime.h"
+#include "gemm/gemm_isa.h"
+#include "simd/vec_avx2.h"
+
+namespace fastdl::avx2 {
+
+using V = simd::VecAvx2;
+constexpr int MR = 6, NRV = 2;            // micro-tile: MR x (NRV * V::width)
+constexpr long MC = 120, KC = 256, NC = 4096;  // cache blocks (A in L2, B micro-panel in L1)
+
+#include "gemm/gemm_kernel.inl"
+
+}  // namespace fastdl::avx2

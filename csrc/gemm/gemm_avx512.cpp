@@ -1,0 +1,18 @@
+// GEMM for the avx512 path (see gemm_kernel.inl for the algorithm).
+#include <cstdlib>
+#include <new>
+
+#include "dense/activation_ops.h"
+#include "fastdl/runtime.h"
+#include "gemm/gemm_isa.h"
+#include "simd/vec_avx512.h"
+
+namespace fastdl::avx512 {
+
+using V = simd::VecAvx512;
+constexpr int MR = 12, NRV = 2;            // micro-tile: MR x (NRV * V::width)
+constexpr long MC = 144, KC = 256, NC = 4096;  // cache blocks (A in L2, B micro-panel in L1)
+
+#include "gemm/gemm_kernel.inl"
+
+}  // namespace fastdl::avx512

@@ -1,0 +1,18 @@
+// GEMM for the generic path (see gemm_kernel.inl for the algorithm).
+#include <cstdlib>
+#include <new>
+
+#include "dense/activation_ops.h"
+#include "fastdl/runtime.h"
+#include "gemm/gemm_isa.h"
+#include "simd/vec_generic.h"
+
+namespace fastdl::generic {
+
+using V = simd::VecGeneric;
+constexpr int MR = 4, NRV = 2;            // micro-tile: MR x (NRV * V::width)
+constexpr long MC = 128, KC = 256, NC = 4096;  // cache blocks (A in L2, B micro-panel in L1)
+
+#include "gemm/gemm_kernel.inl"
+
+}  // namespace fastdl::generic

@@ -1,0 +1,184 @@
+// The GEMM, written once. Included inside namespace fastdl::<isa> by gemm_<isa>.cpp
+// after defining: V (vector type), MR (rows per micro-tile), NRV (vectors per
+// micro-tile row), and the cache blocks MC, KC, NC. Nothing here may be included
+// twice into one namespace.
+//
+// Loop nest (BLIS): jc over NC columns -> pc over KC of the reduction -> pack B
+// panel -> ic over MC rows -> pack A block -> micro-tiles (jr, ir), split over
+// threads. The epilogue runs in the micro-kernel on the last pc block only.
+
+constexpr int NR = NRV * V::width;
+
+// A(i0.., p0..) -> MR-row micro-panels, p-major inside a panel, zero padded.
+static void pack_a(int mc, int kc, const float* A, long rsa, long csa, float* dst, int panel) {
+  const int i0 = panel * MR;
+  const int rows = mc - i0 < MR ? mc - i0 : MR;
+  float* d = dst + (long)panel * MR * kc;
+  const float* a = A + i0 * rsa;
+  if (csa == 1) {
+    for (int i = 0; i < rows; ++i) {
+      const float* ai = a + i * rsa;
+      for (int p = 0; p < kc; ++p) d[p * MR + i] = ai[p];
+    }
+  } else {
+    for (int p = 0; p < kc; ++p) {
+      const float* ap = a + p * csa;
+      for (int i = 0; i < rows; ++i) d[p * MR + i] = ap[i * rsa];
+    }
+  }
+  for (int i = rows; i < MR; ++i)
+    for (int p = 0; p < kc; ++p) d[p * MR + i] = 0.0f;
+}
+
+// B(p0.., j0..) -> NR-column micro-panels, p-major inside a panel, zero padded.
+static void pack_b(int nc, int kc, const float* B, long rsb, long csb, float* dst, int panel) {
+  const int j0 = panel * NR;
+  const int cols = nc - j0 < NR ? nc - j0 : NR;
+  float* d = dst + (long)panel * NR * kc;
+  const float* b = B + j0 * csb;
+  if (csb == 1 && cols == NR) {
+    for (int p = 0; p < kc; ++p) {
+      const float* bp = b + p * rsb;
+#pragma GCC unroll 4
+      for (int j = 0; j < NRV; ++j) V::load(bp + j * V::width).store(d + p * NR + j * V::width);
+    }
+  } else if (csb == 1) {
+    for (int p = 0; p < kc; ++p)
+      for (int j = 0; j < NR; ++j) d[p * NR + j] = j < cols ? b[p * rsb + j] : 0.0f;
+  } else {
+    for (int j = 0; j < cols; ++j) {
+      const float* bj = b + j * csb;
+      for (int p = 0; p < kc; ++p) d[p * NR + j] = bj[p * rsb];
+    }
+    for (int j = cols; j < NR; ++j)
+      for (int p = 0; p < kc; ++p) d[p * NR + j] = 0.0f;
+  }
+}
+
+// Writes the accumulators to C: adds the old C when load_c, and on the last K block
+// applies the epilogue. rows/cols trim edge tiles.
+template <class Act>
+static FASTDL_INLINE void store_tile(V (&acc)[MR][NRV], float* c, long ldc, bool load_c,
+                                     const GemmEpilogue* ep, long col0, long row0, int rows,
+                                     int cols) {
+#pragma GCC unroll 4
+  for (int j = 0; j < NRV; ++j) {
+    const int nj = cols - j * V::width;  // valid lanes in this vector
+    if (nj <= 0) break;
+    const bool full = nj >= V::width;
+    V bias = V::zero(), alpha = V::zero();
+    if (ep) {
+      const long cj = col0 + j * V::width;
+      if (ep->bias) bias = full ? V::load(ep->bias + cj) : V::load_n(ep->bias + cj, nj);
+      if (ep->alpha_vec)
+        alpha = full ? V::load(ep->alpha_vec + cj) : V::load_n(ep->alpha_vec + cj, nj);
+      else
+        alpha = V::set1(ep->alpha);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      if (i >= rows) break;
+      float* ci = c + i * ldc + j * V::width;
+      V v = acc[i][j];
+      if (load_c) v = v + (full ? V::load(ci) : V::load_n(ci, nj));
+      if (ep) {
+        v = v + bias;
+        if (ep->z) {
+          float* zi = ep->z + (row0 + i) * ep->ldz + col0 + j * V::width;
+          full ? v.store(zi) : v.store_n(zi, nj);
+        }
+        v = Act::f(v, alpha);
+      }
+      full ? v.store(ci) : v.store_n(ci, nj);
+    }
+  }
+}
+
+template <class Act>
+static void micro_kernel(int kc, const float* a, const float* b, float* c, long ldc, bool load_c,
+                         const GemmEpilogue* ep, long col0, long row0, int rows, int cols) {
+  V acc[MR][NRV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NRV; ++j) acc[i][j] = V::zero();
+  for (int p = 0; p < kc; ++p) {
+    V bv[NRV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NRV; ++j) bv[j] = V::load(b + p * NR + j * V::width);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const V ai = V::set1(a[p * MR + i]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NRV; ++j) acc[i][j] = V::fma(ai, bv[j], acc[i][j]);
+    }
+  }
+  store_tile<Act>(acc, c, ldc, load_c, ep, col0, row0, rows, cols);
+}
+
+// Per-thread packing buffers, grown on demand and kept: a GEMM in a training loop
+// allocates nothing after the first call. 64-byte aligned.
+struct PackBuffers {
+  float* a = nullptr; size_t a_size = 0;
+  float* b = nullptr; size_t b_size = 0;
+  static float* grow(float*& p, size_t& cap, size_t n) {
+    if (n > cap) {
+      std::free(p);
+      p = static_cast<float*>(std::aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64));
+      if (!p) { cap = 0; throw std::bad_alloc(); }
+      cap = n;
+    }
+    return p;
+  }
+  ~PackBuffers() { std::free(a); std::free(b); }
+};
+
+template <class Act>
+static void sgemm_typed(const GemmArgs& g) {
+  const long m = g.m, n = g.n, k = g.k;
+  static thread_local PackBuffers bufs;
+  const long nc_max = n < NC ? ((n + NR - 1) / NR) * NR : NC;
+  const long kc_max = k < KC ? (k > 0 ? k : 1) : KC;
+  const long mc_max = m < MC ? ((m + MR - 1) / MR) * MR : MC;
+  float* bpack = PackBuffers::grow(bufs.b, bufs.b_size, (size_t)kc_max * nc_max);
+  float* apack = PackBuffers::grow(bufs.a, bufs.a_size, (size_t)kc_max * mc_max);
+  const double flops = 2.0 * m * n * (double)(k > 0 ? k : 1);
+  const int nthreads = flops < 2.0e5 ? 1 : get_num_threads();
+
+#pragma omp parallel num_threads(nthreads)
+  for (long jc = 0; jc < n; jc += NC) {
+    const int nc = (int)(n - jc < NC ? n - jc : NC);
+    const int npanels_b = (nc + NR - 1) / NR;
+    for (long pc = 0; pc < (k > 0 ? k : 1); pc += KC) {
+      const int kc = (int)(k - pc < KC ? k - pc : KC) > 0 ? (int)(k - pc < KC ? k - pc : KC) : 0;
+      const bool first = pc == 0, last = pc + KC >= k;
+      const bool load_c = g.accumulate || !first;
+      const GemmEpilogue* ep = last ? g.ep : nullptr;
+#pragma omp for schedule(static)
+      for (int jp = 0; jp < npanels_b; ++jp)
+        pack_b(nc, kc, g.B + pc * g.rsb + jc * g.csb, g.rsb, g.csb, bpack, jp);
+      for (long ic = 0; ic < m; ic += MC) {
+        const int mc = (int)(m - ic < MC ? m - ic : MC);
+        const int npanels_a = (mc + MR - 1) / MR;
+#pragma omp for schedule(static)
+        for (int ip = 0; ip < npanels_a; ++ip)
+          pack_a(mc, kc, g.A + ic * g.rsa + pc * g.csa, g.rsa, g.csa, apack, ip);
+#pragma omp for collapse(2) schedule(static)
+        for (int jp = 0; jp < npanels_b; ++jp)
+          for (int ip = 0; ip < npanels_a; ++ip) {
+            const long row = ic + (long)ip * MR, col = jc + (long)jp * NR;
+            const int rows = (int)(m - row < MR ? m - row : MR);
+            const int cols = (int)(n - col < NR ? n - col : NR);
+            micro_kernel<Act>(kc, apack + (long)ip * MR * kc, bpack + (long)jp * NR * kc,
+                              g.C + row * g.ldc + col, g.ldc, load_c, ep, col, row, rows, cols);
+          }
+      }
+    }
+  }
+}
+
+void sgemm(const GemmArgs& g) {
+  if (g.m <= 0 || g.n <= 0) return;
+  const Activation act = g.ep ? g.ep->act : Activation::linear;
+  ops::dispatch_activation(act, [&](auto a) { sgemm_typed<decltype(a)>(g); });
+}

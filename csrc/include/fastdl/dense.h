@@ -1,0 +1,25 @@
+// Dense layer with fused bias and activation: y = f(x @ w + b).
+// All arrays float32, row-major and contiguous. Shapes: x (n, k), w (k, m) stored
+// in-by-out like Keras, b (m,), y and z (n, m).
+#pragma once
+#include "fastdl/activation.h"
+
+namespace fastdl {
+
+// y = f(x @ w + b). b may be null (no bias). z, when non-null, receives the
+// pre-activation x @ w + b (the backward pass needs it where activation_needs_z).
+// alpha: slope of leaky_relu / elu (>= 0). alpha_vec: prelu's per-unit slopes (m,).
+void dense_forward(float* y, float* z, const float* x, const float* w, const float* b, long n,
+                   long k, long m, Activation act, float alpha = 0.0f,
+                   const float* alpha_vec = nullptr);
+
+// Gradients of dense_forward given dy (n, m). s is z where activation_needs_z(act),
+// else y (unused for linear). Outputs: dx (n, k) or null to skip it, dw (k, m),
+// db (m,) or null, dalpha (m,) for prelu (null otherwise). Outputs are overwritten.
+// f'(z) is applied and db (and dalpha) reduced in one pass over dy; both GEMMs then
+// read the resulting dz.
+void dense_backward(float* dx, float* dw, float* db, float* dalpha, const float* dy,
+                    const float* x, const float* w, const float* s, long n, long k, long m,
+                    Activation act, float alpha = 0.0f, const float* alpha_vec = nullptr);
+
+}  // namespace fastdl
