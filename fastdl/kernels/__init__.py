@@ -1,5 +1,9 @@
 """The public kernel API: what other code embeds and what the benchmarks call.
 
+One name per kernel, whatever the device: numpy arrays run the C++ CPU kernels;
+arrays exposing ``__cuda_array_interface__`` (Numba device arrays, CuPy, PyTorch CUDA
+tensors) run the Numba CUDA kernels in :mod:`fastdl.cuda` (the ``cuda`` extra).
+
 CPU arrays are numpy float32, C-contiguous; a mismatch is a TypeError/ValueError that
 names the argument (nothing is silently converted or copied).
 
@@ -17,9 +21,48 @@ Dense layer, y = f(x @ w + b) with x (N, K), w (K, M) stored in-by-out like Kera
 - ``matmul(a, b, *, out=None)``: the plain GEMM behind them.
 """
 
-from fastdl._C import ACTIVATIONS, dense_backward, dense_forward, matmul
+import functools
 
+import numpy as np
+
+from fastdl import _C
+
+#: Activation names the kernels accept.
+ACTIVATIONS = _C.ACTIVATIONS
 #: Activations for which dense_forward returns (y, z) and dense_backward needs z.
 NEEDS_Z = ("prelu", "silu", "gelu")
 
-__all__ = ["ACTIVATIONS", "NEEDS_Z", "dense_forward", "dense_backward", "matmul"]
+# Every kernel exported here: the CPU function is fastdl._C.<name>, the GPU one
+# fastdl.cuda.kernels.<name>. Add a kernel by adding its name.
+_KERNELS = (
+    "dense_forward",
+    "dense_backward",
+    "matmul",
+)
+
+
+def _on_gpu(a):
+    return type(a) is not np.ndarray and hasattr(a, "__cuda_array_interface__")
+
+
+def _device_dispatch(name):
+    cpu = getattr(_C, name)
+
+    @functools.wraps(cpu)
+    def kernel(*args, **kwargs):
+        first = args[0] if args else next(iter(kwargs.values()), None)
+        if _on_gpu(first):
+            from fastdl.cuda import kernels as gpu  # imported on first GPU use only
+
+            return getattr(gpu, name)(*args, **kwargs)
+        return cpu(*args, **kwargs)
+
+    kernel.__name__ = name
+    return kernel
+
+
+for _name in _KERNELS:
+    globals()[_name] = _device_dispatch(_name)
+del _name
+
+__all__ = ["ACTIVATIONS", "NEEDS_Z", *_KERNELS]
