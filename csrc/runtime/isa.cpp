@@ -44,10 +44,16 @@ bool cpu_supports(Isa isa) {
 
 static Isa detect() {
   if (const char* forced = std::getenv("FASTDL_ISA"); forced && *forced) {
-    Isa isa = parse_isa(forced);
+    Isa isa;
+    try {
+      isa = parse_isa(forced);
+    } catch (const std::invalid_argument&) {
+      throw std::invalid_argument(std::string("FASTDL_ISA=") + forced +
+                                  " is not a kernel path; expected avx512, avx2 or generic");
+    }
     if (!cpu_supports(isa))
-      throw std::runtime_error(std::string("FASTDL_ISA=") + forced +
-                               " but this CPU does not support it");
+      throw std::invalid_argument(std::string("FASTDL_ISA=") + forced +
+                                  " but this CPU does not support it");
     return isa;
   }
   if (cpu_supports(Isa::avx512)) return Isa::avx512;

@@ -13,7 +13,7 @@ Isa parse_isa(const char* name);
 // True when this CPU (and OS) can run the path.
 bool cpu_supports(Isa isa);
 // Best supported path, or the one forced by the environment variable FASTDL_ISA
-// (read once). Forcing a path the CPU lacks throws std::runtime_error.
+// (read once). An unknown or unsupported FASTDL_ISA throws std::invalid_argument.
 Isa active_isa();
 // Forces a path for this process; throws std::invalid_argument if unsupported.
 void set_isa(Isa isa);
