@@ -10,8 +10,17 @@
 namespace fastdl::avx512 {
 
 using V = simd::VecAvx512;
-constexpr int MR = 12, NRV = 2;            // micro-tile: MR x (NRV * V::width)
-constexpr long MC = 144, KC = 256, NC = 4096;  // cache blocks (A in L2, B micro-panel in L1)
+// Tuning knobs (-DFASTDL_AVX512_MR=...): measured on a 2-core Xeon (AVX-512), 12/144/256
+// beat 14-row tiles, KC 384/512 and software prefetch of B.
+#ifndef FASTDL_AVX512_MR
+#define FASTDL_AVX512_MR 12
+#endif
+constexpr int MR = FASTDL_AVX512_MR, NRV = 2;            // micro-tile: MR x (NRV * V::width)
+#ifndef FASTDL_AVX512_MC
+#define FASTDL_AVX512_MC 144
+#define FASTDL_AVX512_KC 256
+#endif
+constexpr long MC = FASTDL_AVX512_MC, KC = FASTDL_AVX512_KC, NC = 4096;  // cache blocks (A in L2, B micro-panel in L1)
 
 #include "gemm/gemm_kernel.inl"
 

@@ -98,10 +98,17 @@ template <class Act>
 static void micro_kernel(int kc, const float* a, const float* b, float* c, long ldc, bool load_c,
                          const GemmEpilogue* ep, long col0, long row0, int rows, int cols) {
   V acc[MR][NRV];
+  // The C tile is touched only after the K loop: start fetching it now.
+  if (load_c || ep)
+    for (int i = 0; i < rows; ++i) {
+      __builtin_prefetch(c + i * ldc, 1, 3);
+      __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
+    }
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NRV; ++j) acc[i][j] = V::zero();
+#pragma GCC unroll 4
   for (int p = 0; p < kc; ++p) {
     V bv[NRV];
 #pragma GCC unroll 4
@@ -138,7 +145,10 @@ static void sgemm_typed(const GemmArgs& g) {
   const long m = g.m, n = g.n, k = g.k;
   static thread_local PackBuffers bufs;
   const long nc_max = n < NC ? ((n + NR - 1) / NR) * NR : NC;
-  const long kc_max = k < KC ? (k > 0 ? k : 1) : KC;
+  // K is cut into equal blocks of at most KC (784 -> 4 x 196, not 3 x 256 + 16): a
+  // short last block would pay a full C-tile reload for a few FMAs.
+  const long kc_step = k <= KC ? (k > 0 ? k : 1) : (k + (k + KC - 1) / KC - 1) / ((k + KC - 1) / KC);
+  const long kc_max = kc_step;
   const long mc_max = m < MC ? ((m + MR - 1) / MR) * MR : MC;
   float* bpack = PackBuffers::grow(bufs.b, bufs.b_size, (size_t)kc_max * nc_max);
   float* apack = PackBuffers::grow(bufs.a, bufs.a_size, (size_t)kc_max * mc_max);
@@ -149,9 +159,9 @@ static void sgemm_typed(const GemmArgs& g) {
   for (long jc = 0; jc < n; jc += NC) {
     const int nc = (int)(n - jc < NC ? n - jc : NC);
     const int npanels_b = (nc + NR - 1) / NR;
-    for (long pc = 0; pc < (k > 0 ? k : 1); pc += KC) {
-      const int kc = (int)(k - pc < KC ? k - pc : KC) > 0 ? (int)(k - pc < KC ? k - pc : KC) : 0;
-      const bool first = pc == 0, last = pc + KC >= k;
+    for (long pc = 0; pc < (k > 0 ? k : 1); pc += kc_step) {
+      const int kc = (int)(k - pc < kc_step ? k - pc : kc_step);
+      const bool first = pc == 0, last = pc + kc_step >= k;
       const bool load_c = g.accumulate || !first;
       const GemmEpilogue* ep = last ? g.ep : nullptr;
 #pragma omp for schedule(static)
