@@ -16,10 +16,24 @@ static void pack_a(int mc, int kc, const float* A, long rsa, long csa, float* ds
   float* d = dst + (long)panel * MR * kc;
   const float* a = A + i0 * rsa;
   if (csa == 1) {
+    // Row-major A: a transpose into p-major order. MR <= V::width on every path, so
+    // W p-steps of all MR rows go through one in-register transpose (zero rows pad it).
+    static_assert(MR <= V::width, "pack_a's transpose needs MR <= V::width");
+    constexpr int W = V::width;
+    const int pfull = kc - kc % W;
+    for (int p0 = 0; p0 < pfull; p0 += W) {
+      V r[W];
+      for (int i = 0; i < W; ++i) r[i] = i < rows ? V::load(a + i * rsa + p0) : V::zero();
+      V::transpose(r);
+      for (int t = 0; t < W; ++t) r[t].store_n(d + (p0 + t) * MR, MR);
+    }
     for (int i = 0; i < rows; ++i) {
       const float* ai = a + i * rsa;
-      for (int p = 0; p < kc; ++p) d[p * MR + i] = ai[p];
+      for (int p = pfull; p < kc; ++p) d[p * MR + i] = ai[p];
     }
+    for (int i = rows; i < MR; ++i)
+      for (int p = pfull; p < kc; ++p) d[p * MR + i] = 0.0f;
+    return;
   } else {
     for (int p = 0; p < kc; ++p) {
       const float* ap = a + p * csa;
@@ -45,6 +59,24 @@ static void pack_b(int nc, int kc, const float* B, long rsb, long csb, float* ds
   } else if (csb == 1) {
     for (int p = 0; p < kc; ++p)
       for (int j = 0; j < NR; ++j) d[p * NR + j] = j < cols ? b[p * rsb + j] : 0.0f;
+  } else if (rsb == 1) {
+    // B is a transposed view (dx = dz @ w^T): each column is contiguous in memory.
+    // Move W x W blocks through an in-register transpose instead of scalar gathers.
+    constexpr int W = V::width;
+    const int pfull = kc - kc % W, jfull = cols - cols % W;
+    for (int j0 = 0; j0 < jfull; j0 += W)
+      for (int p0 = 0; p0 < pfull; p0 += W) {
+        V r[W];
+        for (int t = 0; t < W; ++t) r[t] = V::load(b + (j0 + t) * csb + p0);
+        V::transpose(r);
+        for (int t = 0; t < W; ++t) r[t].store(d + (p0 + t) * NR + j0);
+      }
+    for (int j = 0; j < cols; ++j) {
+      const float* bj = b + j * csb;
+      for (int p = j < jfull ? pfull : 0; p < kc; ++p) d[p * NR + j] = bj[p];
+    }
+    for (int j = cols; j < NR; ++j)
+      for (int p = 0; p < kc; ++p) d[p * NR + j] = 0.0f;
   } else {
     for (int j = 0; j < cols; ++j) {
       const float* bj = b + j * csb;

@@ -60,6 +60,30 @@ struct VecAvx512 {
     return _mm512_castsi512_ps(mi);
   }
   FASTDL_INLINE static float reduce_add(VecAvx512 a) { return _mm512_reduce_add_ps(a.v); }
+  // In-register 16x16 transpose: r[i] lane j <-> r[j] lane i.
+  FASTDL_INLINE static void transpose(VecAvx512 (&r)[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; ++i) {
+      t[2 * i] = _mm512_unpacklo_ps(r[2 * i].v, r[2 * i + 1].v);
+      t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i].v, r[2 * i + 1].v);
+    }
+    for (int i = 0; i < 4; ++i) {  // u[4i + j]: column j (of each 4-lane block) of rows 4i..4i+3
+      u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+      u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+      u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+      u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; ++j) {  // gather the 128-bit blocks of the four row groups
+      const __m512 v0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
+      const __m512 w0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
+      const __m512 v1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+      const __m512 w1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+      r[j] = _mm512_shuffle_f32x4(v0, v1, 0x88);
+      r[8 + j] = _mm512_shuffle_f32x4(v0, v1, 0xDD);
+      r[4 + j] = _mm512_shuffle_f32x4(w0, w1, 0x88);
+      r[12 + j] = _mm512_shuffle_f32x4(w0, w1, 0xDD);
+    }
+  }
 };
 
 }  // namespace fastdl::simd

@@ -62,6 +62,14 @@ struct VecGeneric {
     }
     return x;
   }
+  FASTDL_INLINE static void transpose(VecGeneric (&r)[4]) {
+    for (int i = 0; i < 4; ++i)
+      for (int j = i + 1; j < 4; ++j) {
+        const float t = r[i].v[j];
+        r[i].v[j] = r[j].v[i];
+        r[j].v[i] = t;
+      }
+  }
   FASTDL_INLINE static float reduce_add(VecGeneric a) { return (a.v[0] + a.v[1]) + (a.v[2] + a.v[3]); }
 #undef FASTDL_LANES
 };
