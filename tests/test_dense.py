@@ -359,3 +359,33 @@ def test_bad_environment_variable_is_a_clear_error():
                        capture_output=True, text=True)
     assert r.returncode != 0
     assert "FASTDL_ISA=neon is not a kernel path" in r.stderr
+
+
+def test_concurrent_calls_from_python_threads(rng):
+    """The GIL is released inside the kernels: several Python threads at once must each
+    get their own right answer (per-thread packing buffers, no shared scratch)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = [make(np.random.default_rng(s), 40 + s, 50 + 3 * s, 30 + 5 * s, "tanh") for s in range(8)]
+    expected = [K.dense_forward(x, w, b, "tanh") for x, w, b, _ in cases]
+
+    def run(i):
+        x, w, b, _ = cases[i]
+        for _ in range(20):
+            y = K.dense_forward(x, w, b, "tanh")
+            dx, dw, db = K.dense_backward(np.ones_like(y), x, w, "tanh", y=y)
+            if not np.array_equal(y, expected[i]):
+                return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert all(pool.map(run, range(len(cases))))
+
+
+@pytest.mark.parametrize("shape", [(5, 300, 1024), (40, 70, 64), (1, 900, 2048), (48, 33, 10)])
+def test_small_batch_paths(isa, rng, shape):
+    """Small N reads B in place (no packing) unless its row stride would alias in L1."""
+    n, k, m = shape
+    x, w, b, _ = make(rng, n, k, m, "relu")
+    np.testing.assert_allclose(K.dense_forward(x, w, b, "relu"), ref.dense_forward(x, w, b, "relu")[0],
+                               rtol=1e-5, atol=tol(k))

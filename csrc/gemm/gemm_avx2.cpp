@@ -2,6 +2,13 @@
 #include <cstdlib>
 #include <new>
 
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static inline int omp_get_thread_num() { return 0; }
+static inline int omp_get_num_threads() { return 1; }
+#endif
+
 #include "dense/activation_ops.h"
 #include "fastdl/runtime.h"
 #include "gemm/gemm_isa.h"

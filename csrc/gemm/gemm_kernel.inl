@@ -8,6 +8,7 @@
 // threads. The epilogue runs in the micro-kernel on the last pc block only.
 
 constexpr int NR = NRV * V::width;
+constexpr long kDirectBMaxRows = 4 * MR;
 
 // A(i0.., p0..) -> MR-row micro-panels, p-major inside a panel, zero padded.
 static void pack_a(int mc, int kc, const float* A, long rsa, long csa, float* dst, int panel) {
@@ -126,9 +127,11 @@ static FASTDL_INLINE void store_tile(V (&acc)[MR][NRV], float* c, long ldc, bool
   }
 }
 
+// b: a packed panel (ldb == NR) or, for small M, B itself (ldb == its row stride).
 template <class Act>
-static void micro_kernel(int kc, const float* a, const float* b, float* c, long ldc, bool load_c,
-                         const GemmEpilogue* ep, long col0, long row0, int rows, int cols) {
+static void micro_kernel(int kc, const float* a, const float* b, long ldb, float* c, long ldc,
+                         bool load_c, const GemmEpilogue* ep, long col0, long row0, int rows,
+                         int cols) {
   V acc[MR][NRV];
   // The C tile is touched only after the K loop: start fetching it now.
   if (load_c || ep)
@@ -144,7 +147,7 @@ static void micro_kernel(int kc, const float* a, const float* b, float* c, long 
   for (int p = 0; p < kc; ++p) {
     V bv[NRV];
 #pragma GCC unroll 4
-    for (int j = 0; j < NRV; ++j) bv[j] = V::load(b + p * NR + j * V::width);
+    for (int j = 0; j < NRV; ++j) bv[j] = V::load(b + p * ldb + j * V::width);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const V ai = V::set1(a[p * MR + i]);
@@ -172,51 +175,92 @@ struct PackBuffers {
   ~PackBuffers() { std::free(a); std::free(b); }
 };
 
+// C[row0 : row0+rows, col0 : col0+cols] on the calling thread, with its own buffers.
 template <class Act>
-static void sgemm_typed(const GemmArgs& g) {
-  const long m = g.m, n = g.n, k = g.k;
+static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long cols,
+                       long kc_step, bool direct_b) {
   static thread_local PackBuffers bufs;
-  const long nc_max = n < NC ? ((n + NR - 1) / NR) * NR : NC;
-  // K is cut into equal blocks of at most KC (784 -> 4 x 196, not 3 x 256 + 16): a
-  // short last block would pay a full C-tile reload for a few FMAs.
-  const long kc_step = k <= KC ? (k > 0 ? k : 1) : (k + (k + KC - 1) / KC - 1) / ((k + KC - 1) / KC);
-  const long kc_max = kc_step;
-  const long mc_max = m < MC ? ((m + MR - 1) / MR) * MR : MC;
-  float* bpack = PackBuffers::grow(bufs.b, bufs.b_size, (size_t)kc_max * nc_max);
-  float* apack = PackBuffers::grow(bufs.a, bufs.a_size, (size_t)kc_max * mc_max);
-  const double flops = 2.0 * m * n * (double)(k > 0 ? k : 1);
-  const int nthreads = flops < 2.0e5 ? 1 : get_num_threads();
-
-#pragma omp parallel num_threads(nthreads)
-  for (long jc = 0; jc < n; jc += NC) {
-    const int nc = (int)(n - jc < NC ? n - jc : NC);
+  const long k = g.k;
+  const long nc_max = cols < NC ? ((cols + NR - 1) / NR) * NR : NC;
+  const long mc_max = rows < MC ? ((rows + MR - 1) / MR) * MR : MC;
+  float* bpack = PackBuffers::grow(bufs.b, bufs.b_size, (size_t)kc_step * nc_max);
+  float* apack = PackBuffers::grow(bufs.a, bufs.a_size, (size_t)kc_step * mc_max);
+  for (long jc = col0; jc < col0 + cols; jc += NC) {
+    const int nc = (int)(col0 + cols - jc < NC ? col0 + cols - jc : NC);
     const int npanels_b = (nc + NR - 1) / NR;
     for (long pc = 0; pc < (k > 0 ? k : 1); pc += kc_step) {
       const int kc = (int)(k - pc < kc_step ? k - pc : kc_step);
       const bool first = pc == 0, last = pc + kc_step >= k;
       const bool load_c = g.accumulate || !first;
       const GemmEpilogue* ep = last ? g.ep : nullptr;
-#pragma omp for schedule(static)
       for (int jp = 0; jp < npanels_b; ++jp)
-        pack_b(nc, kc, g.B + pc * g.rsb + jc * g.csb, g.rsb, g.csb, bpack, jp);
-      for (long ic = 0; ic < m; ic += MC) {
-        const int mc = (int)(m - ic < MC ? m - ic : MC);
+        if (!direct_b || (jp + 1) * NR > nc)  // direct: only a ragged last panel is packed
+          pack_b(nc, kc, g.B + pc * g.rsb + jc * g.csb, g.rsb, g.csb, bpack, jp);
+      for (long ic = row0; ic < row0 + rows; ic += MC) {
+        const int mc = (int)(row0 + rows - ic < MC ? row0 + rows - ic : MC);
         const int npanels_a = (mc + MR - 1) / MR;
-#pragma omp for schedule(static)
         for (int ip = 0; ip < npanels_a; ++ip)
           pack_a(mc, kc, g.A + ic * g.rsa + pc * g.csa, g.rsa, g.csa, apack, ip);
-#pragma omp for collapse(2) schedule(static)
         for (int jp = 0; jp < npanels_b; ++jp)
           for (int ip = 0; ip < npanels_a; ++ip) {
             const long row = ic + (long)ip * MR, col = jc + (long)jp * NR;
-            const int rows = (int)(m - row < MR ? m - row : MR);
-            const int cols = (int)(n - col < NR ? n - col : NR);
-            micro_kernel<Act>(kc, apack + (long)ip * MR * kc, bpack + (long)jp * NR * kc,
-                              g.C + row * g.ldc + col, g.ldc, load_c, ep, col, row, rows, cols);
+            const int rr = (int)(row0 + rows - row < MR ? row0 + rows - row : MR);
+            const int cc = (int)(col0 + cols - col < NR ? col0 + cols - col : NR);
+            const bool direct = direct_b && cc == NR;
+            const float* b = direct ? g.B + pc * g.rsb + col : bpack + (long)jp * NR * kc;
+            micro_kernel<Act>(kc, apack + (long)ip * MR * kc, b, direct ? g.rsb : NR,
+                              g.C + row * g.ldc + col, g.ldc, load_c, ep, col, row, rr, cc);
           }
       }
     }
   }
+}
+
+template <class Act>
+static void sgemm_typed(const GemmArgs& g) {
+  const long m = g.m, n = g.n, k = g.k;
+  // K is cut into equal blocks of at most KC (784 -> 4 x 196, not 3 x 256 + 16): a
+  // short last block would pay a full C-tile reload for a few FMAs.
+  const long kc_step = k <= KC ? (k > 0 ? k : 1) : (k + (k + KC - 1) / KC - 1) / ((k + KC - 1) / KC);
+  // Small M: each element of B serves only M/MR micro-tiles, so packing it costs about
+  // as much as the arithmetic. Read row-major B in place instead -- unless its row
+  // stride is a multiple of 1 KiB, where the rows would alias in L1 (4 KiB sets).
+  const bool direct_b = g.csb == 1 && m <= kDirectBMaxRows && (g.rsb % 256) != 0;
+  const double flops = 2.0 * m * n * (double)(k > 0 ? k : 1);
+  const long col_panels = (n + NR - 1) / NR, row_panels = (m + MR - 1) / MR;
+  int nthreads = flops < 4.0e5 ? 1 : get_num_threads();
+  if (nthreads > (col_panels > row_panels ? col_panels : row_panels))
+    nthreads = (int)(col_panels > row_panels ? col_panels : row_panels);
+  if (nthreads <= 1) {
+    gemm_block<Act>(g, 0, m, 0, n, kc_step, direct_b);
+    return;
+  }
+  // Threads own disjoint column ranges (or row ranges when there are too few column
+  // panels), each packing its own panels: no barrier anywhere, and every C element is
+  // reduced over K in the same order whatever the thread count.
+  const bool split_cols = col_panels >= 2L * nthreads || col_panels >= row_panels;
+  bool failed = false;
+#pragma omp parallel num_threads(nthreads)
+  {
+    const long parts = split_cols ? col_panels : row_panels;
+    const int t = omp_get_thread_num(), T = omp_get_num_threads();
+    const long p0 = parts * t / T, p1 = parts * (t + 1) / T;
+    if (p1 > p0) {
+      try {
+        if (split_cols) {
+          const long c0 = p0 * NR, c1 = p1 * NR < n ? p1 * NR : n;
+          gemm_block<Act>(g, 0, m, c0, c1 - c0, kc_step, direct_b);
+        } else {
+          const long r0 = p0 * MR, r1 = p1 * MR < m ? p1 * MR : m;
+          gemm_block<Act>(g, r0, r1 - r0, 0, n, kc_step, direct_b);
+        }
+      } catch (...) {  // an exception must not leave an OpenMP region
+#pragma omp atomic write
+        failed = true;
+      }
+    }
+  }
+  if (failed) throw std::bad_alloc();
 }
 
 void sgemm(const GemmArgs& g) {
