@@ -6,7 +6,8 @@
 #   bash .ci/cpp-example.sh [python]     # python: an interpreter with fastdl installed
 #
 # Needs a C++17 compiler and CMake >= 3.18: the cmake on PATH, else the one in the
-# interpreter's environment (pip's `cmake` package), else it is pip-installed there.
+# interpreter's environment (pip's `cmake` package), else it is pip-installed there;
+# likewise ninja when neither ninja nor make is found.
 set -euo pipefail
 
 # The interpreter's absolute path, resolved before leaving the caller's directory.
@@ -17,6 +18,10 @@ PATH="$(dirname "$py_bin"):$PATH"
 if ! command -v cmake >/dev/null 2>&1; then
   echo "cpp-example: no cmake found; installing it into $("$py_bin" -c 'import sys; print(sys.prefix)')" >&2
   "$py_bin" -m pip install --quiet "cmake>=3.18"
+fi
+if ! command -v ninja >/dev/null 2>&1 && ! command -v make >/dev/null 2>&1; then
+  echo "cpp-example: neither ninja nor make found; installing ninja there too" >&2
+  "$py_bin" -m pip install --quiet ninja
 fi
 
 build=$(mktemp -d)
