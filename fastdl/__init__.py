@@ -7,6 +7,7 @@ path are set here.
 from fastdl import _C
 from fastdl._C import cpu_supports, get_isa, get_num_threads, set_isa, set_num_threads
 from fastdl import kernels
+from fastdl._paths import get_cmake_dir, get_include
 
 __version__ = "0.1.0"
 
@@ -17,5 +18,7 @@ __all__ = [
     "get_isa",
     "set_isa",
     "cpu_supports",
+    "get_include",
+    "get_cmake_dir",
     "__version__",
 ]
