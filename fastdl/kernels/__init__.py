@@ -38,6 +38,12 @@ _KERNELS = (
     "dense_forward",
     "dense_backward",
     "matmul",
+    "softmax_cross_entropy",
+    "mse",
+    "binary_cross_entropy",
+    "batchnorm_forward_train",
+    "batchnorm_forward_eval",
+    "batchnorm_backward",
 )
 
 

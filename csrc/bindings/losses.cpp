@@ -1,0 +1,102 @@
+// Bindings for the fused losses: check, convert, release the GIL, call.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bindings/checks.h"
+#include "fastdl/losses.h"
+
+namespace py = pybind11;
+
+namespace fastdl::bind {
+
+namespace {
+
+py::tuple softmax_cross_entropy_py(py::handle logits_h, py::handle target_h, double label_smoothing) {
+  py::array logits = checked_f32(logits_h, "logits", 2, "of shape (N, C)");
+  const py::ssize_t n = logits.shape(0), c = logits.shape(1);
+  if (n < 1 || c < 1)
+    throw py::value_error("logits: expected at least one row and one class (the loss is a mean "
+                          "over the batch), got shape " + shape_str(logits));
+  if (!(label_smoothing >= 0.0 && label_smoothing <= 1.0))
+    throw py::value_error("label_smoothing: expected a value in [0, 1], got " +
+                          std::string(py::str(py::float_(label_smoothing))));
+  // The target's dtype says which form it is: integer labels (N,) or probabilities (N, C).
+  int label_bytes = 0;
+  if (py::isinstance<py::array>(target_h)) {
+    const py::dtype dt = py::reinterpret_borrow<py::array>(target_h).dtype();
+    if (dt.kind() == 'i' && (dt.itemsize() == 4 || dt.itemsize() == 8)) label_bytes = (int)dt.itemsize();
+    else if (!(dt.kind() == 'f' && dt.itemsize() == 4))
+      throw py::type_error("target: expected int32/int64 class labels of shape (N,) or float32 "
+                           "probabilities of shape (N, C), got dtype " + std::string(py::str(dt)));
+  }
+  py::array target = label_bytes
+      ? checked_array(target_h, "target", 1, "of labels (N,)", 'i', label_bytes)
+      : checked_f32(target_h, "target", 2, "of probabilities (N, C)");
+  expect_dim(target, "target", 0, n, "N = logits.shape[0]");
+  if (!label_bytes) expect_dim(target, "target", 1, c, "C = logits.shape[1]");
+  py::array dlogits = empty_f32({n, c});
+  double loss;
+  {
+    const float* px = fptr(logits);
+    const void* pt = target.data();
+    float* pd = fptr(dlogits);
+    const float ls = (float)label_smoothing;
+    py::gil_scoped_release release;
+    if (label_bytes == 4) loss = softmax_cross_entropy(pd, px, static_cast<const int32_t*>(pt), n, c, ls);
+    else if (label_bytes == 8) loss = softmax_cross_entropy(pd, px, static_cast<const int64_t*>(pt), n, c, ls);
+    else loss = softmax_cross_entropy_probs(pd, px, static_cast<const float*>(pt), n, c, ls);
+  }
+  return py::make_tuple(loss, dlogits);
+}
+
+// x of any rank and t of exactly its shape, both float32 C-contiguous and non-empty.
+std::pair<py::array, py::array> elementwise_pair(py::handle x_h, py::handle t_h, const char* x_name) {
+  const int ndim = py::isinstance<py::array>(x_h) ? (int)py::reinterpret_borrow<py::array>(x_h).ndim() : 1;
+  py::array x = checked_f32(x_h, x_name, ndim, "of any shape");
+  const std::string why = std::string("the shape of ") + x_name;
+  py::array t = checked_f32(t_h, "target", ndim, ("of " + why).c_str());
+  for (int d = 0; d < ndim; ++d) expect_dim(t, "target", d, x.shape(d), why);
+  if (x.size() < 1)
+    throw py::value_error(std::string(x_name) + ": the loss is a mean and needs at least one "
+                          "element, got shape " + shape_str(x));
+  return {x, t};
+}
+
+std::vector<py::ssize_t> shape_of(const py::array& a) {
+  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
+}
+
+template <double (*Loss)(float*, const float*, const float*, long)>
+py::tuple elementwise_py(py::handle x_h, py::handle t_h, const char* x_name) {
+  auto [x, t] = elementwise_pair(x_h, t_h, x_name);
+  py::array grad = empty_f32(shape_of(x));
+  double loss;
+  {
+    const float *px = fptr(x), *pt = fptr(t);
+    float* pg = fptr(grad);
+    const long size = (long)x.size();
+    py::gil_scoped_release release;
+    loss = Loss(pg, px, pt, size);
+  }
+  return py::make_tuple(loss, grad);
+}
+
+}  // namespace
+
+void register_losses(py::module_& m) {
+  m.def("softmax_cross_entropy", &softmax_cross_entropy_py, py::arg("logits"), py::arg("target"),
+        py::kw_only(), py::arg("label_smoothing") = 0.0,
+        "(loss, dlogits): mean softmax cross-entropy over the batch and its gradient.");
+  m.def("mse", [](py::handle p, py::handle t) { return elementwise_py<&mse>(p, t, "pred"); },
+        py::arg("pred"), py::arg("target"), "(loss, dpred): mean squared error over all elements.");
+  m.def("binary_cross_entropy",
+        [](py::handle x, py::handle t) { return elementwise_py<&binary_cross_entropy>(x, t, "logits"); },
+        py::arg("logits"), py::arg("target"),
+        "(loss, dlogits): mean binary cross-entropy of sigmoid(logits), stable form.");
+}
+
+}  // namespace fastdl::bind

@@ -1,0 +1,194 @@
+// Softmax cross-entropy, MSE and binary cross-entropy, each fused with its gradient.
+// Included inside namespace fastdl::<isa> after defining V.
+//
+// Softmax cross-entropy works one row at a time while the row sits in L1: a max sweep,
+// then one sweep that writes e = exp(x - max) into dlogits and gathers every sum the
+// loss needs, then a sweep that turns e into (softmax - q) / n in place. Each logit
+// costs one exp. Rows are independent, so threads split rows and the per-row losses
+// are summed by the caller in row order.
+
+namespace {
+
+alignas(64) constexpr float kIota[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+// Mask of lanes 0 .. n-1.
+FASTDL_INLINE typename V::Mask first_lanes(int n) {
+  return V::lt(V::load(kIota), V::set1((float)n));
+}
+
+FASTDL_INLINE float hmax(V v) {
+  float t[V::width];
+  v.store(t);
+  float m = t[0];
+  for (int i = 1; i < V::width; ++i) m = t[i] > m ? t[i] : m;
+  return m;
+}
+
+// Runs body(i) for i in [0, n), on `threads` threads (no OpenMP region for one).
+template <class Body>
+FASTDL_INLINE void parallel_for(long n, int threads, Body body) {
+  if (threads <= 1) {
+    for (long i = 0; i < n; ++i) body(i);
+    return;
+  }
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (long i = 0; i < n; ++i) body(i);
+}
+
+// kProbs: targets are probability rows (else integer labels). kSmooth: label_smoothing > 0.
+template <bool kProbs, bool kSmooth>
+void softmax_ce_row(const SoftmaxCeArgs& a, long i) {
+  constexpr int W = V::width;
+  const long c = a.c;
+  const long cv = c - c % W;
+  const int nt = (int)(c - cv);
+  const float* x = a.logits + i * c;
+  float* dl = a.dlogits + i * c;
+  const float* q = kProbs ? a.probs + i * c : nullptr;
+  const auto tail = first_lanes(nt);
+  const V neg_inf = V::set1(-std::numeric_limits<float>::infinity());
+
+  // 1. The row max.
+  V m0 = neg_inf, m1 = neg_inf;
+  long j = 0;
+  for (; j + 2 * W <= cv; j += 2 * W) {
+    m0 = V::max(m0, V::load(x + j));
+    m1 = V::max(m1, V::load(x + j + W));
+  }
+  if (j < cv) m0 = V::max(m0, V::load(x + j));
+  if (nt) m1 = V::max(m1, V::select(tail, V::load_n(x + cv, nt), neg_inf));
+  const float mx = hmax(V::max(m0, m1));
+  const V vmx = V::set1(mx);
+
+  // 2. e = exp(-(max - x)) into dl. Sums: e; gap = max - x (>= 0, so the loss is a sum
+  //    of non-negative terms and never cancels); q * gap and q for probability targets.
+  V s = V::zero(), gap = V::zero(), qgap = V::zero(), qsum = V::zero();
+  for (j = 0; j < cv; j += W) {
+    const V g = vmx - V::load(x + j);
+    const V e = simd::vexp(V::zero() - g);
+    e.store(dl + j);
+    s = s + e;
+    if (kSmooth) gap = gap + g;
+    if (kProbs) {
+      const V qq = V::load(q + j);
+      qgap = V::fma(qq, g, qgap);
+      qsum = qsum + qq;
+    }
+  }
+  if (nt) {
+    const V g = V::select(tail, vmx - V::load_n(x + cv, nt), V::zero());
+    const V e = V::select(tail, simd::vexp(V::zero() - g), V::zero());
+    e.store_n(dl + cv, nt);
+    s = s + e;
+    if (kSmooth) gap = gap + g;
+    if (kProbs) {
+      const V qq = V::load_n(q + cv, nt);
+      qgap = V::fma(qq, g, qgap);
+      qsum = qsum + qq;
+    }
+  }
+
+  // 3. Loss = log(sum e) * sum(q) + sum(q * gap), with q the smoothed target.
+  const double eps = a.smoothing, n = (double)a.n;
+  const double sum_e = V::reduce_add(s);
+  const double log_s = std::log(sum_e);
+  const double smooth_term = kSmooth ? eps / (double)c * V::reduce_add(gap) : 0.0;
+  double loss, scale;
+  long y = 0;
+  if (kProbs) {
+    const double q_total = (1.0 - eps) * V::reduce_add(qsum) + eps;
+    loss = q_total * log_s + (1.0 - eps) * V::reduce_add(qgap) + smooth_term;
+    scale = q_total / (sum_e * n);
+  } else {
+    y = a.label_bytes == 4 ? (long)static_cast<const int32_t*>(a.labels)[i]
+                           : (long)static_cast<const int64_t*>(a.labels)[i];
+    loss = log_s + (1.0 - eps) * ((double)mx - (double)x[y]) + smooth_term;
+    scale = 1.0 / (sum_e * n);
+  }
+  a.row_loss[i] = loss;
+
+  // 4. dl = e * scale - q / n, in place.
+  const V vscale = V::set1((float)scale);
+  const V vbase = V::set1((float)(-eps / ((double)c * n)));
+  const V vq = V::set1((float)(-(1.0 - eps) / n));
+  for (j = 0; j < cv; j += W) {
+    V d = kProbs ? V::fma(V::load(q + j), vq, vbase) : vbase;
+    V::fma(V::load(dl + j), vscale, d).store(dl + j);
+  }
+  if (nt) {
+    V d = kProbs ? V::fma(V::load_n(q + cv, nt), vq, vbase) : vbase;
+    V::fma(V::load_n(dl + cv, nt), vscale, d).store_n(dl + cv, nt);
+  }
+  if (!kProbs) dl[y] -= (float)((1.0 - eps) / n);
+}
+
+template <bool kProbs, bool kSmooth>
+void softmax_ce_rows(const SoftmaxCeArgs& a) {
+  const int threads = (double)a.n * a.c < 32768.0 ? 1 : get_num_threads();
+  parallel_for(a.n, threads, [&](long i) { softmax_ce_row<kProbs, kSmooth>(a, i); });
+}
+
+// Elementwise losses: Op::step(x, t, &grad) returns each element's loss and sets grad to
+// its derivative (before scaling); Op::kPadIsZero says zero-filled tail lanes add no loss.
+template <class Op>
+void elementwise_chunks(const ElementwiseArgs& a) {
+  constexpr int W = V::width;
+  const long nchunks = (a.size + kLossChunk - 1) / kLossChunk;
+  const int threads = a.size < 65536 ? 1 : get_num_threads();
+  const V vscale = V::set1(a.scale);
+  parallel_for(nchunks, threads, [&](long k) {
+    const long j0 = k * kLossChunk;
+    const long j1 = a.size - j0 < kLossChunk ? a.size : j0 + kLossChunk;
+    V acc0 = V::zero(), acc1 = V::zero();
+    long j = j0;
+    for (; j + 2 * W <= j1; j += 2 * W) {
+      V g0, g1;
+      acc0 = acc0 + Op::step(V::load(a.x + j), V::load(a.t + j), &g0);
+      acc1 = acc1 + Op::step(V::load(a.x + j + W), V::load(a.t + j + W), &g1);
+      (g0 * vscale).store(a.grad + j);
+      (g1 * vscale).store(a.grad + j + W);
+    }
+    for (; j < j1; j += W) {
+      const int nv = j1 - j < W ? (int)(j1 - j) : W;
+      V g;
+      const V l = Op::step(V::load_n(a.x + j, nv), V::load_n(a.t + j, nv), &g);
+      acc0 = acc0 + (nv == W ? l : V::select(first_lanes(nv), l, V::zero()));
+      (g * vscale).store_n(a.grad + j, nv);
+    }
+    a.partial[k] = V::reduce_add(acc0 + acc1);
+  });
+}
+
+struct MseOp {
+  static FASTDL_INLINE V step(V x, V t, V* grad) {
+    const V d = x - t;
+    *grad = d;
+    return d * d;
+  }
+};
+
+struct BceOp {
+  // max(x, 0) - x t + log1p(e) with e = exp(-|x|); sigmoid(x) = 1 / (1 + e) for x >= 0
+  // and e / (1 + e) below, so neither side overflows.
+  static FASTDL_INLINE V step(V x, V t, V* grad) {
+    const V e = simd::vexp(V::zero() - V::abs(x));
+    const V r = V::set1(1.0f) / (V::set1(1.0f) + e);
+    const V sig = V::select(V::lt(x, V::zero()), e * r, r);
+    *grad = sig - t;
+    return V::max(x, V::zero()) - x * t + simd::vlog1p(e);
+  }
+};
+
+}  // namespace
+
+void softmax_ce(const SoftmaxCeArgs& a) {
+  const bool smooth = a.smoothing != 0.0f;
+  if (a.probs) {
+    smooth ? softmax_ce_rows<true, true>(a) : softmax_ce_rows<true, false>(a);
+  } else {
+    smooth ? softmax_ce_rows<false, true>(a) : softmax_ce_rows<false, false>(a);
+  }
+}
+
+void mse(const ElementwiseArgs& a) { elementwise_chunks<MseOp>(a); }
+void bce(const ElementwiseArgs& a) { elementwise_chunks<BceOp>(a); }
