@@ -1,4 +1,10 @@
-"""`python -m fastdl`: prints what this installation runs on and checks one fused kernel."""
+"""`python -m fastdl`: prints what this installation runs on and checks one fused kernel.
+
+`python -m fastdl --cmake-dir | --include-dir | --lib-dir` prints where the installed
+C++ package lives (docs/cpp.md).
+"""
+
+import sys
 
 import numpy as np
 
@@ -6,7 +12,11 @@ import fastdl
 from fastdl import kernels
 
 
-def main():
+def main(argv=None):
+    from fastdl._paths import print_paths
+
+    if print_paths(sys.argv[1:] if argv is None else argv):
+        return 0
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 32), dtype=np.float32)
     w = rng.standard_normal((32, 16), dtype=np.float32)
