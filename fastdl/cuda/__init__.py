@@ -53,19 +53,20 @@ def require():
     return cuda
 
 
+_LAZY = {"kernels": ("fastdl.cuda.kernels", None), "as_device": ("fastdl.cuda.arrays", "as_device"),
+         "FusedMLP": ("fastdl.cuda.fused_mlp", "FusedMLP")}
+
+
 def __getattr__(name):
     # `fastdl.cuda.kernels` and friends load numba.cuda only when first used.
-    if name in ("kernels", "as_device", "FusedMLP"):
-        require()
-        if name == "kernels":
-            from fastdl.cuda import kernels
-            return kernels
-        if name == "as_device":
-            from fastdl.cuda.arrays import as_device
-            return as_device
-        from fastdl.cuda.fused_mlp import FusedMLP
-        return FusedMLP
-    raise AttributeError(f"module 'fastdl.cuda' has no attribute {name!r}")
+    if name not in _LAZY:
+        raise AttributeError(f"module 'fastdl.cuda' has no attribute {name!r}")
+    import importlib
+
+    require()
+    module_name, attr = _LAZY[name]
+    module = importlib.import_module(module_name)
+    return module if attr is None else getattr(module, attr)
 
 
 __all__ = ["is_available", "is_simulator", "require", "kernels", "as_device", "FusedMLP", "INSTALL_HINT"]
