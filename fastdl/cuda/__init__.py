@@ -37,7 +37,13 @@ def is_available():
 def is_simulator():
     """True when Numba runs CUDA kernels on its CPU simulator."""
     cuda = _numba_cuda()
-    return cuda is not None and bool(getattr(cuda, "simulator_enabled", False))
+    if cuda is None:
+        return False
+    try:
+        from numba.cuda.core import config
+    except ImportError:  # older numba-cuda
+        from numba.core import config
+    return bool(config.ENABLE_CUDASIM)
 
 
 def require():

@@ -6,6 +6,9 @@ Weight decay and L1 (g += weight_decay * p + l1 * sign(p)) apply inside
 `decay_segments` ([start, stop) rows of an int64 (S, 2) array; None means everywhere),
 which is how biases are excluded. AdamW (decoupled=True) shrinks p by lr * weight_decay
 instead of adding to the gradient.
+
+Complements such as 1 - beta2 are computed on the host in float64: in float32 on the
+device, 1 - float32(0.999) loses four digits.
 """
 
 import math
@@ -40,7 +43,7 @@ def regularised(g, p, wd, l1):
 
 
 @cuda.jit
-def _sgd(params, grads, buf, n, lr, momentum, dampening, wd, l1, nesterov, first_step,
+def _sgd(params, grads, buf, n, lr, momentum, one_m_dampening, wd, l1, nesterov, first_step,
          classic, segs, nseg):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         p = params[i]
@@ -53,7 +56,7 @@ def _sgd(params, grads, buf, n, lr, momentum, dampening, wd, l1, nesterov, first
             params[i] = p + v
         else:
             if momentum != ZERO:
-                b = g if first_step else momentum * buf[i] + (ONE - dampening) * g
+                b = g if first_step else momentum * buf[i] + one_m_dampening * g
                 buf[i] = b
                 g = g + momentum * b if nesterov else b
             params[i] = p - lr * g
@@ -72,17 +75,17 @@ def _adagrad(params, grads, sum_sq, n, clr, wd, l1, eps, segs, nseg):
 
 
 @cuda.jit
-def _rmsprop(params, grads, square_avg, momentum_buf, grad_avg, n, lr, alpha, eps, wd, l1,
+def _rmsprop(params, grads, square_avg, momentum_buf, grad_avg, n, lr, alpha, one_m_alpha, eps, wd, l1,
              momentum, centered, segs, nseg):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         p = params[i]
         g = grads[i]
         if decays(i, segs, nseg):
             g = regularised(g, p, wd, l1)
-        sq = alpha * square_avg[i] + (ONE - alpha) * g * g
+        sq = alpha * square_avg[i] + one_m_alpha * g * g
         square_avg[i] = sq
         if centered:
-            ga = alpha * grad_avg[i] + (ONE - alpha) * g
+            ga = alpha * grad_avg[i] + one_m_alpha * g
             grad_avg[i] = ga
             avg = math.sqrt(sq - ga * ga) + eps
         else:
@@ -96,22 +99,22 @@ def _rmsprop(params, grads, square_avg, momentum_buf, grad_avg, n, lr, alpha, ep
 
 
 @cuda.jit
-def _adadelta(params, grads, square_avg, acc_delta, n, lr, rho, eps, wd, l1, segs, nseg):
+def _adadelta(params, grads, square_avg, acc_delta, n, lr, rho, one_m_rho, eps, wd, l1, segs, nseg):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         p = params[i]
         g = grads[i]
         if decays(i, segs, nseg):
             g = regularised(g, p, wd, l1)
-        sq = rho * square_avg[i] + (ONE - rho) * g * g
+        sq = rho * square_avg[i] + one_m_rho * g * g
         square_avg[i] = sq
         delta = math.sqrt(acc_delta[i] + eps) / math.sqrt(sq + eps) * g
-        acc_delta[i] = rho * acc_delta[i] + (ONE - rho) * delta * delta
+        acc_delta[i] = rho * acc_delta[i] + one_m_rho * delta * delta
         params[i] = p - lr * delta
 
 
 @cuda.jit
-def _adam(params, grads, exp_avg, exp_avg_sq, n, lr, beta1, beta2, eps, wd, l1, decoupled,
-          step_size, inv_sqrt_bc2, segs, nseg):
+def _adam(params, grads, exp_avg, exp_avg_sq, n, lr, beta1, one_m_beta1, beta2, one_m_beta2, eps, wd,
+          l1, decoupled, step_size, inv_sqrt_bc2, segs, nseg):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         p = params[i]
         g = grads[i]
@@ -121,8 +124,8 @@ def _adam(params, grads, exp_avg, exp_avg_sq, n, lr, beta1, beta2, eps, wd, l1, 
                 p = p * (ONE - lr * wd)
             else:
                 g = regularised(g, p, wd, l1)
-        m = beta1 * exp_avg[i] + (ONE - beta1) * g
-        v = beta2 * exp_avg_sq[i] + (ONE - beta2) * g * g
+        m = beta1 * exp_avg[i] + one_m_beta1 * g
+        v = beta2 * exp_avg_sq[i] + one_m_beta2 * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v
         params[i] = p - step_size * m / (math.sqrt(v) * inv_sqrt_bc2 + eps)
@@ -211,7 +214,7 @@ def sgd_step(params, grads, momentum_buf, *, lr, momentum=0.0, dampening=0.0, we
         raise ValueError("momentum_buf: a momentum buffer is needed when momentum != 0 (or classic=True)")
     n, (p, g, buf) = _buffers(params, grads, momentum_buf=momentum_buf)
     segs, nseg = _segments(decay_segments, n)
-    _launch(_sgd, n, p, g, p if buf is None else buf, n, _f(lr), _f(momentum), _f(dampening),
+    _launch(_sgd, n, p, g, p if buf is None else buf, n, _f(lr), _f(momentum), _f(1.0 - dampening),
             _f(weight_decay), _f(l1), bool(nesterov), bool(first_step), bool(classic), segs, nseg)
 
 
@@ -234,14 +237,14 @@ def rmsprop_step(params, grads, square_avg, *, lr, alpha=0.99, eps=1e-8, weight_
                                      grad_avg=grad_avg)
     segs, nseg = _segments(decay_segments, n)
     _launch(_rmsprop, n, p, g, sq, p if mb is None else mb, p if ga is None else ga, n, _f(lr), _f(alpha),
-            _f(eps), _f(weight_decay), _f(l1), _f(momentum), bool(centered), segs, nseg)
+            _f(1.0 - alpha), _f(eps), _f(weight_decay), _f(l1), _f(momentum), bool(centered), segs, nseg)
 
 
 def adadelta_step(params, grads, square_avg, acc_delta, *, lr=1.0, rho=0.9, eps=1e-6,
                   weight_decay=0.0, l1=0.0, decay_segments=None):
     n, (p, g, sq, ad) = _buffers(params, grads, square_avg=square_avg, acc_delta=acc_delta)
     segs, nseg = _segments(decay_segments, n)
-    _launch(_adadelta, n, p, g, sq, ad, n, _f(lr), _f(rho), _f(eps), _f(weight_decay), _f(l1), segs, nseg)
+    _launch(_adadelta, n, p, g, sq, ad, n, _f(lr), _f(rho), _f(1.0 - rho), _f(eps), _f(weight_decay), _f(l1), segs, nseg)
 
 
 def adam_step(params, grads, exp_avg, exp_avg_sq, *, lr, step, beta1=0.9, beta2=0.999, eps=1e-8,
@@ -252,7 +255,7 @@ def adam_step(params, grads, exp_avg, exp_avg_sq, *, lr, step, beta1=0.9, beta2=
     segs, nseg = _segments(decay_segments, n)
     bc1 = 1.0 - beta1 ** step
     bc2 = 1.0 - beta2 ** step
-    _launch(_adam, n, p, g, m, v, n, _f(lr), _f(beta1), _f(beta2), _f(eps), _f(weight_decay), _f(l1),
+    _launch(_adam, n, p, g, m, v, n, _f(lr), _f(beta1), _f(1.0 - beta1), _f(beta2), _f(1.0 - beta2), _f(eps), _f(weight_decay), _f(l1),
             bool(decoupled), _f(lr / bc1), _f(1.0 / math.sqrt(bc2)), segs, nseg)
 
 
