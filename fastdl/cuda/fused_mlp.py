@@ -28,6 +28,8 @@ MAX_WIDTH = 128
 BT = 32  # batch rows per block
 KC = 16  # reduction chunk streamed through shared memory
 THREADS = 256
+W_COLS = MAX_WIDTH + 1  # padded: the transposing stores do not conflict
+X_COLS = KC + 1
 ZERO = np.float32(0.0)
 _kernels = {}
 
@@ -36,8 +38,8 @@ def _forward_kernel(act, write_z):
     @cuda.jit
     def kernel(logits, Y, Z, x, params, dims, woff, boff, N, nl, alpha):
         act_s = cuda.shared.array((2, BT, MAX_WIDTH), float32)
-        Ws = cuda.shared.array((KC, MAX_WIDTH + 1), float32)
-        Xs = cuda.shared.array((BT, KC + 1), float32)
+        Ws = cuda.shared.array((KC, W_COLS), float32)
+        Xs = cuda.shared.array((BT, X_COLS), float32)
         acc = cuda.local.array(16, float32)
         tid = cuda.threadIdx.x
         ty = tid // 32
@@ -101,7 +103,7 @@ def _backward_kernel(act, from_z):
     @cuda.jit
     def kernel(DZ, dlogits, S, params, dims, woff, N, nl, alpha):
         act_s = cuda.shared.array((2, BT, MAX_WIDTH), float32)
-        Ws = cuda.shared.array((KC, MAX_WIDTH + 1), float32)
+        Ws = cuda.shared.array((KC, W_COLS), float32)
         acc = cuda.local.array(16, float32)
         tid = cuda.threadIdx.x
         ty = tid // 32

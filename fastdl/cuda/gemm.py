@@ -35,6 +35,9 @@ BM = 64
 BN = 64
 BK = 16
 THREADS = 256
+# Shared tiles padded by one column; shapes must be plain constants for Numba.
+A_COLS = BM + 1
+B_COLS = BN + 1
 STORE, DENSE, DROPOUT, MAXOUT = range(4)
 ZERO = np.float32(0.0)
 
@@ -104,8 +107,8 @@ def gemm_kernel(trans_a, trans_b, epilogue=STORE, act=0, has_bias=False, write_z
     @cuda.jit
     def kernel(A, B, C, Z, bias, alpha_vec, alpha, aux, M, N, K, pieces, col_step,
                k0w, k1w, step, stream, threshold, keep_scale):
-        As = cuda.shared.array((BK, BM + 1), float32)
-        Bs = cuda.shared.array((BK, BN + 1), float32)
+        As = cuda.shared.array((BK, A_COLS), float32)
+        Bs = cuda.shared.array((BK, B_COLS), float32)
         Zs = cuda.shared.array((zs_rows, zs_cols), float32)
         acc = cuda.local.array(16, float32)
         ra = cuda.local.array(4, float32)

@@ -16,6 +16,7 @@ ONE = np.float32(1.0)
 NEG_INF = np.float32(-np.inf)
 ROWS_PER_BLOCK = 8  # one 32-thread group per row
 GROUP = 32
+THREADS = reduce.THREADS
 
 
 @cuda.jit(device=True)
@@ -89,7 +90,7 @@ def _softmax_xent_rows(dlogits, row_loss, bad, logits, labels, probs, use_labels
 
 @cuda.jit
 def _mse(dpred, partials, pred, target, size, inv_size):
-    sh = cuda.shared.array(reduce.THREADS, float64)
+    sh = cuda.shared.array(THREADS, float64)
     acc = float64(0.0)
     two = np.float32(2.0) * inv_size
     for i in range(cuda.grid(1), size, cuda.gridsize(1)):
@@ -103,7 +104,7 @@ def _mse(dpred, partials, pred, target, size, inv_size):
 
 @cuda.jit
 def _bce(dlogits, partials, logits, target, size, inv_size):
-    sh = cuda.shared.array(reduce.THREADS, float64)
+    sh = cuda.shared.array(THREADS, float64)
     acc = float64(0.0)
     for i in range(cuda.grid(1), size, cuda.gridsize(1)):
         x = logits[i]
