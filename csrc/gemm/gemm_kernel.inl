@@ -1,7 +1,7 @@
 // The GEMM, written once. Included inside namespace fastdl::<isa> by gemm_<isa>.cpp
-// after defining: V (vector type), MR (rows per micro-tile), NRV (vectors per
-// micro-tile row), and the cache blocks MC, KC, NC. Nothing here may be included
-// twice into one namespace.
+// after defining: V (vector type), P (its vectorised Philox, simd/philox_<isa>.h),
+// MR (rows per micro-tile), NRV (vectors per micro-tile row), and the cache blocks
+// MC, KC, NC. Nothing here may be included twice into one namespace.
 //
 // Loop nest (BLIS): jc over NC columns -> pc over KC of the reduction -> pack B
 // panel -> ic over MC rows -> pack A block -> micro-tiles (jr, ir), split over
@@ -87,12 +87,126 @@ static void pack_b(int nc, int kc, const float* B, long rsb, long csb, float* ds
   }
 }
 
+// ORs/stores `count` keep bits (bit t <-> flat element s + t) into the bit-packed mask.
+// Bytes wholly inside [s, s + count) belong to this tile row alone and are stored;
+// a byte shared with another tile row (odd row lengths) is OR-ed atomically.
+static FASTDL_INLINE void write_mask_bits(uint8_t* mask, uint64_t s, uint64_t bits, int count) {
+  static_assert(NR + 7 <= 64, "a tile row's keep bits plus a byte offset must fit 64 bits");
+  const uint64_t e = s + count;
+  const int off = (int)(s & 7);
+  const uint64_t w = (bits & ((1ull << count) - 1)) << off;
+  const uint64_t b0 = s >> 3, b1 = (e - 1) >> 3;
+  for (uint64_t b = b0; b <= b1; ++b) {
+    const uint8_t v = (uint8_t)(w >> (8 * (b - b0)));
+    const bool shared = (b == b0 && off != 0) || (b == b1 && (e & 7) != 0);
+    if (shared)
+      __atomic_fetch_or(mask + b, v, __ATOMIC_RELAXED);
+    else
+      mask[b] = v;
+  }
+}
+
+// The maxout epilogue: z = acc (+ old C) + bias goes through a row buffer, never to
+// C. Groups that start in this tile are reduced over the columns the tile holds and
+// written to y/argmax; the part of a group that started in an earlier tile goes to
+// the partial slot of this tile, merged by maxout_merge_parts after the GEMM.
+static FASTDL_INLINE void store_tile_maxout(V (&acc)[MR][NRV], const float* c, long ldc,
+                                            bool load_c, const GemmEpilogue* ep, long col0,
+                                            long row0, int rows, int cols) {
+  const GemmMaxout& mo = *ep->maxout;
+  const int k = mo.pieces;
+  const long g0 = (col0 + k - 1) / k;  // first group starting in this tile
+  const int head = (int)(g0 * k - col0 < cols ? g0 * k - col0 : cols);
+  const long tile = col0 / NR;
+  alignas(64) float buf[NR];
+  V bias[NRV];
+#pragma GCC unroll 4
+  for (int j = 0; j < NRV; ++j) {
+    const int nj = cols - j * V::width;
+    bias[j] = !ep->bias || nj <= 0 ? V::zero()
+              : nj >= V::width    ? V::load(ep->bias + col0 + j * V::width)
+                                  : V::load_n(ep->bias + col0 + j * V::width, nj);
+  }
+  for (int i = 0; i < rows; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NRV; ++j) {
+      V v = acc[i][j];
+      if (load_c) {
+        const int nj = cols - j * V::width;
+        const float* ci = c + i * ldc + j * V::width;
+        if (nj > 0) v = v + (nj >= V::width ? V::load(ci) : V::load_n(ci, nj));
+      }
+      (v + bias[j]).store(buf + j * V::width);
+    }
+    const long row = row0 + i;
+    if (head > 0) {  // the tail of a group that began left of this tile
+      float best = buf[0];
+      int arg = 0;
+      for (int t = 1; t < head; ++t)
+        if (buf[t] > best) { best = buf[t]; arg = t; }
+      mo.part_val[row * mo.part_ld + tile] = best;
+      mo.part_idx[row * mo.part_ld + tile] = (uint8_t)(col0 - (col0 / k) * k + arg);
+    }
+    float* y = mo.y + row * mo.ldy;
+    uint8_t* am = mo.argmax + row * mo.ldy;
+    long g = g0;
+    for (int t = head; t < cols; t += k, ++g) {
+      const int end = t + k < cols ? t + k : cols;
+      float best = buf[t];
+      int arg = 0;
+      for (int u = t + 1; u < end; ++u)
+        if (buf[u] > best) { best = buf[u]; arg = u - t; }
+      y[g] = best;
+      am[g] = (uint8_t)arg;
+    }
+  }
+}
+
+// Finishes the groups that straddle micro-tiles (see GemmMaxout): merges each later
+// tile's part in column order; strict > keeps the first maximum.
+static void maxout_merge_parts(const GemmArgs& g) {
+  const GemmMaxout& mo = *g.ep->maxout;
+  const int k = mo.pieces;
+  if (NR % k == 0) return;  // groups never straddle tiles
+  const long ntiles = (g.n + NR - 1) / NR;
+  const int nthreads = g.m * ntiles < 20000 ? 1 : get_num_threads();
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (long row = 0; row < g.m; ++row)
+    for (long t = 1; t < ntiles; ++t) {
+      const long col0 = t * NR;
+      if (col0 % k == 0) continue;
+      const long grp = col0 / k;
+      const float v = mo.part_val[row * mo.part_ld + t];
+      if (v > mo.y[row * mo.ldy + grp]) {
+        mo.y[row * mo.ldy + grp] = v;
+        mo.argmax[row * mo.ldy + grp] = mo.part_idx[row * mo.part_ld + t];
+      }
+    }
+}
+
 // Writes the accumulators to C: adds the old C when load_c, and on the last K block
 // applies the epilogue. rows/cols trim edge tiles.
 template <class Act>
 static FASTDL_INLINE void store_tile(V (&acc)[MR][NRV], float* c, long ldc, bool load_c,
                                      const GemmEpilogue* ep, long col0, long row0, int rows,
                                      int cols) {
+  if (ep && ep->maxout) {
+    store_tile_maxout(acc, c, ldc, load_c, ep, col0, row0, rows, cols);
+    return;
+  }
+  // Dropout: the keep bits of each tile row (bit t <-> column col0 + t), from one
+  // vectorised Philox call over the counters that cover the row's flat indices.
+  const GemmDropout* drop = ep ? ep->dropout : nullptr;
+  uint64_t keep[MR];
+  V scale = V::zero();
+  if (drop) {
+    static_assert(NR + 3 <= 4 * P::lanes, "one Philox call must cover a tile row");
+    scale = V::set1(drop->scale);
+    for (int i = 0; i < rows; ++i) {
+      const uint64_t f0 = (uint64_t)(row0 + i) * drop->row_len + col0;
+      keep[i] = P::keep_bits(f0 >> 2, drop->key) >> (f0 & 3);
+    }
+  }
 #pragma GCC unroll 4
   for (int j = 0; j < NRV; ++j) {
     const int nj = cols - j * V::width;  // valid lanes in this vector
@@ -120,10 +234,14 @@ static FASTDL_INLINE void store_tile(V (&acc)[MR][NRV], float* c, long ldc, bool
           full ? v.store(zi) : v.store_n(zi, nj);
         }
         v = Act::f(v, alpha);
+        if (drop) v = V::select(P::lane_mask((uint32_t)(keep[i] >> (j * V::width))), v * scale, V::zero());
       }
       full ? v.store(ci) : v.store_n(ci, nj);
     }
   }
+  if (drop)
+    for (int i = 0; i < rows; ++i)
+      write_mask_bits(drop->mask, (uint64_t)(row0 + i) * drop->row_len + col0, keep[i], cols);
 }
 
 template <class Act>
@@ -223,4 +341,5 @@ void sgemm(const GemmArgs& g) {
   if (g.m <= 0 || g.n <= 0) return;
   const Activation act = g.ep ? g.ep->act : Activation::linear;
   ops::dispatch_activation(act, [&](auto a) { sgemm_typed<decltype(a)>(g); });
+  if (g.ep && g.ep->maxout) maxout_merge_parts(g);
 }

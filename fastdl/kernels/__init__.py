@@ -38,6 +38,14 @@ _KERNELS = (
     "dense_forward",
     "dense_backward",
     "matmul",
+    "maxout_forward",
+    "maxout_backward",
+    "dense_maxout_forward",
+    "dense_maxout_backward",
+    "dropout_forward",
+    "dropout_backward",
+    "dense_dropout_forward",
+    "dense_dropout_backward",
 )
 
 
