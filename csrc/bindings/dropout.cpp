@@ -9,6 +9,7 @@
 
 #include "bindings/activation_args.h"
 #include "bindings/checks.h"
+#include "dropout/dropout_isa.h"
 #include "fastdl/activation.h"
 #include "fastdl/dropout.h"
 #include "fastdl/philox.h"
@@ -67,6 +68,18 @@ py::tuple philox4x32_py(py::handle counter_h, py::handle key_h) {
   for (int i = 0; i < 2; ++i) k[i] = (uint32_t)unsigned_arg(key[i], "key", 32);
   philox4x32(r, c, k);
   return py::make_tuple(r[0], r[1], r[2], r[3]);
+}
+
+// Test hook: the active path's vectorised keep bits at counter c, as (bits, count).
+py::tuple keep_bits_at_py(py::handle c_h, py::handle p_h, py::handle seed_h, py::handle step_h,
+                          py::handle stream_h) {
+  const uint64_t c = unsigned_arg(c_h, "c", 62);
+  const DropoutKey key = make_dropout_key(unsigned_arg(seed_h, "seed", 64),
+                                          (uint32_t)unsigned_arg(step_h, "step", 32),
+                                          (uint32_t)unsigned_arg(stream_h, "stream", 32), p_arg(p_h));
+  int nbits = 0;
+  const uint64_t bits = dropout_keep_bits_at(c, key, &nbits);
+  return py::make_tuple(bits, nbits);
 }
 
 py::tuple dropout_forward_py(py::handle x_h, py::handle p_h, py::handle seed_h, py::handle step_h,
@@ -206,6 +219,9 @@ py::tuple dense_dropout_backward_py(py::handle dy_h, py::handle x_h, py::handle 
 void register_dropout(py::module_& m) {
   m.def("philox4x32", &philox4x32_py, py::arg("counter"), py::arg("key"),
         "Philox-4x32-10 of a 4-word counter and 2-word key (uint32 each): the 4 output words.");
+  m.def("_dropout_keep_bits_at", &keep_bits_at_py, py::arg("c"), py::arg("p"), py::arg("seed"),
+        py::arg("step"), py::arg("stream"),
+        "Test hook: keep bits of elements 4c.. from the active ISA's vectorised Philox.");
   m.def("dropout_forward", &dropout_forward_py, py::arg("x"), py::arg("p"), py::arg("seed"),
         py::arg("step"), py::arg("stream") = 0, py::kw_only(), py::arg("scale") = true,
         py::arg("out") = py::none());

@@ -48,6 +48,15 @@ void dropout_backward(float* dx, const float* dy, const uint8_t* mask, long size
   generic::dropout_backward(a);
 }
 
+uint64_t dropout_keep_bits_at(uint64_t c, const DropoutKey& key, int* nbits) {
+  switch (active_isa()) {
+    case Isa::avx512: return avx512::dropout_keep_bits_at(c, key, nbits);
+    case Isa::avx2: return avx2::dropout_keep_bits_at(c, key, nbits);
+    case Isa::generic: break;
+  }
+  return generic::dropout_keep_bits_at(c, key, nbits);
+}
+
 void dense_dropout_forward(float* y, uint8_t* mask, float* z, const float* x, const float* w,
                            const float* b, long n, long k, long m, Activation act, double p,
                            uint64_t seed, uint32_t step, uint32_t stream, bool scale,

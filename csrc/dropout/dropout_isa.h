@@ -15,6 +15,7 @@ struct DropoutFwdArgs {
   DropoutKey key; float scale;
 };
 // dx = keep ? dy * scale : 0, keep read from the mask.
+// dropout_keep_bits_at: the active path's vectorised generator alone (for the tests).
 struct DropoutBwdArgs {
   float* dx;
   const float* dy; const uint8_t* mask;
@@ -22,8 +23,23 @@ struct DropoutBwdArgs {
   float scale;
 };
 
-namespace avx512 { void dropout_forward(const DropoutFwdArgs& a); void dropout_backward(const DropoutBwdArgs& a); }
-namespace avx2 { void dropout_forward(const DropoutFwdArgs& a); void dropout_backward(const DropoutBwdArgs& a); }
-namespace generic { void dropout_forward(const DropoutFwdArgs& a); void dropout_backward(const DropoutBwdArgs& a); }
+namespace avx512 {
+void dropout_forward(const DropoutFwdArgs& a);
+void dropout_backward(const DropoutBwdArgs& a);
+uint64_t dropout_keep_bits_at(uint64_t c, const DropoutKey& key, int* nbits);
+}  // namespace avx512
+namespace avx2 {
+void dropout_forward(const DropoutFwdArgs& a);
+void dropout_backward(const DropoutBwdArgs& a);
+uint64_t dropout_keep_bits_at(uint64_t c, const DropoutKey& key, int* nbits);
+}  // namespace avx2
+namespace generic {
+void dropout_forward(const DropoutFwdArgs& a);
+void dropout_backward(const DropoutBwdArgs& a);
+uint64_t dropout_keep_bits_at(uint64_t c, const DropoutKey& key, int* nbits);
+}  // namespace generic
+
+// Dispatches dropout_keep_bits_at to the active path.
+uint64_t dropout_keep_bits_at(uint64_t c, const DropoutKey& key, int* nbits);
 
 }  // namespace fastdl

@@ -58,3 +58,10 @@ void dropout_backward(const DropoutBwdArgs& a) {
     apply_block(a.dx + i0, a.dy + i0, bits, scale, count);
   }
 }
+
+// The raw vectorised generator, for the tests: keep bits of elements 4c .. 4c +
+// 4 * P::lanes - 1 at any counter c (also where the counter's low word wraps).
+uint64_t dropout_keep_bits_at(uint64_t c, const DropoutKey& key, int* nbits) {
+  *nbits = 4 * P::lanes;
+  return P::keep_bits(c, key);
+}
