@@ -106,59 +106,79 @@ static FASTDL_INLINE void write_mask_bits(uint8_t* mask, uint64_t s, uint64_t bi
   }
 }
 
-// The maxout epilogue: z = acc (+ old C) + bias goes through a row buffer, never to
-// C. Groups that start in this tile are reduced over the columns the tile holds and
-// written to y/argmax; the part of a group that started in an earlier tile goes to
-// the partial slot of this tile, merged by maxout_merge_parts after the GEMM.
-static FASTDL_INLINE void store_tile_maxout(V (&acc)[MR][NRV], const float* c, long ldc,
-                                            bool load_c, const GemmEpilogue* ep, long col0,
-                                            long row0, int rows, int cols) {
-  const GemmMaxout& mo = *ep->maxout;
+// Max and first argmax over z[0 .. count): branch-free (random data would mispredict
+// every other compare), strict > so the first maximum wins ties.
+static FASTDL_INLINE void group_max(const float* z, int count, float* y, uint8_t* arg) {
+  float best = z[0];
+  int a = 0;
+  for (int t = 1; t < count; ++t) {
+    const bool gt = z[t] > best;
+    a = gt ? t : a;
+    best = gt ? z[t] : best;
+  }
+  *y = best;
+  *arg = (uint8_t)a;
+}
+
+// The maxout epilogue's reduction over a tile of z held in `tile` (MR x NR). Groups
+// that start in this tile are reduced over the columns the tile holds and written to
+// y/argmax; the part of a group that started in an earlier tile goes to the partial
+// slot of this tile, merged by maxout_merge_parts after the GEMM. Kept out of line so
+// the micro-kernel's accumulators stay in registers.
+// K > 0: pieces known at compile time (the common 2, 3, 4), 0: any.
+template <int K>
+__attribute__((noinline)) static void maxout_tile(const float* tile, const GemmMaxout& mo,
+                                                  long col0, long row0, int rows, int cols) {
   const int k = mo.pieces;
   const long g0 = (col0 + k - 1) / k;  // first group starting in this tile
   const int head = (int)(g0 * k - col0 < cols ? g0 * k - col0 : cols);
-  const long tile = col0 / NR;
-  alignas(64) float buf[NR];
-  V bias[NRV];
+  const long tile_idx = col0 / NR;
+  const uint8_t head_piece = (uint8_t)(col0 - (col0 / k) * k);
+  for (int i = 0; i < rows; ++i) {
+    const float* z = tile + i * NR;
+    const long row = row0 + i;
+    if (head > 0) {  // the tail of a group that began left of this tile
+      float v;
+      uint8_t a;
+      group_max(z, head, &v, &a);
+      mo.part_val[row * mo.part_ld + tile_idx] = v;
+      mo.part_idx[row * mo.part_ld + tile_idx] = (uint8_t)(head_piece + a);
+    }
+    float* y = mo.y + row * mo.ldy + g0;
+    uint8_t* am = mo.argmax + row * mo.ldy + g0;
+    int t = head;
+    for (; t + k <= cols; t += k, ++y, ++am) group_max(z + t, K > 0 ? K : k, y, am);
+    if (t < cols) group_max(z + t, cols - t, y, am);  // continues in the next tile
+  }
+}
+
+// The maxout epilogue: z = acc (+ old C) + bias goes to a stack tile, never to C.
+static FASTDL_INLINE void store_tile_maxout(V (&acc)[MR][NRV], const float* c, long ldc,
+                                            bool load_c, const GemmEpilogue* ep, long col0,
+                                            long row0, int rows, int cols) {
+  alignas(64) float tile[MR * NR];
 #pragma GCC unroll 4
   for (int j = 0; j < NRV; ++j) {
     const int nj = cols - j * V::width;
-    bias[j] = !ep->bias || nj <= 0 ? V::zero()
-              : nj >= V::width    ? V::load(ep->bias + col0 + j * V::width)
-                                  : V::load_n(ep->bias + col0 + j * V::width, nj);
-  }
-  for (int i = 0; i < rows; ++i) {
-#pragma GCC unroll 4
-    for (int j = 0; j < NRV; ++j) {
+    const bool full = nj >= V::width;
+    V bias = V::zero();
+    if (ep->bias && nj > 0)
+      bias = full ? V::load(ep->bias + col0 + j * V::width) : V::load_n(ep->bias + col0 + j * V::width, nj);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
       V v = acc[i][j];
-      if (load_c) {
-        const int nj = cols - j * V::width;
+      if (load_c && i < rows && nj > 0) {
         const float* ci = c + i * ldc + j * V::width;
-        if (nj > 0) v = v + (nj >= V::width ? V::load(ci) : V::load_n(ci, nj));
+        v = v + (full ? V::load(ci) : V::load_n(ci, nj));
       }
-      (v + bias[j]).store(buf + j * V::width);
+      (v + bias).store(tile + i * NR + j * V::width);
     }
-    const long row = row0 + i;
-    if (head > 0) {  // the tail of a group that began left of this tile
-      float best = buf[0];
-      int arg = 0;
-      for (int t = 1; t < head; ++t)
-        if (buf[t] > best) { best = buf[t]; arg = t; }
-      mo.part_val[row * mo.part_ld + tile] = best;
-      mo.part_idx[row * mo.part_ld + tile] = (uint8_t)(col0 - (col0 / k) * k + arg);
-    }
-    float* y = mo.y + row * mo.ldy;
-    uint8_t* am = mo.argmax + row * mo.ldy;
-    long g = g0;
-    for (int t = head; t < cols; t += k, ++g) {
-      const int end = t + k < cols ? t + k : cols;
-      float best = buf[t];
-      int arg = 0;
-      for (int u = t + 1; u < end; ++u)
-        if (buf[u] > best) { best = buf[u]; arg = u - t; }
-      y[g] = best;
-      am[g] = (uint8_t)arg;
-    }
+  }
+  switch (ep->maxout->pieces) {
+    case 2: maxout_tile<2>(tile, *ep->maxout, col0, row0, rows, cols); break;
+    case 3: maxout_tile<3>(tile, *ep->maxout, col0, row0, rows, cols); break;
+    case 4: maxout_tile<4>(tile, *ep->maxout, col0, row0, rows, cols); break;
+    default: maxout_tile<0>(tile, *ep->maxout, col0, row0, rows, cols); break;
   }
 }
 
