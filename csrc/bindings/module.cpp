@@ -7,10 +7,12 @@ namespace py = pybind11;
 namespace fastdl::bind {
 void register_runtime(py::module_& m);
 void register_dense(py::module_& m);
+void register_optim(py::module_& m);
 }  // namespace fastdl::bind
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fastdl compiled kernels (CPU). Use fastdl.kernels, not this module.";
   fastdl::bind::register_runtime(m);
   fastdl::bind::register_dense(m);
+  fastdl::bind::register_optim(m);
 }

@@ -38,6 +38,12 @@ _KERNELS = (
     "dense_forward",
     "dense_backward",
     "matmul",
+    "sgd_step",
+    "adagrad_step",
+    "rmsprop_step",
+    "adadelta_step",
+    "adam_step",
+    "max_norm_",
 )
 
 
