@@ -215,6 +215,24 @@ def test_decay_segments_restrict_decay_and_l1(isa, rng, case):
     np.testing.assert_allclose(p[mask == 0], p_plain[mask == 0], rtol=2e-6, atol=2e-7)
 
 
+@pytest.mark.parametrize("offsets", [(0, 0, 0, 0), (1, 1, 1, 1), (3, 0, 7, 13), (15, 2, 9, 4)])
+def test_buffers_at_any_alignment(isa, rng, offsets):
+    """Contiguous views starting mid-vector (the kernel peels to the params' alignment)."""
+    n = 1003
+    bases = [np.zeros(n + 16, np.float32) for _ in offsets]
+    p, g, m, v = (b[o:o + n] for b, o in zip(bases, offsets))
+    p[:], g[:], m[:], v[:] = (rng.standard_normal(n).astype(np.float32) for _ in range(4))
+    v[:] = np.abs(v)
+    state = {"exp_avg": m, "exp_avg_sq": v}
+    kw = dict(lr=0.01, step=3, weight_decay=0.1, decoupled=True, l1=0.01)
+    segments = np.array([[5, 600], [700, 1001]], np.int64)
+    p64, s64 = run_reference(adam_ref, "adam", p, g, state, kw, mask_of(n, segments))
+    run_kernel("adam", p, g, state, kw, segments)
+    assert_close_to_reference(p, state, p64, s64, f"adam at offsets {offsets}")
+    for b, o in zip(bases, offsets):  # nothing written outside the views
+        assert not b[:o].any() and not b[o + n:].any()
+
+
 def test_empty_decay_segments_mean_no_decay(rng):
     n = 100
     p = rng.standard_normal(n).astype(np.float32)

@@ -124,9 +124,33 @@ struct Adam {
 
 // ---------------------------------------------------------------- the launcher
 
+// Updates the r < V::width elements at i with partial loads and stores.
+template <bool Decay, class Op>
+FASTDL_INLINE void run_partial(const Op& op, const Buffers& b, long i, int r) {
+  constexpr int NS = Op::kState;
+  V s[NS > 0 ? NS : 1];
+  V p = V::load_n(b.p + i, r);
+  const V g = V::load_n(b.g + i, r);
+  for (int k = 0; k < NS; ++k) s[k] = V::load_n(b.s[k] + i, r);
+  op.template operator()<Decay>(p, g, s);
+  p.store_n(b.p + i, r);
+  for (int k = 0; k < NS; ++k) s[k].store_n(b.s[k] + i, r);
+}
+
 template <bool Decay, class Op>
 FASTDL_INLINE void run_range(const Op& op, const Buffers& b, long i, long end) {
   constexpr int NS = Op::kState;
+  // Peel up to the params' vector alignment: a full-width access that straddles two
+  // cache lines costs a second one, and numpy gives 16-byte aligned arrays (buffers
+  // from one allocator usually share that offset, so one peel aligns them all).
+  constexpr unsigned long kAlign = sizeof(float) * V::width;
+  const unsigned long mis = reinterpret_cast<unsigned long>(b.p + i) % kAlign;
+  if (mis != 0 && mis % sizeof(float) == 0) {
+    const long head = (long)((kAlign - mis) / sizeof(float));
+    const int r = (int)(head < end - i ? head : end - i);
+    run_partial<Decay>(op, b, i, r);
+    i += r;
+  }
   V s[NS > 0 ? NS : 1];
   for (; i + V::width <= end; i += V::width) {
     V p = V::load(b.p + i);
@@ -136,15 +160,7 @@ FASTDL_INLINE void run_range(const Op& op, const Buffers& b, long i, long end) {
     p.store(b.p + i);
     for (int k = 0; k < NS; ++k) s[k].store(b.s[k] + i);
   }
-  if (i < end) {
-    const int r = (int)(end - i);
-    V p = V::load_n(b.p + i, r);
-    const V g = V::load_n(b.g + i, r);
-    for (int k = 0; k < NS; ++k) s[k] = V::load_n(b.s[k] + i, r);
-    op.template operator()<Decay>(p, g, s);
-    p.store_n(b.p + i, r);
-    for (int k = 0; k < NS; ++k) s[k].store_n(b.s[k] + i, r);
-  }
+  if (i < end) run_partial<Decay>(op, b, i, (int)(end - i));
 }
 
 // Runs op over [lo, hi), switching between the decayed and plain loops at span edges.
