@@ -197,6 +197,17 @@ def test_interleaving_rotates_and_counts():
         timing.time_interleaved(impls, rounds=0)
 
 
+def test_case_budget_cuts_rounds_but_keeps_the_minimum():
+    impls = [timing.Impl(n, lambda: None) for n in ("a", "b")]
+    ticks = iter(range(10**6))  # every clock read advances one "second"
+    out = timing.time_interleaved(impls, rounds=7, target_s=0, clock=lambda: next(ticks), budget_s=5,
+                                  min_rounds=3)
+    assert [len(t.samples) for t in out.values()] == [3, 3]
+    ticks = iter(range(10**6))
+    out = timing.time_interleaved(impls, rounds=7, target_s=0, clock=lambda: next(ticks), budget_s=10**6)
+    assert [len(t.samples) for t in out.values()] == [7, 7]
+
+
 def test_per_run_check_failure_names_the_implementation():
     impl = timing.Impl("sklearn", lambda: 0.1, check=lambda acc: np.testing.assert_array_less(0.5, acc),
                        per_run_check=True)
@@ -310,3 +321,111 @@ def test_cuda_without_a_gpu_is_a_clear_error(capsys):
     assert benchmarking.main(["--sizes", "tiny", "--device", "cuda"]) == 2
     err = capsys.readouterr().err
     assert "--device cuda:" in err and ("fastdl.cuda is missing" in err or "numba-cuda" in err or "GPU" in err)
+
+
+# ---------------------------------------------------------------- network cases, on a stand-in network
+class FakeDense:
+    def __init__(self, n_in, n_out, activation="linear"):
+        self.shape, self.activation = (n_in, n_out), activation
+
+
+class FakeAdam:
+    def __init__(self, lr):
+        self.lr = lr
+
+
+class FakeSequential:
+    """A numpy MLP with the issue-5 API the network cases call; the cases' own code
+    (validation, timing, accuracy) runs unchanged against it."""
+
+    def __init__(self, layers, seed=0):
+        rng = np.random.default_rng(seed)
+        self.params = []
+        for layer in layers:
+            i, o = layer.shape
+            self.params += [rng.standard_normal((i, o)).astype(np.float32) * np.float32(np.sqrt(2 / i)),
+                            np.zeros(o, np.float32)]
+
+    def compile(self, optimizer, loss):
+        assert loss == "softmax_cross_entropy"
+        self.lr, self.t = optimizer.lr, 0
+        self.m = [np.zeros_like(p) for p in self.params]
+        self.v = [np.zeros_like(p) for p in self.params]
+
+    def _forward(self, x):
+        acts = [x]
+        for j in range(0, len(self.params), 2):
+            z = acts[-1] @ self.params[j] + self.params[j + 1]
+            acts.append(np.maximum(z, 0) if j + 2 < len(self.params) else z)
+        return acts
+
+    def predict(self, x):
+        return self._forward(x)[-1]
+
+    def train_step(self, x, y):
+        acts = self._forward(x)
+        z = acts[-1] - acts[-1].max(1, keepdims=True)
+        p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+        loss = -np.log(p[np.arange(len(y)), y]).mean()
+        d = p
+        d[np.arange(len(y)), y] -= 1
+        d /= len(y)
+        self.t += 1
+        for j in range(len(self.params) - 2, -1, -2):
+            grads = (acts[j // 2].T @ d, d.sum(0))
+            d = (d @ self.params[j].T) * (acts[j // 2] > 0)
+            for k, g in zip((j, j + 1), grads):
+                self.m[k] = 0.9 * self.m[k] + 0.1 * g
+                self.v[k] = 0.999 * self.v[k] + 0.001 * g * g
+                mh, vh = self.m[k] / (1 - 0.9**self.t), self.v[k] / (1 - 0.999**self.t)
+                self.params[k] -= (self.lr * mh / (np.sqrt(vh) + 1e-8)).astype(np.float32)
+        return float(loss)
+
+    def fit(self, x, y, epochs, batch_size, shuffle=True, verbose=0):
+        rng = np.random.default_rng(0)
+        for _ in range(epochs):
+            order = rng.permutation(len(x))
+            for i in range(0, len(x), batch_size):
+                self.train_step(x[order[i:i + batch_size]], y[order[i:i + batch_size]])
+
+
+@pytest.fixture
+def fake_network(monkeypatch):
+    import types
+
+    import fastdl
+
+    monkeypatch.setattr(fastdl, "Sequential", FakeSequential, raising=False)
+    monkeypatch.setattr(fastdl, "Dense", FakeDense, raising=False)
+    monkeypatch.setattr(fastdl, "optim", types.SimpleNamespace(Adam=FakeAdam), raising=False)
+
+
+def test_train_step_case_runs_on_the_network_api(fake_network):
+    res = cli.run_case(network.train_step_case("t", (20, 16, 16, 4), 8), cases.Context(sizes=TINY))
+    assert res["status"] == "ok", res.get("reason")
+    assert "fastdl" in res["times"] and res["work"] == network.step_flops((20, 16, 16, 4), 8)
+
+
+def test_train_step_that_does_not_learn_is_wrong(fake_network):
+    FakeAdam_lr0 = type("FakeAdam0", (), {"__init__": lambda self, lr: setattr(self, "lr", 0.0)})
+    import fastdl
+
+    fastdl.optim.Adam = FakeAdam_lr0
+    res = cli.run_case(network.train_step_case("t", (20, 16, 4), 8), cases.Context(sizes=TINY))
+    assert res["status"] == "invalid" and "loss went" in res["reason"]
+
+
+def test_fit_case_times_and_scores_every_library(fake_network, tmp_path):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 600)
+    images = rng.integers(0, 60, (600, 28, 28))
+    for c in range(10):  # a bright bar per class: easy to learn, so the accuracy floor holds
+        images[labels == c, 2 * c + 3, 4:24] = 255
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
+    res = cli.run_case(network.fit_case(TINY), cases.Context(sizes=TINY, mnist=str(tmp_path)))
+    assert res["status"] == "ok", res.get("reason")
+    assert str(tmp_path) in res["notes"][0] and "300 train / 200 test" in res["notes"][0]
+    for name, t in res["times"].items():
+        assert t["metrics"]["accuracy"] >= TINY.fit_min_accuracy, name
+    assert "fastdl" in res["times"] and not res["invalid"]

@@ -323,9 +323,9 @@ def adam_case(n):
         p_ref = p0 - lr * (m_ref / (1 - b1**step)) / (np.sqrt(v_ref / (1 - b2**step)) + eps)
 
         def check_state(p, m, v):
-            close(p, p_ref, 1e-6, 1e-7, "params")
-            close(m, m_ref, 1e-5, 1e-7, "exp_avg")
-            close(v, v_ref, 1e-5, 1e-9, "exp_avg_sq")
+            close(p, p_ref, 1e-6, 1e-3 * lr, "params")  # the step right to 0.1% of lr
+            close(m, m_ref, 1e-4, 1e-7, "exp_avg")
+            close(v, v_ref, 1e-4, 1e-9, "exp_avg_sq")
 
         # fastdl: validated on the first step from the known state, then timed in place
         fp, fm, fv = p0.copy(), m0.copy(), v0.copy()
@@ -363,19 +363,19 @@ def adam_case(n):
         c1, c2 = 1 - b1**step, 1 - b2**step
 
         def numpy_step():  # in place with one scratch buffer, the best numpy can do
-            np_m *= b1
+            np.multiply(np_m, b1, out=np_m)
             np.multiply(g, 1 - b1, out=tmp)
-            np_m += tmp
-            np_v *= b2
+            np.add(np_m, tmp, out=np_m)
+            np.multiply(np_v, b2, out=np_v)
             np.multiply(g, g, out=tmp)
-            tmp *= 1 - b2
-            np_v += tmp
+            np.multiply(tmp, 1 - b2, out=tmp)
+            np.add(np_v, tmp, out=np_v)
             np.divide(np_v, c2, out=tmp)
             np.sqrt(tmp, out=tmp)
-            tmp += eps
+            np.add(tmp, eps, out=tmp)
             np.divide(np_m, tmp, out=tmp)
-            tmp *= lr / c1
-            np_p -= tmp
+            np.multiply(tmp, lr / c1, out=tmp)
+            np.subtract(np_p, tmp, out=np_p)
 
         def numpy_validate():
             numpy_step()

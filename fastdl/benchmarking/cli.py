@@ -86,8 +86,12 @@ def run_case(case, ctx, log=None):
     if "fastdl" in res["invalid"]:
         res.update(status="invalid", reason=res["invalid"]["fastdl"])
         return res
+    def timed(impls):
+        return time_interleaved(impls, prep.rounds or ctx.sizes.rounds, ctx.sizes.target_s,
+                                budget_s=ctx.sizes.case_budget_s)
+
     try:
-        timings = time_interleaved(good, prep.rounds or ctx.sizes.rounds, ctx.sizes.target_s)
+        timings = timed(good)
     except ValidationError as e:  # a per-run check (whole fits) failed
         name = str(e).split(":", 1)[0]
         res["invalid"][name] = str(e)
@@ -95,7 +99,7 @@ def run_case(case, ctx, log=None):
             res.update(status="invalid", reason=str(e))
             return res
         good = [i for i in good if i.name != name]
-        timings = time_interleaved(good, prep.rounds or ctx.sizes.rounds, ctx.sizes.target_s) if good else {}
+        timings = timed(good) if good else {}
     for name, t in timings.items():
         m = dict(metrics.get(name) or {})
         m.update(t.metrics)

@@ -1,8 +1,8 @@
 """Data for the whole-fit comparison: the MNIST test set (t10k IDX files), else digits.
 
 MNIST is looked for in, in order: the ``--mnist`` folder, ``$FASTDL_MNIST``, and
-``../shared/data/mnist`` next to the source tree or the working directory. When none
-holds the files, scikit-learn's 8x8 digits (shipped with scikit-learn) stand in.
+``shared/data/mnist`` in a folder above the source tree or the working directory
+(``../shared/data/mnist`` of a checkout, also from a git worktree). When none holds the files, scikit-learn's 8x8 digits (shipped with scikit-learn) stand in.
 """
 
 import gzip
@@ -43,8 +43,10 @@ def mnist_folders(explicit=None):
     if os.environ.get("FASTDL_MNIST"):
         out.append(Path(os.environ["FASTDL_MNIST"]))
     repo = Path(__file__).resolve().parents[2]
-    out += [repo.parent / "shared" / "data" / "mnist", Path.cwd().parent / "shared" / "data" / "mnist"]
-    return out
+    for start in (repo, Path.cwd().resolve()):
+        for above in list(start.parents)[:3]:
+            out.append(above / "shared" / "data" / "mnist")
+    return list(dict.fromkeys(out))
 
 
 def load_mnist(explicit=None):

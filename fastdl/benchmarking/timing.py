@@ -49,13 +49,26 @@ class Timing:
     metrics: Dict[str, float] = field(default_factory=dict)
 
 
+def _short(e):
+    """An assertion message in one line: numpy's assert_allclose report without the arrays."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    keep = []
+    for ln in lines:
+        if ln.startswith(("ACTUAL", "DESIRED", "x:", "y:", "First ", "[")):
+            if ln.startswith(("ACTUAL", "DESIRED", "x:", "y:")):
+                break
+            continue
+        keep.append(ln)
+    return "; ".join(keep) or type(e).__name__
+
+
 def _check(impl, result):
     if impl.check is None:
         return
     try:
         impl.check(result)
     except (AssertionError, ValueError) as e:
-        raise ValidationError(f"{impl.name}: {str(e).strip() or type(e).__name__}") from e
+        raise ValidationError(f"{impl.name}: {_short(e)}") from e
 
 
 def validate(impl):
@@ -64,7 +77,7 @@ def validate(impl):
         try:
             impl.validate()
         except (AssertionError, ValueError) as e:
-            raise ValidationError(f"{impl.name}: {str(e).strip() or type(e).__name__}") from e
+            raise ValidationError(f"{impl.name}: {_short(e)}") from e
         return {}
     if impl.per_run_check:
         return {}
@@ -89,14 +102,18 @@ def _calibrate(fn, target_s, max_number, clock):
         number = min(max_number, max(number + 1, min(guess, 10 * number)))
 
 
-def time_interleaved(impls, rounds, target_s=0.02, max_number=1000, clock=time.perf_counter):
+def time_interleaved(impls, rounds, target_s=0.02, max_number=1000, clock=time.perf_counter,
+                     budget_s=None, min_rounds=3):
     """Times already-validated implementations, interleaved; returns {name: Timing}.
 
-    ``rounds`` samples per implementation; a failing per-run check raises
-    ValidationError naming the implementation.
+    ``rounds`` samples per implementation, fewer (but at least ``min_rounds``) when the
+    case has used up ``budget_s`` seconds — a heavily loaded machine must not stretch the
+    run without end. A failing per-run check raises ValidationError naming the
+    implementation.
     """
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
+    start = clock()
     numbers = {}
     for impl in impls:
         numbers[impl.name] = 1 if impl.per_run_check else _calibrate(impl.fn, target_s, max_number, clock)
@@ -114,6 +131,8 @@ def time_interleaved(impls, rounds, target_s=0.02, max_number=1000, clock=time.p
                 _check(impl, result)
                 if impl.metric:
                     metrics[impl.name].append(impl.metric(result))
+        if budget_s is not None and r + 1 >= min_rounds and clock() - start > budget_s:
+            break
     out = {}
     for impl in impls:
         s = samples[impl.name]
