@@ -31,6 +31,11 @@ def plot_ratios(report, path):
     ax.set_yticks(range(len(results)), [r["case"] for r in results], fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    ratio_fmt = FuncFormatter(lambda v, _: f"{v:g}x")
+    ax.xaxis.set_major_formatter(ratio_fmt)
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}x" if str(v)[0] in "25" else ""))
     ax.set_xlabel("ratio (above 1: fastdl is faster)")
     m = report["machine"]
     ax.set_title(f"fastdl bench: {m.get('cpu_model')}, isa={m.get('isa')}, threads={m.get('threads')}", fontsize=9)
