@@ -44,11 +44,22 @@ _KERNELS = (
     "batchnorm_forward_train",
     "batchnorm_forward_eval",
     "batchnorm_backward",
+    "maxout_forward",
+    "maxout_backward",
+    "dense_maxout_forward",
+    "dense_maxout_backward",
+    "dropout_forward",
+    "dropout_backward",
+    "dense_dropout_forward",
+    "dense_dropout_backward",
 )
 
 
 def _on_gpu(a):
-    return type(a) is not np.ndarray and hasattr(a, "__cuda_array_interface__")
+    # Numba device arrays (also the CUDA simulator's, which lack the interface) or any
+    # __cuda_array_interface__ object.
+    return type(a) is not np.ndarray and (
+        hasattr(a, "__cuda_array_interface__") or getattr(a, "__cuda_ndarray__", False))
 
 
 def _device_dispatch(name):
