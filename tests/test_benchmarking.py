@@ -429,3 +429,30 @@ def test_fit_case_times_and_scores_every_library(fake_network, tmp_path):
     for name, t in res["times"].items():
         assert t["metrics"]["accuracy"] >= TINY.fit_min_accuracy, name
     assert "fastdl" in res["times"] and not res["invalid"]
+
+
+def test_cuda_set_on_the_simulator(tmp_path):
+    """The GPU set's code paths, on Numba's CUDA simulator (times mean nothing there)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    import fastdl
+
+    try:
+        import fastdl.cuda  # noqa: F401
+    except ImportError:
+        pytest.skip("this build has no fastdl.cuda")
+    pytest.importorskip("numba")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1",
+               PYTHONPATH=os.pathsep.join([str(Path(fastdl.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+    path = tmp_path / "gpu.json"
+    proc = subprocess.run([sys.executable, "-m", "fastdl.benchmarking", "--device", "cuda", "--sizes", "tiny",
+                           "--json", str(path)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "simulator" in proc.stderr
+    rep = results.load(str(path))
+    assert rep["machine"]["device"] == "cuda" and rep["peak"]["gemm_gflops"] > 0
+    status = {r["case"]: r["status"] for r in rep["results"]}
+    assert status["cuda dense fwd relu 8x16x24"] == "ok" and status["cuda gemm 16^3"] == "ok", status
+    assert set(status.values()) <= {"ok", "skipped"}, [(r["case"], r.get("reason")) for r in rep["results"]]

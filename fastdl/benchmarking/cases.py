@@ -309,23 +309,35 @@ def batchnorm_backward_case(shape):
 
 
 # ---------------------------------------------------------------- optimizer
+ADAM = (1e-3, 0.9, 0.999, 1e-8, 5)  # lr, beta1, beta2, eps, the step number validated
+
+
+def adam_problem(n):
+    """Params, grads and a mid-training Adam state, and a check of one step from them
+    against the float64 formula (PyTorch's Adam)."""
+    lr, b1, b2, eps, step = ADAM
+    rng = np.random.default_rng(0)
+    p0 = rng.standard_normal(n, dtype=np.float32)
+    g = rng.standard_normal(n, dtype=np.float32)
+    m0 = 0.1 * rng.standard_normal(n, dtype=np.float32)
+    v0 = rng.random(n, dtype=np.float32) * 0.01
+    m_ref = b1 * m0.astype(np.float64) + (1 - b1) * g
+    v_ref = b2 * v0.astype(np.float64) + (1 - b2) * g.astype(np.float64) ** 2
+    p_ref = p0 - lr * (m_ref / (1 - b1**step)) / (np.sqrt(v_ref / (1 - b2**step)) + eps)
+
+    def check_state(p, m, v):
+        close(p, p_ref, 1e-6, 1e-3 * lr, "params")  # the step right to 0.1% of lr
+        close(m, m_ref, 1e-4, 1e-7, "exp_avg")
+        close(v, v_ref, 1e-4, 1e-9, "exp_avg_sq")
+
+    return p0, g, m0, v0, check_state
+
+
 def adam_case(n):
     def build(ctx):
         need_kernel("adam_step")
-        lr, b1, b2, eps, step = 1e-3, 0.9, 0.999, 1e-8, 5
-        rng = np.random.default_rng(0)
-        p0 = rng.standard_normal(n, dtype=np.float32)
-        g = rng.standard_normal(n, dtype=np.float32)
-        m0 = 0.1 * rng.standard_normal(n, dtype=np.float32)
-        v0 = rng.random(n, dtype=np.float32) * 0.01
-        m_ref = b1 * m0.astype(np.float64) + (1 - b1) * g
-        v_ref = b2 * v0.astype(np.float64) + (1 - b2) * g.astype(np.float64) ** 2
-        p_ref = p0 - lr * (m_ref / (1 - b1**step)) / (np.sqrt(v_ref / (1 - b2**step)) + eps)
-
-        def check_state(p, m, v):
-            close(p, p_ref, 1e-6, 1e-3 * lr, "params")  # the step right to 0.1% of lr
-            close(m, m_ref, 1e-4, 1e-7, "exp_avg")
-            close(v, v_ref, 1e-4, 1e-9, "exp_avg_sq")
+        p0, g, m0, v0, check_state = adam_problem(n)
+        lr, b1, b2, eps, step = ADAM
 
         # fastdl: validated on the first step from the known state, then timed in place
         fp, fm, fv = p0.copy(), m0.copy(), v0.copy()

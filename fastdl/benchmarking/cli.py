@@ -152,11 +152,15 @@ def run(args, out=None, err=None):
     pin_note = peers.set_threads(threads)
     log = lambda msg: print(msg, file=err, flush=True)  # noqa: E731
     info = machine.info(threads, args.device)
+    if args.device == "cuda":
+        from .cuda_cases import gpu_name
+
+        info["gpu"] = gpu_name(cuda)
     log(f"fastdl bench: {sizes.name} sizes, {len(case_list)} cases, {threads} threads; measuring peak ...")
     if args.device == "cuda":
         from .cuda_cases import gpu_peak
 
-        peak = gpu_peak(cuda, gk, 2 * sizes.peak_gemm_n, 4 * sizes.copy_bytes, sizes.peak_repeats)
+        peak = gpu_peak(cuda, gk, sizes.gpu_gemm_n, sizes.gpu_copy_bytes, sizes.peak_repeats)
     else:
         peak = machine.measure_cpu_peak(sizes.peak_gemm_n, sizes.copy_bytes, sizes.peak_repeats)
     ctx = Context(sizes=sizes, mnist=args.mnist)

@@ -4,13 +4,25 @@ Every timed call ends with a device synchronize, so a time is the kernel's, not 
 launch's. Results are copied back and checked against float64 references before timing.
 """
 
+import sys
 import time
 
 import numpy as np
 
 from . import peers
-from .cases import Case, Prepared, Skip, close, row_sample
+from .cases import ADAM, Case, Prepared, Skip, adam_problem, close, row_sample
 from .timing import Impl
+
+
+_warned = []
+
+
+def gpu_name(cuda):
+    try:
+        name = cuda.get_current_device().name
+    except AttributeError:  # the simulator has no devices to name
+        return "Numba CUDA simulator"
+    return name.decode() if isinstance(name, bytes) else str(name)
 
 
 def require_gpu():
@@ -24,9 +36,10 @@ def require_gpu():
         cuda = fcuda.require()
     except (ImportError, RuntimeError) as e:
         raise RuntimeError(f"--device cuda: {e}") from None
-    if fcuda.is_simulator():
+    if fcuda.is_simulator() and not _warned:
+        _warned.append(True)
         print("warning: NUMBA_ENABLE_CUDASIM=1: the GPU kernels run on Numba's CPU simulator; "
-              "times mean nothing")
+              "times mean nothing", file=sys.stderr)
     return cuda, fcuda.kernels
 
 
@@ -35,6 +48,7 @@ def torch_cuda(notes):
     if t is None or not t.cuda.is_available():
         notes.append("PyTorch with CUDA not available: torch column skipped")
         return None
+    t.backends.cuda.matmul.allow_tf32 = False  # FP32 against FP32
     return t
 
 
@@ -59,6 +73,7 @@ def gpu_peak(cuda, gk, n, copy_bytes, repeats):
     fns = {"fastdl": _synced(cuda, lambda: gk.matmul(da, db, out=dout))}
     t = peers.torch()
     if t is not None and t.cuda.is_available():
+        t.backends.cuda.matmul.allow_tf32 = False
         ta, tb = t.from_numpy(a).cuda(), t.from_numpy(b).cuda()
         tout = t.empty_like(ta)
         fns["torch"] = _synced(cuda, lambda: t.matmul(ta, tb, out=tout))
@@ -79,7 +94,7 @@ def gpu_peak(cuda, gk, n, copy_bytes, repeats):
     return {"gemm_gflops": max(by.values()), "gemm_gflops_by_library": {k: round(v, 1) for k, v in by.items()},
             "gemm_n": n, "copy_gbs": copy, "copy_bytes": m * 4, "repeats": repeats,
             "how": (f"GEMM: best of {repeats} float32 {n}^3 products on the GPU with {', '.join(by)}, "
-                    f"highest taken; copy: best of {repeats} device-to-device copies of {m * 4 / 2**20:.0f} "
+                    f"highest taken; copy: best of {repeats} device-to-device copies of {m * 4 / 2**20:g} "
                     f"MiB, read + written bytes counted")}
 
 
@@ -208,8 +223,46 @@ def gemm_case(n):
     return Case(f"cuda gemm {n}^3", "gemm", build)
 
 
+def adam_case(n):
+    def build(ctx):
+        cuda, gk = require_gpu()
+        if not hasattr(gk, "adam_step"):
+            raise Skip("fastdl.cuda.kernels.adam_step is not in this build")
+        p0, g, m0, v0, check_state = adam_problem(n)
+        lr, b1, b2, eps, step = ADAM
+        dp, dg, dm, dv = map(cuda.to_device, (p0, g, m0, v0))
+        fd_step = _synced(cuda, lambda: gk.adam_step(dp, dg, dm, dv, lr=lr, step=step))
+
+        def fd_validate():
+            fd_step()
+            check_state(dp.copy_to_host(), dm.copy_to_host(), dv.copy_to_host())
+
+        impls = [Impl("fastdl", fd_step, validate=fd_validate)]
+        notes = []
+        t = torch_cuda(notes)
+        if t is not None:
+            tp = t.from_numpy(p0.copy()).cuda().requires_grad_()
+            tp.grad = t.from_numpy(g).cuda()
+            opt = t.optim.Adam([tp], lr=lr, betas=(b1, b2), eps=eps, fused=True)
+            opt.state[tp] = {"step": t.tensor(float(step - 1), device="cuda"),
+                             "exp_avg": t.from_numpy(m0.copy()).cuda(), "exp_avg_sq": t.from_numpy(v0.copy()).cuda()}
+            t_step = _synced(cuda, opt.step)
+
+            def t_validate():
+                t_step()
+                st = opt.state[tp]
+                check_state(_host(tp.detach()), _host(st["exp_avg"]), _host(st["exp_avg_sq"]))
+
+            impls.append(Impl("torch", t_step, validate=t_validate))
+            notes.append("torch: Adam(fused=True)")
+        return Prepared(impls, 7.0 * 4 * n, "GB/s", notes)
+
+    return Case(f"cuda adam step {n / 1e6:g}M params" if n >= 10**6 else f"cuda adam step {n} params",
+                "optim", build)
+
+
 def cuda_cases(sizes):
-    big = sizes.dense_shapes[-1]
-    return [dense_forward_case(sizes.dense_shapes[0]), dense_forward_case(big), dense_backward_case(big),
-            gemm_case(sizes.gemm_n * 2 if sizes.name == "default" else sizes.gemm_n),
-            softmax_ce_case(sizes.ce_shape)]
+    small, big = sizes.dense_shapes[0], sizes.dense_shapes[-1]
+    return [dense_forward_case(s) for s in dict.fromkeys((small, big))] + [dense_backward_case(big),
+            gemm_case(sizes.gpu_gemm_case_n),
+            softmax_ce_case(sizes.ce_shape), adam_case(sizes.adam_n)]

@@ -95,5 +95,5 @@ def measure_cpu_peak(gemm_n, copy_bytes, repeats):
         "repeats": repeats,
         "how": (f"GEMM: best of {repeats} float32 {gemm_n}^3 products (2n^3 flops) with "
                 f"{', '.join(by_lib)}, highest taken; copy: best of {repeats} np.copyto on "
-                f"{n * 4 / 2**20:.0f} MiB arrays, read + written bytes counted"),
+                f"{n * 4 / 2**20:g} MiB arrays, read + written bytes counted"),
     }

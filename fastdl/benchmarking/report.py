@@ -100,7 +100,8 @@ def header_lines(machine, peak):
     out = [
         f"fastdl bench ({machine.get('device', 'cpu')}): {machine.get('cpu_model')}, "
         f"{machine.get('cores_available')} cores available, isa={machine.get('isa')}, "
-        f"threads={machine.get('threads')}" + (f", load average {load[0]:.1f}" if load else ""),
+        f"threads={machine.get('threads')}" + (f", load average {load[0]:.1f}" if load else "")
+        + (f"; GPU {machine['gpu']}" if machine.get("gpu") else ""),
         f"versions: {libs}",
     ]
     if peak:

@@ -19,6 +19,10 @@ class Sizes:
     rounds: int
     target_s: float
     case_budget_s: float  # a kernel case stops sampling after this long (keeping >= 3 rounds)
+    # the GPU set (--device cuda): peak GEMM edge, copy bytes, GEMM case edge
+    gpu_gemm_n: int
+    gpu_copy_bytes: int
+    gpu_gemm_case_n: int
     # kernel cases
     dense_shapes: Tuple[Tuple[int, int, int], ...]
     gemm_n: int
@@ -44,6 +48,7 @@ ISSUE2_SHAPES = ((128, 784, 1024), (128, 1024, 1024), (1024, 1024, 1024), (4096,
 DEFAULT = Sizes(
     name="default", peak_gemm_n=2048, peak_repeats=3, copy_bytes=256 << 20,
     rounds=7, target_s=0.02, case_budget_s=6.0,
+    gpu_gemm_n=4096, gpu_copy_bytes=1 << 30, gpu_gemm_case_n=4096,
     dense_shapes=ISSUE2_SHAPES, gemm_n=2048, ce_shape=(4096, 1000), bn_shape=(4096, 1024),
     adam_n=10_000_000, dropout_shape=(4096, 4096), maxout_shape=(1024, 1024, 256, 4),
     train_steps=(("784-1024-1024-10 b128", (784, 1024, 1024, 10), 128),
@@ -54,6 +59,7 @@ DEFAULT = Sizes(
 QUICK = Sizes(
     name="quick", peak_gemm_n=1024, peak_repeats=3, copy_bytes=64 << 20,
     rounds=3, target_s=0.01, case_budget_s=2.0,
+    gpu_gemm_n=2048, gpu_copy_bytes=256 << 20, gpu_gemm_case_n=2048,
     dense_shapes=((128, 784, 1024), (1024, 1024, 1024)), gemm_n=1024, ce_shape=(1024, 1000),
     bn_shape=(1024, 1024), adam_n=1_000_000, dropout_shape=(1024, 1024), maxout_shape=(256, 784, 256, 4),
     train_steps=(("784-1024-1024-10 b128", (784, 1024, 1024, 10), 128),
@@ -64,6 +70,7 @@ QUICK = Sizes(
 TINY = Sizes(
     name="tiny", peak_gemm_n=64, peak_repeats=3, copy_bytes=1 << 20,
     rounds=2, target_s=0.0005, case_budget_s=1.0,
+    gpu_gemm_n=16, gpu_copy_bytes=64 << 10, gpu_gemm_case_n=16,
     dense_shapes=((8, 16, 24),), gemm_n=48, ce_shape=(16, 10), bn_shape=(16, 24),
     adam_n=1000, dropout_shape=(32, 32), maxout_shape=(8, 16, 6, 3),
     train_steps=(("20-16x2-4 b8", (20, 16, 16, 4), 8),), learn_ratio=0.9,
