@@ -215,6 +215,23 @@ def test_per_run_check_failure_names_the_implementation():
         timing.time_interleaved([impl], rounds=1)
 
 
+def test_a_fit_that_scores_too_low_is_wrong_and_the_others_are_kept():
+    runs = []
+
+    def build(ctx):
+        acc = lambda a: {"accuracy": a}  # noqa: E731
+        check = lambda a: np.testing.assert_array_less(0.5, a)  # noqa: E731
+        return cases.Prepared([
+            timing.Impl("fastdl", lambda: runs.append("f") or 0.9, check, acc, per_run_check=True),
+            timing.Impl("sklearn", lambda: runs.append("s") or 0.1, check, acc, per_run_check=True)], rounds=1)
+
+    res = cli.run_case(cases.Case("fit", "fit", build), cases.Context(sizes=TINY))
+    assert res["status"] == "ok" and set(res["times"]) == {"fastdl"}
+    assert res["times"]["fastdl"]["metrics"] == {"accuracy": 0.9}
+    assert res["invalid"]["sklearn"].startswith("sklearn: ")
+    assert sorted(runs) == ["f", "s"]  # each fit ran once: nothing re-run after the failure
+
+
 def test_training_step_validation_needs_the_loss_to_fall():
     losses = iter(np.linspace(2.0, 0.5, 30))
     network.learns(lambda: next(losses))

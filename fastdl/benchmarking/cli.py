@@ -86,20 +86,13 @@ def run_case(case, ctx, log=None):
     if "fastdl" in res["invalid"]:
         res.update(status="invalid", reason=res["invalid"]["fastdl"])
         return res
-    def timed(impls):
-        return time_interleaved(impls, prep.rounds or ctx.sizes.rounds, ctx.sizes.target_s,
-                                budget_s=ctx.sizes.case_budget_s)
-
-    try:
-        timings = timed(good)
-    except ValidationError as e:  # a per-run check (whole fits) failed
-        name = str(e).split(":", 1)[0]
-        res["invalid"][name] = str(e)
-        if name == "fastdl":
-            res.update(status="invalid", reason=str(e))
-            return res
-        good = [i for i in good if i.name != name]
-        timings = timed(good) if good else {}
+    failures = {}  # per-run checks (whole fits) that failed while timing
+    timings = time_interleaved(good, prep.rounds or ctx.sizes.rounds, ctx.sizes.target_s,
+                               budget_s=ctx.sizes.case_budget_s, failures=failures)
+    res["invalid"].update(failures)
+    if "fastdl" in failures:
+        res.update(status="invalid", reason=failures["fastdl"], times={})
+        return res
     for name, t in timings.items():
         m = dict(metrics.get(name) or {})
         m.update(t.metrics)

@@ -103,13 +103,14 @@ def _calibrate(fn, target_s, max_number, clock):
 
 
 def time_interleaved(impls, rounds, target_s=0.02, max_number=1000, clock=time.perf_counter,
-                     budget_s=None, min_rounds=3):
+                     budget_s=None, min_rounds=3, failures=None):
     """Times already-validated implementations, interleaved; returns {name: Timing}.
 
     ``rounds`` samples per implementation, fewer (but at least ``min_rounds``) when the
     case has used up ``budget_s`` seconds — a heavily loaded machine must not stretch the
     run without end. A failing per-run check raises ValidationError naming the
-    implementation.
+    implementation, or, when a ``failures`` dict is given, is recorded there (name ->
+    message) and that implementation drops out while the others go on.
     """
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
@@ -122,19 +123,29 @@ def time_interleaved(impls, rounds, target_s=0.02, max_number=1000, clock=time.p
     for r in range(rounds):
         k = r % len(impls)
         for impl in impls[k:] + impls[:k]:  # rotate who goes first
+            if failures and impl.name in failures:
+                continue
             n = numbers[impl.name]
             t0 = clock()
             for _ in range(n):
                 result = impl.fn()
             samples[impl.name].append((clock() - t0) / n)
             if impl.per_run_check:
-                _check(impl, result)
+                try:
+                    _check(impl, result)
+                except ValidationError as e:
+                    if failures is None:
+                        raise
+                    failures[impl.name] = str(e)
+                    continue
                 if impl.metric:
                     metrics[impl.name].append(impl.metric(result))
         if budget_s is not None and r + 1 >= min_rounds and clock() - start > budget_s:
             break
     out = {}
     for impl in impls:
+        if failures and impl.name in failures:
+            continue
         s = samples[impl.name]
         m = {}
         if metrics[impl.name]:  # median of each metric over the runs
