@@ -115,6 +115,7 @@ def test_compare_verdicts():
     text = results.render_compare(a, b, list(rows.values()))
     assert "1 faster, 1 slower, 1 within 5%" in text
     assert "isa: avx2 -> avx512" in text
+    assert "load average when run: A 1.0, B 1.0" in text
 
 
 def test_compare_command(tmp_path, capsys):

@@ -86,6 +86,9 @@ def render_compare(a, b, rows, names=("A", "B"), threshold=0.05):
         table_rows.append([r["case"], fmt_time(r.get("a_s")), fmt_time(r.get("b_s")),
                            f"{r['speedup']:.2f}x" if "speedup" in r else "-", r["verdict"], peers])
     lines = [f"A = {names[0]}", f"B = {names[1]}"]
+    la, lb = (x.get("machine", {}).get("load_average") for x in (a, b))
+    if la and lb:
+        lines.append(f"load average when run: A {la[0]:.1f}, B {lb[0]:.1f} (times on a loaded machine move)")
     diff = machine_differences(a, b)
     if diff:
         lines.append("machines or versions differ (compare with care): " + ", ".join(diff))
