@@ -35,6 +35,10 @@ static void pack_a(int mc, int kc, const float* A, long rsa, long csa, float* ds
     for (int i = rows; i < MR; ++i)
       for (int p = pfull; p < kc; ++p) d[p * MR + i] = 0.0f;
     return;
+  } else if (rsa == 1) {
+    // A is a transposed view (dw = x^T @ dz): each p-step is MR contiguous floats.
+    for (int p = 0; p < kc; ++p) V::load_n(a + p * csa, rows).store_n(d + p * MR, MR);
+    return;
   } else {
     for (int p = 0; p < kc; ++p) {
       const float* ap = a + p * csa;

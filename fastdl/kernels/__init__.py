@@ -48,7 +48,10 @@ _KERNELS = (
 
 
 def _on_gpu(a):
-    return type(a) is not np.ndarray and hasattr(a, "__cuda_array_interface__")
+    # Numba device arrays (also the CUDA simulator's, which lack the interface) or any
+    # __cuda_array_interface__ object.
+    return type(a) is not np.ndarray and (
+        hasattr(a, "__cuda_array_interface__") or getattr(a, "__cuda_ndarray__", False))
 
 
 def _device_dispatch(name):

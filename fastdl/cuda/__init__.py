@@ -1,0 +1,78 @@
+"""fastdl's GPU kernels, written in Numba CUDA (the ``cuda`` extra: ``pip install fastdl[cuda]``).
+
+The kernels are reached through :mod:`fastdl.kernels` (the device is chosen by the array
+passed in) or directly from :mod:`fastdl.cuda.kernels`. They take any array exposing
+``__cuda_array_interface__`` (Numba device arrays, CuPy arrays, PyTorch CUDA tensors)
+without copying and return Numba device arrays. Converting a foreign array costs time on
+every call, so hot loops should convert once (:func:`as_device`) and pass the results.
+
+Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, set before numba is imported)
+the same code runs on the CPU, slowly: that is how the tests run without a GPU.
+"""
+
+INSTALL_HINT = "install the GPU extra with `pip install fastdl[cuda]` (numba-cuda)"
+
+
+def _numba_cuda():
+    """numba.cuda, or None when numba-cuda is not installed."""
+    try:
+        from numba import cuda
+    except ImportError:
+        return None
+    return cuda
+
+
+def is_available():
+    """True when the GPU kernels can run: numba-cuda is installed and a GPU (or the
+    simulator, NUMBA_ENABLE_CUDASIM=1) is usable."""
+    cuda = _numba_cuda()
+    if cuda is None:
+        return False
+    try:
+        return bool(cuda.is_available())
+    except Exception:  # a broken driver install reports through exceptions
+        return False
+
+
+def is_simulator():
+    """True when Numba runs CUDA kernels on its CPU simulator."""
+    cuda = _numba_cuda()
+    if cuda is None:
+        return False
+    try:
+        from numba.cuda.core import config
+    except ImportError:  # older numba-cuda
+        from numba.core import config
+    return bool(config.ENABLE_CUDASIM)
+
+
+def require():
+    """Returns numba.cuda, or raises ImportError/RuntimeError saying what to install."""
+    cuda = _numba_cuda()
+    if cuda is None:
+        raise ImportError(f"fastdl's GPU kernels need numba-cuda, which is not installed: {INSTALL_HINT}")
+    if not is_available():
+        raise RuntimeError(
+            "fastdl's GPU kernels found no usable CUDA GPU (numba.cuda.is_available() is False): "
+            f"check the NVIDIA driver, {INSTALL_HINT}, or set NUMBA_ENABLE_CUDASIM=1 before "
+            "importing numba to run them on the CPU simulator")
+    return cuda
+
+
+_LAZY = {"kernels": ("fastdl.cuda.kernels", None), "as_device": ("fastdl.cuda.arrays", "as_device"),
+         "FusedMLP": ("fastdl.cuda.fused_mlp", "FusedMLP")}
+
+
+def __getattr__(name):
+    # `fastdl.cuda.kernels` and friends load numba.cuda only when first used.
+    if name not in _LAZY:
+        raise AttributeError(f"module 'fastdl.cuda' has no attribute {name!r}")
+    import importlib
+
+    require()
+    module_name, attr = _LAZY[name]
+    module = importlib.import_module(module_name)
+    return module if attr is None else getattr(module, attr)
+
+
+__all__ = ["is_available", "is_simulator", "require", "kernels", "as_device", "FusedMLP", "INSTALL_HINT"]

@@ -1,0 +1,121 @@
+"""Array interop for the GPU kernels: zero-copy views of foreign device arrays, argument
+checks that name the argument (like the CPU bindings), output allocation and launch
+configurations built once."""
+
+import functools
+import math
+
+import numpy as np
+
+from fastdl.cuda import require
+
+cuda = require()
+
+_DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.uint8): "uint8",
+                np.dtype(np.int32): "int32", np.dtype(np.int64): "int64"}
+
+
+def _shape_str(shape):
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def as_device(a, name="array"):
+    """A Numba device array viewing `a` (anything exposing __cuda_array_interface__),
+    without a copy. Numba device arrays are returned as they are; converting a foreign
+    array (CuPy, torch) costs time, so do it once outside hot loops."""
+    if cuda.devicearray.is_cuda_ndarray(a):
+        return a
+    if hasattr(a, "__cuda_array_interface__"):
+        return cuda.as_cuda_array(a)
+    if isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: got a numpy.ndarray; the GPU kernels need a device array "
+                        "(numba.cuda.to_device(a) once, a CuPy array or a torch CUDA tensor); "
+                        "numpy arrays run the CPU kernels through fastdl.kernels")
+    raise TypeError(f"{name}: expected a GPU array exposing __cuda_array_interface__, "
+                    f"got {type(a).__name__}")
+
+
+def checked(a, name, ndim, what="", dtype=np.float32):
+    """`a` as a device array after checking dtype, rank and C-contiguity."""
+    d = as_device(a, name)
+    dt = np.dtype(dtype)
+    if d.dtype != dt:
+        dn = _DTYPE_NAMES.get(dt, str(dt))
+        raise TypeError(f"{name}: expected dtype {dn}, got {d.dtype} (convert with .astype({dn}))")
+    if d.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array {what}, got shape {_shape_str(d.shape)}")
+    if not d.is_c_contiguous():
+        raise ValueError(f"{name}: expected a C-contiguous array, got a strided view of shape "
+                         f"{_shape_str(d.shape)} (fastdl never copies silently)")
+    return d
+
+
+def checked_f32(a, name, ndim, what=""):
+    return checked(a, name, ndim, what, np.float32)
+
+
+def expect_dim(d, name, axis, expected, why):
+    if d.shape[axis] != expected:
+        raise ValueError(f"{name}: expected shape[{axis}] == {expected} ({why}), "
+                         f"got shape {_shape_str(d.shape)}")
+
+
+def _span(d):
+    ptr = d.__cuda_array_interface__["data"][0] if hasattr(d, "__cuda_array_interface__") else None
+    if ptr is None:  # the simulator's arrays: compare the host buffers they wrap
+        base = np.asarray(d._ary) if hasattr(d, "_ary") else None
+        if base is None:
+            return None
+        ptr = base.__array_interface__["data"][0]
+    return ptr, ptr + d.size * d.dtype.itemsize
+
+
+def overlaps(a, b):
+    sa, sb = _span(a), _span(b)
+    if sa is None or sb is None or a.size == 0 or b.size == 0:
+        return False
+    return sa[0] < sb[1] and sb[0] < sa[1]
+
+
+def checked_out(out, name, shape, inputs):
+    """An out= argument: float32, C-contiguous, exactly `shape`, sharing memory with no input."""
+    d = checked_f32(out, name, len(shape))
+    for axis, s in enumerate(shape):
+        expect_dim(d, name, axis, s, "the result's shape")
+    for in_name, arr in inputs:
+        if arr is not None and overlaps(d, arr):
+            raise ValueError(f"{name}: shares memory with input '{in_name}'; the kernels do not run in place")
+    return d
+
+
+def empty(shape, dtype=np.float32):
+    return cuda.device_array(shape, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def dummy(dtype=np.float32):
+    """A one-element device array standing in for an absent optional argument (b=None)."""
+    return cuda.to_device(np.zeros(1, dtype=dtype))
+
+
+def blocks(n, per_block):
+    return max(1, math.ceil(n / per_block))
+
+
+@functools.lru_cache(maxsize=4096)
+def _configured(kernel, grid, block, shared):
+    return kernel[grid, block, 0, shared]
+
+
+from fastdl.cuda import is_simulator
+
+_SIMULATOR = is_simulator()
+
+
+def launcher(kernel, grid, block, shared=0):
+    """kernel[grid, block] built once per configuration (rebuilding it costs launch time).
+    The simulator's kernel[...] configures the kernel object itself and returns it, so
+    there nothing can be cached."""
+    if _SIMULATOR:
+        return kernel[grid, block, 0, shared]
+    return _configured(kernel, grid, block, shared)

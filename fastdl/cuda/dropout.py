@@ -1,0 +1,156 @@
+"""Dropout on the GPU with the counter-based Philox masks of docs/kernels.md: the keep bit
+of flat element i is a pure function of (seed, step, stream, i), so the GPU and the CPU
+draw the same masks. One thread per mask byte (8 elements, two Philox calls), which
+writes the byte whole: no atomics on the packed mask."""
+
+import functools
+
+import numpy as np
+from numba import uint8, uint64
+
+from fastdl.cuda import activations as A
+from fastdl.cuda import column_grad, gemm, philox, require
+from fastdl.cuda.arrays import blocks, checked, dummy, checked_f32, checked_out, empty, expect_dim, launcher
+from fastdl.cuda.dense import check_dense, check_saved, parse_alpha, weight_grads
+
+cuda = require()
+THREADS = 256
+ZERO = np.float32(0.0)
+
+
+@functools.lru_cache(maxsize=None)
+def _mask_kernel(write_y):
+    """Writes mask bytes (and y = x * keep * scale when write_y) for a flat tensor."""
+
+    @cuda.jit
+    def kernel(y, mask, x, size, k0, k1, step, stream, threshold, keep_scale):
+        byte = cuda.grid(1)
+        nbytes = (size + 7) // 8
+        if byte >= nbytes:
+            return
+        bits = 0
+        for half in range(2):
+            i0 = byte * 8 + half * 4
+            r0, r1, r2, r3 = philox.philox4x32_10(uint64(i0 >> 2) & philox.MASK32, uint64(i0 >> 34),
+                                                  step, stream, k0, k1)
+            for lane in range(4):
+                w = r0
+                if lane == 1:
+                    w = r1
+                elif lane == 2:
+                    w = r2
+                elif lane == 3:
+                    w = r3
+                i = i0 + lane
+                if i < size:
+                    kept = philox.keep_word(w, threshold)
+                    if kept:
+                        bits |= 1 << (half * 4 + lane)
+                    if write_y:
+                        y[i] = x[i] * keep_scale if kept else ZERO
+        mask[byte] = uint8(bits)
+
+    return kernel
+
+
+@cuda.jit
+def _dropout_backward(dx, dy, mask, size, keep_scale):
+    i = cuda.grid(1)
+    if i < size:
+        kept = (mask[i >> 3] >> (i & 7)) & 1
+        dx[i] = dy[i] * keep_scale if kept != 0 else ZERO
+
+
+def _keep_scale(p, scale):
+    return np.float32(1.0 / (1.0 - p)) if scale else np.float32(1.0)
+
+
+def _flat(d):
+    return d.reshape(d.size) if d.ndim != 1 else d
+
+
+def _write_mask(mask, size, seedwords, thr, y=None, x=None, keep_scale=np.float32(1.0)):
+    k0, k1, step, stream = seedwords
+    nbytes = (size + 7) // 8
+    if nbytes:
+        write_y = y is not None
+        f1 = dummy(np.float32)
+        launcher(_mask_kernel(write_y), (blocks(nbytes, THREADS),), (THREADS,))(
+            y if write_y else f1, mask, x if write_y else f1, size, k0, k1, step, stream, thr, keep_scale)
+
+
+def check_mask(mask, size):
+    mask = checked(mask, "mask", 1, "of packed keep bits", np.uint8)
+    expect_dim(mask, "mask", 0, (size + 7) // 8, f"ceil(size / 8) for {size} elements")
+    return mask
+
+
+def dropout_forward(x, p, seed, step, stream=0, *, scale=True, out=None):
+    """(y, mask): y = x * keep / (1 - p) (or x * keep with scale=False)."""
+    p = philox.check_p(p)
+    x = checked(x, "x", x.ndim if hasattr(x, "ndim") else 1, "", np.float32)
+    words = philox.key_words(seed, step, stream)
+    y = empty(x.shape) if out is None else checked_out(out, "out", x.shape, (("x", x),))
+    mask = empty(((x.size + 7) // 8,), np.uint8)
+    _write_mask(mask, x.size, words, philox.threshold(p), _flat(y), _flat(x), _keep_scale(p, scale))
+    return y, mask
+
+
+def dropout_backward(dy, mask, p, *, scale=True):
+    """dx = dy * keep (/ (1 - p))."""
+    p = philox.check_p(p)
+    dy = checked(dy, "dy", dy.ndim if hasattr(dy, "ndim") else 1, "", np.float32)
+    mask = check_mask(mask, dy.size)
+    dx = empty(dy.shape)
+    if dy.size:
+        launcher(_dropout_backward, (blocks(dy.size, THREADS),), (THREADS,))(
+            _flat(dx), _flat(dy), mask, dy.size, _keep_scale(p, scale))
+    return dx
+
+
+def dense_dropout_forward(x, w, b, activation, p, seed, step, stream=0, *, alpha=None, scale=True):
+    """(y, mask) or (y, mask, z): dense + activation + dropout in the GEMM epilogue, then
+    the packed mask from the same Philox words (a second, small launch)."""
+    code = A.code_of(activation)
+    p = philox.check_p(p)
+    x, w, b = check_dense(x, w, b)
+    words = philox.key_words(seed, step, stream)
+    n, k = x.shape
+    m = w.shape[1]
+    a_scalar, a_vec = parse_alpha(activation, alpha, m)
+    needs_z = activation in A.NEEDS_Z
+    y = empty((n, m))
+    z = empty((n, m)) if needs_z else None
+    thr = philox.threshold(p)
+    kernel = gemm.gemm_kernel(False, False, gemm.DROPOUT, code, b is not None, needs_z)
+    gemm.launch(kernel, x, w, y, n, m, k, Z=z, bias=b, alpha_vec=a_vec, alpha=a_scalar,
+                dropout=(*words, thr, _keep_scale(p, scale)))
+    mask = empty(((n * m + 7) // 8,), np.uint8)
+    _write_mask(mask, n * m, words, thr)
+    return (y, mask, z) if needs_z else (y, mask)
+
+
+def dense_dropout_backward(dy, x, w, activation, mask, p, *, y=None, z=None, alpha=None,
+                           scale=True, need_dx=True):
+    """As dense_backward, through the dropout mask. `y` is the output of
+    dense_dropout_forward (after dropout): where kept it is f(z) * scale, so the
+    y-based derivatives see y * (1 - p) when scale is True."""
+    code = A.code_of(activation)
+    p = philox.check_p(p)
+    dy = checked_f32(dy, "dy", 2, "of shape (N, M)")
+    x, w, _ = check_dense(x, w, None)
+    n, m = x.shape[0], w.shape[1]
+    expect_dim(dy, "dy", 0, n, "N = x.shape[0]")
+    expect_dim(dy, "dy", 1, m, "M = w.shape[1]")
+    a_scalar, a_vec = parse_alpha(activation, alpha, m)
+    s = check_saved(activation, y, z, n, m)
+    mask = check_mask(mask, n * m)
+    db = empty((m,))
+    dalpha = empty((m,)) if activation == "prelu" else None
+    dz = empty((n, m))
+    if m:
+        column_grad.launch(column_grad.DROPOUT, code, dz=dz, db=db, dy=dy, N=n, M=m, s=s,
+                           dalpha=dalpha, alpha_vec=a_vec, alpha=a_scalar, mask=mask,
+                           keep_scale=_keep_scale(p, scale), unscale=(1.0 - p) if scale else 1.0)
+    dx, dw = weight_grads(dz, x, w, need_dx)
+    return (dx, dw, db, dalpha) if dalpha is not None else (dx, dw, db)
