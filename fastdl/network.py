@@ -304,6 +304,32 @@ class Sequential:
                 self._max_norm_kernel(stage.w, stage.max_norm)
         return loss
 
+    def compute_gradients(self, x, y):
+        """Forward (training behaviour: dropout masks, batch statistics), loss and backward
+        on one mini-batch: fills ``flat_grads`` and returns the loss, without updating the
+        parameters. With ``apply_gradients`` it splits ``train_step`` for custom loops
+        (e.g. averaging ``flat_grads`` across processes in between)."""
+        self._require_compiled("compute_gradients")
+        if self._backend.name != "cpu":
+            x, y = self._device_batch(x, y)
+        self._step += 1
+        h = x
+        for stage in self._stages:
+            h = stage.forward_train(h, self._step)
+        self._last_output = h
+        loss, d = self.loss(h, y)
+        for stage in self._bwd_stages:
+            d = stage.backward(d)
+        return loss
+
+    def apply_gradients(self):
+        """One optimizer update of ``flat_params`` from ``flat_grads`` (then max-norm)."""
+        self._require_compiled("apply_gradients")
+        self.optimizer.step(self.flat_params, self.flat_grads)
+        if self._max_norm_kernel is not None:
+            for stage in self._max_norm_stages:
+                self._max_norm_kernel(stage.w, stage.max_norm)
+
     def _device_batch(self, x, y):
         """Copies a numpy mini-batch into preallocated device buffers (GPU models)."""
         if not isinstance(x, np.ndarray):
