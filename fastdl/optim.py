@@ -53,8 +53,8 @@ class Optimizer:
             value = float(value)
         except (TypeError, ValueError):
             raise TypeError(f"lr: expected a number, got {type(value).__name__}") from None
-        if not value >= 0.0:
-            raise ValueError(f"lr: expected a learning rate >= 0, got {value!r}")
+        if not 0.0 < value < float("inf"):
+            raise ValueError(f"lr: expected a finite learning rate > 0, got {value!r}")
         self._lr = value
 
     # -- binding to a parameter layout ---------------------------------------------

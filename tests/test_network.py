@@ -144,7 +144,7 @@ def test_dropout_fresh_masks_each_step_and_none_at_inference():
     x = np.ones((16, 32), np.float32)
     m = fastdl.Sequential([Dropout(0.5), Dense(32, 32, init="zeros", bias_init=1.0, activation="relu"),
                            Dropout(0.5), Dense(32, 2)], seed=0)
-    m.compile(optimizer=fastdl.optim.SGD(lr=0.0))
+    m.compile(optimizer=fastdl.optim.SGD())
     drop_in, dense = m._stages[0], m._stages[1]
     m.compute_gradients(x, np.zeros(16, np.int64))
     y1, mask1 = dense.y.copy(), drop_in.mask.copy()
@@ -164,7 +164,7 @@ def test_scale_at_test_dropout_multiplies_by_keep_probability_at_inference():
     x = np.ones((4, 8), np.float32)
     m = fastdl.Sequential([Dense(8, 8, init="zeros", bias_init=1.0, activation="relu"),
                            Dropout(0.25, scale_at_test=True), Dense(8, 2)], seed=0)
-    m.compile(optimizer=fastdl.optim.SGD(lr=0.0))
+    m.compile(optimizer=fastdl.optim.SGD())
     m.compute_gradients(x, np.zeros(4, np.int64))
     assert set(np.unique(m._stages[0].y)) <= {0.0, 1.0}  # no scaling in training
     np.testing.assert_allclose(m._stages[0].forward_eval(x), 0.75)
@@ -178,7 +178,7 @@ def test_batchnorm_uses_running_statistics_at_inference():
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((64, 3)) * 3 + 5).astype(np.float32)
     m = fastdl.Sequential([BatchNorm(3, momentum=1.0), Dense(3, 2)], seed=0)
-    m.compile(optimizer=fastdl.optim.SGD(lr=0.0))
+    m.compile(optimizer=fastdl.optim.SGD())
     m.compute_gradients(x, np.zeros(64, np.int64))
     bn = m._stages[0]
     np.testing.assert_allclose(bn.running_mean, x.mean(0), rtol=1e-5)
