@@ -91,11 +91,12 @@ class CosineDecay(Schedule):
 class ReduceLROnPlateau(Schedule):
     """PyTorch's ReduceLROnPlateau: mode 'min', factor 0.1, patience 10, threshold 1e-4
     ('rel': better means value < best * (1 - threshold); 'abs': value < best - threshold),
-    cooldown 0, min_lr 0."""
+    cooldown 0, min_lr 0; a reduction smaller than eps (1e-8) is skipped."""
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
-                 cooldown=0, min_lr=0.0, mode="min"):
+                 cooldown=0, min_lr=0.0, mode="min", eps=1e-8):
         super().__init__(None)
+        self.eps = float(eps)
         factor = float(factor)
         if not 0.0 < factor < 1.0:
             raise ValueError(f"factor: expected a value in (0, 1), got {factor}")
@@ -138,7 +139,9 @@ class ReduceLROnPlateau(Schedule):
             self.cooldown_counter -= 1
             self.num_bad_epochs = 0
         if self.num_bad_epochs > self.patience:
-            lr = max(lr * self.factor, self.min_lr)
+            new_lr = max(lr * self.factor, self.min_lr)
+            if lr - new_lr > self.eps:  # PyTorch ignores changes smaller than eps
+                lr = new_lr
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
         return lr

@@ -89,7 +89,10 @@ def _read(path):
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             if "fastdl.json" not in z.files:
                 raise ModelFileError(f"{path}: not a fastdl model file (a zip/npz archive without fastdl.json)")
-            meta = json.loads(z["fastdl.json"].tobytes().decode())
+            raw = z["fastdl.json"]
+            if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8:
+                raise ModelFileError(f"{path}: not a fastdl model file (fastdl.json is not fastdl's metadata)")
+            meta = json.loads(raw.tobytes().decode())
             arrays = {k: z[k] for k in z.files if k != "fastdl.json"}
     except ModelFileError:
         raise
