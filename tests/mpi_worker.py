@@ -19,8 +19,6 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
 import fastdl  # noqa: E402
 from fastdl import _device, callbacks, optim  # noqa: E402
 

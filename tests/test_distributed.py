@@ -18,7 +18,6 @@ import pytest
 import fastdl
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 WORKER = os.path.join(HERE, "mpi_worker.py")
 MPIRUN = shutil.which("mpirun") or shutil.which("mpiexec")
 
@@ -42,7 +41,9 @@ def env():
         "OMPI_MCA_btl": "self,tcp", "OMPI_MCA_btl_tcp_if_include": "lo", "OMPI_MCA_oob_tcp_if_include": "lo",
         "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_ALLOW_RUN_AS_ROOT": "1",
         "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join([ROOT, e.get("PYTHONPATH", "")]),
+        # the workers import the fastdl this process imported (source tree or installed)
+        "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(fastdl.__file__))),
+                                       e.get("PYTHONPATH", "")]),
         # MPICH/Hydra: loopback only
         "MPIR_CVAR_CH4_NETMOD": e.get("MPIR_CVAR_CH4_NETMOD", ""), "HYDRA_IFACE": "lo",
     })
@@ -62,7 +63,7 @@ def mpirun(mode, out, cfg=None, n=2, timeout=LAUNCH_TIMEOUT, check=True):
     if cfg:
         cmd.append(json.dumps(cfg))
     t0 = time.monotonic()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env(), cwd=ROOT)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env(), cwd=HERE)
     p.elapsed = time.monotonic() - t0
     if check and p.returncode != 0:
         raise AssertionError(f"mpirun {mode} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
@@ -71,7 +72,7 @@ def mpirun(mode, out, cfg=None, n=2, timeout=LAUNCH_TIMEOUT, check=True):
 
 def reference(out, cfg=None):
     cmd = [sys.executable, WORKER, "reference", str(out)] + ([json.dumps(cfg)] if cfg else [])
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT, env=env(), cwd=ROOT)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT, env=env(), cwd=HERE)
     assert p.returncode == 0, p.stderr
     return np.load(out / "params.npy"), read_json(out / "history.json")
 
