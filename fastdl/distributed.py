@@ -146,19 +146,27 @@ class Communicator:
                 self._staging = np.empty(n, np.float32)
         return self._staging[:n]
 
-    def _on_device(self, buf, collective):
-        """Runs collective(host_or_device_buffer) on a flat float32 buffer."""
+    def _on_device(self, buf, collective, scale=None):
+        """Runs collective(host_or_device_buffer) on a flat buffer, after multiplying
+        this rank's contribution by `scale` (where it is cheapest: on the host copy when
+        staging)."""
         if not _device.is_device_array(buf):
+            if scale is not None:
+                buf *= buf.dtype.type(scale)
             collective(buf)
             return
         if self.cuda_aware and hasattr(buf, "__cuda_array_interface__"):
             from numba import cuda
 
+            if scale is not None:
+                _device.get_backend("cuda").scale_(buf, scale)
             cuda.synchronize()  # the kernels that wrote buf have finished
             collective(buf)
             return
         host = self._host_stage(buf.shape[0])
         buf.copy_to_host(host)
+        if scale is not None:
+            host *= np.float32(scale)
         collective(host)
         buf.copy_to_device(host)
 
@@ -178,9 +186,11 @@ class Communicator:
                     f"rank {self.rank}: {what} did not complete within {self.timeout:g} s; another rank has died "
                     "or hangs")
 
-    def allreduce_(self, buf, what="Allreduce"):
-        """buf = the sum of every rank's buf, in place."""
+    def allreduce_(self, buf, what="Allreduce", scale=None):
+        """buf = the sum over the ranks of (scale * buf), in place."""
         if self.size == 1:
+            if scale is not None and scale != 1:
+                self._on_device(buf, lambda b: None, scale)
             return
         MPI = self.MPI
 
@@ -190,7 +200,7 @@ class Communicator:
             else:
                 self._wait(self.comm.Iallreduce(MPI.IN_PLACE, b, op=MPI.SUM), what)
 
-        self._on_device(buf, run)
+        self._on_device(buf, run, scale)
 
     def bcast_(self, buf, root=0, what="Bcast"):
         """buf = root's buf, in place."""
@@ -426,15 +436,12 @@ def _fit(model, comm, x, y, epochs, batch_size, validation_data, validation_spli
                 for st in stages:
                     st.row_offset = lo
                 loss = float(model.compute_gradients(xb, yb))
-                if rows * comm.size != m:
-                    backend.scale_(model.flat_grads, rows / m)
-                elif comm.size > 1:
-                    backend.scale_(model.flat_grads, 1.0 / comm.size)
             else:  # a last batch smaller than the world: this rank contributes nothing
                 model._step += 1  # dropout steps stay in lockstep with the other ranks
-                backend.scale_(model.flat_grads, 0.0)
                 loss = 0.0
-            comm.allreduce_(model.flat_grads, "Allreduce of the gradients")
+            # this rank's mean gradient weighs rows / m (exactly 1 / N for even shards)
+            share = None if comm.size == 1 else (1.0 / comm.size if rows * comm.size == m else rows / m)
+            comm.allreduce_(model.flat_grads, "Allreduce of the gradients", scale=share)
             model.apply_gradients()
             seen += rows
             loss_sum += loss * rows
@@ -454,8 +461,7 @@ def _fit(model, comm, x, y, epochs, batch_size, validation_data, validation_spli
         if model._bn_stages:  # shard statistics differ: every replica keeps the mean
             for st in model._bn_stages:
                 for a in (st.running_mean, st.running_var):
-                    comm.allreduce_(a, "Allreduce of the BatchNorm statistics")
-                    backend.scale_(a, 1.0 / comm.size)
+                    comm.allreduce_(a, "Allreduce of the BatchNorm statistics", scale=1.0 / comm.size)
         if val is not None:
             logs.update(_evaluate(model, comm, val, max(batch_size, 256)))
         logs["lr"] = model.optimizer.lr

@@ -4,6 +4,8 @@ reference). Rank 0 writes its results into OUTDIR.
 
 Modes:
 - reference: ``model.fit`` in this one process (no MPI at all);
+  (config {"device": "cuda"} runs either on the GPU, or Numba's simulator with
+  NUMBA_ENABLE_CUDASIM=1: the staging of device buffers through host memory)
 - train: ``fastdl.distributed.fit`` over the ranks;
 - masks: one global batch: every rank's dropout masks on its shard, gathered, next to
   the masks of the whole batch in one process;
@@ -24,7 +26,7 @@ from fastdl import _device, callbacks, optim  # noqa: E402
 
 DEFAULTS = {"n": 1536, "d": 20, "classes": 3, "hidden": 48, "dropout": 0.0, "input_dropout": 0.0,
             "optimizer": "numpy_adam", "lr": 1e-3, "epochs": 4, "batch_size": 32, "seed": 7, "die_epoch": 2,
-            "timeout": None, "validation": True}
+            "timeout": None, "validation": True, "device": "cpu"}
 
 
 class NumpyAdam(optim.Optimizer):
@@ -77,7 +79,7 @@ def build(cfg):
     if cfg["dropout"]:
         layers.append(fastdl.Dropout(cfg["dropout"]))
     layers += [fastdl.Dense(cfg["hidden"], cfg["classes"])]
-    model = fastdl.Sequential(layers, seed=cfg["seed"])
+    model = fastdl.Sequential(layers, seed=cfg["seed"], device=cfg["device"])
     opt = NumpyAdam(lr=cfg["lr"]) if cfg["optimizer"] == "numpy_adam" else optim.get(cfg["optimizer"], lr=cfg["lr"])
     model.compile(optimizer=opt, loss="softmax_cross_entropy", metrics=["accuracy"])
     return model
@@ -115,7 +117,7 @@ def main():
         stop.append(callbacks.EarlyStopping(monitor="val_loss", patience=cfg["early_stopping"], min_delta=1e-3))
     if mode == "reference":
         hist = model.fit(x, y, callbacks=stop, **fit_kw)
-        np.save(os.path.join(out, "params.npy"), model.flat_params)
+        np.save(os.path.join(out, "params.npy"), _device.to_host(model.flat_params))
         with open(os.path.join(out, "history.json"), "w") as f:
             json.dump(hist.history, f)
         return
@@ -142,9 +144,10 @@ def main():
     if mode in ("die", "hang"):
         cbs.append(Saboteur(r, cfg["die_epoch"], mode))
     hist = distributed.fit(model, x, y, callbacks=cbs, timeout=cfg["timeout"], **fit_kw)
-    finger = comm.gather(np.asarray(model.flat_params).copy(), root=0)
+    params = _device.to_host(model.flat_params).copy()
+    finger = comm.gather(params, root=0)
     if r == 0:
-        np.save(os.path.join(out, "params.npy"), model.flat_params)
+        np.save(os.path.join(out, "params.npy"), params)
         np.save(os.path.join(out, "params_all_ranks.npy"), np.stack(finger))
         with open(os.path.join(out, "history.json"), "w") as f:
             json.dump(hist.history, f)

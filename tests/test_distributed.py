@@ -55,7 +55,7 @@ def is_open_mpi():
     return "Open MPI" in out.stdout + out.stderr
 
 
-def mpirun(mode, out, cfg=None, n=2, timeout=LAUNCH_TIMEOUT, check=True):
+def mpirun(mode, out, cfg=None, n=2, timeout=LAUNCH_TIMEOUT, check=True, extra_env=None):
     cmd = [MPIRUN]
     if is_open_mpi():
         cmd += ["--oversubscribe", "--allow-run-as-root"]
@@ -63,16 +63,18 @@ def mpirun(mode, out, cfg=None, n=2, timeout=LAUNCH_TIMEOUT, check=True):
     if cfg:
         cmd.append(json.dumps(cfg))
     t0 = time.monotonic()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env(), cwd=HERE)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**env(), **(extra_env or {})},
+                       cwd=HERE)
     p.elapsed = time.monotonic() - t0
     if check and p.returncode != 0:
         raise AssertionError(f"mpirun {mode} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
     return p
 
 
-def reference(out, cfg=None):
+def reference(out, cfg=None, extra_env=None):
     cmd = [sys.executable, WORKER, "reference", str(out)] + ([json.dumps(cfg)] if cfg else [])
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT, env=env(), cwd=HERE)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT,
+                       env={**env(), **(extra_env or {})}, cwd=HERE)
     assert p.returncode == 0, p.stderr
     return np.load(out / "params.npy"), read_json(out / "history.json")
 
@@ -215,6 +217,24 @@ def test_single_process_distributed_fit_is_model_fit(tmp_path):
     np.testing.assert_array_equal(a.flat_params, b.flat_params)
     assert ha.history["val_loss"] == hb.history["val_loss"]
     assert all(st.row_offset == 0 for st in b._stages)
+
+
+def test_gpu_ranks_staged_through_host_memory_on_the_simulator(dirs):
+    # device="cuda" models on Numba's CUDA simulator: the flat gradient buffer is a
+    # device array, staged through host memory for the Allreduce (no CUDA-aware MPI)
+    try:
+        import numba.cuda  # noqa: F401
+    except ImportError:
+        pytest.skip("numba-cuda is not installed (pip install fastdl[cuda])")
+    sim = {"NUMBA_ENABLE_CUDASIM": "1", "FASTDL_MPI_CUDA_AWARE": "0"}
+    cfg = {"device": "cuda", "optimizer": "adam", "n": 64, "d": 8, "hidden": 16, "epochs": 2, "batch_size": 22,
+           "dropout": 0.25, "validation": False}
+    ref_params, _ = reference(dirs[0], cfg, sim)
+    mpirun("train", dirs[1], cfg, extra_env=sim)
+    params, per_rank, _ = results(dirs[1])
+    np.testing.assert_array_equal(per_rank[0], per_rank[1])
+    assert rel(params, ref_params) < 1e-6
+    assert rel(ref_params, _initial_params(dict(cfg, device="cpu", optimizer="numpy_adam"))) > 1e-3
 
 
 def test_shard_bounds_cover_the_batch():
