@@ -15,6 +15,9 @@ class Stage:
     params = ()  # (layer, ParamSpec) pairs in buffer order
     max_norm = None
     need_dx = True
+    # Row of the global mini-batch that this batch's first row is: data-parallel ranks
+    # (fastdl.distributed) set it so dropout draws the mask of the global sample index.
+    row_offset = 0
 
     def __init__(self, backend):
         self.backend = backend
@@ -78,7 +81,7 @@ class DenseStage(Stage):
         self.x = x
         if self.p:
             r = self._dfwd(x, self.w, self.b, self.act, self.p, self.seed, step, self.stream, alpha=self.alpha,
-                           scale=self.scale)
+                           scale=self.scale, offset=self.row_offset * self.m)
             if self.needs_z:
                 self.y, self.mask, self.z = r
             else:
@@ -166,7 +169,7 @@ class DropoutStage(Stage):
         if not self.p:
             return x
         y, self.mask = self._fwd(x, self.p, self.seed, step, self.stream, scale=self.scale,
-                                 out=self._buffer(x.shape[0], self.m))
+                                 out=self._buffer(x.shape[0], self.m), offset=self.row_offset * self.m)
         return y
 
     def forward_eval(self, x):
