@@ -66,7 +66,7 @@ class Context:
             "plots skipped: matplotlib is not installed (pip install 'fastdl[plot]')" if plots else "plots skipped")
         self.files = []
         self.images = []
-        self._data = None
+        self._data = self._used = None
         self.t0 = time.perf_counter()
 
     # -- settings --------------------------------------------------------------------
@@ -83,7 +83,8 @@ class Context:
         only 1,438 / 359, so the cuts matter for MNIST)."""
         if self._data is None:
             self._data = load_data(self.mnist, self.seed)
-        return self._data.subset(n_train, n_val)
+        self._used = self._data.subset(n_train, n_val)
+        return self._used
 
     @property
     def on_mnist(self):
@@ -139,7 +140,7 @@ class Context:
         seconds = time.perf_counter() - self.t0
         lines = [f"# {title}", "", f"**Claim tested:** {claim}", "", "## Setup", ""]
         lines += [f"- {s}" for s in setup]
-        lines += [f"- data: {self.data().describe()}",
+        lines += [f"- data: {(self._used or self.data()).describe()}",
                   f"- size: {self.size}; device: {self.device}; seed: {self.seed}; "
                   f"threads: {fastdl.get_num_threads()}",
                   f"- machine: {machine()}; took {seconds:.1f} s", "", "## Findings", ""]

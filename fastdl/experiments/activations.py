@@ -25,7 +25,7 @@ def run(ctx):
     epochs = ctx.pick(2, 15, 30)
     units = ctx.pick(("sigmoid", "relu", "maxout2"), UNITS)
     lr, momentum = 0.02, 0.9
-    data = ctx.data(n_train=ctx.pick(400, 6000, None), n_val=ctx.pick(200, 2000, None))
+    data = ctx.data(n_train=ctx.pick(400, 2000, None), n_val=ctx.pick(200, 2000, None))
     runs, rows, table = {}, [], []
     for unit in units:
         model = ctx.model(layers(unit, depth, data.n_features, width, data.n_classes),

@@ -23,7 +23,7 @@ def run(ctx):
     depth = ctx.pick(6, 10, 16)
     width = ctx.pick(32, 64, 128)
     epochs = ctx.pick(2, 15, 30)
-    data = ctx.data(n_train=ctx.pick(400, 6000, None), n_val=ctx.pick(200, 2000, None))
+    data = ctx.data(n_train=ctx.pick(400, 2000, None), n_val=ctx.pick(200, 2000, None))
     lr, momentum = 0.05, 0.9
     probe = slice(0, min(256, len(data.x_train)))
     runs, rows, table, norms = {}, [], [], {}

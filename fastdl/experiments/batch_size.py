@@ -16,7 +16,7 @@ def run(ctx):
     sizes = ctx.pick([1, 8, 32, 100, 128, 1024], [1, 2, 4, 8, 16, 32, 64, 96, 100, 127, 128, 256, 512, 1024],
                      [1, 2, 4, 8, 16, 32, 64, 96, 100, 127, 128, 256, 512, 1024])
     epochs = ctx.pick(2, 10, 30)
-    data = ctx.data(n_train=ctx.pick(300, 4000, None), n_val=ctx.pick(200, 2000, None))
+    data = ctx.data(n_train=ctx.pick(300, 2000, None), n_val=ctx.pick(200, 2000, None))
     lr = 0.05
     width = 128
 

@@ -13,7 +13,7 @@ CLAIM = ("too large a learning rate makes the loss blow up or oscillate, too sma
 
 def run(ctx):
     epochs = ctx.pick(3, 20, 40)
-    data = ctx.data(n_train=ctx.pick(400, 6000, None), n_val=ctx.pick(200, 2000, None))
+    data = ctx.data(n_train=ctx.pick(400, 2000, None), n_val=ctx.pick(200, 2000, None))
     step = max(1, epochs // 3)
     variants = {
         "too large (lr=2)": (2.0, None),

@@ -25,7 +25,7 @@ def optimizers():
 def run(ctx):
     hidden = ctx.pick([32], [128, 128], [256, 256, 256])
     epochs = ctx.pick(2, 15, 40)
-    data = ctx.data(n_train=ctx.pick(400, 6000, None), n_val=ctx.pick(200, 2000, None))
+    data = ctx.data(n_train=ctx.pick(400, 2000, None), n_val=ctx.pick(200, 2000, None))
     opts = optimizers()
     if ctx.size == "tiny":
         opts = {k: v for k, v in opts.items() if k.split()[0] in ("SGD", "momentum", "Adam")}

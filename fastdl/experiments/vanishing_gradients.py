@@ -19,9 +19,9 @@ def run(ctx):
     depths = ctx.pick([2, 8], [2, 4, 6, 8, 10], [2, 4, 6, 8, 10, 12])
     width = ctx.pick(32, 64, 128)
     epochs = ctx.pick(2, 20, 40)
-    data = ctx.data(n_train=ctx.pick(400, 6000, None), n_val=ctx.pick(200, 2000, None))
+    data = ctx.data(n_train=ctx.pick(400, 2000, None), n_val=ctx.pick(200, 2000, None))
     probe = slice(0, min(256, len(data.x_train)))
-    lr, momentum = 0.05, 0.9
+    lr, momentum = 0.03, 0.9
     rows, grad_rows, curves = [], [], {}
     init_norms, epoch1_norms = {}, {}
     for act in ("sigmoid", "relu"):
