@@ -232,6 +232,7 @@ def test_learning_rate(results):
     small, const, big = by["too small (lr=0.001)"], by["constant lr=0.1"], by["too large (lr=2)"]
     assert small["final_loss"] > const["final_loss"]
     assert not (big["final_loss"] < const["final_loss"])  # nan (diverged) or worse
+    assert big["diverged_or_at_chance"] and not const["diverged_or_at_chance"]
     step = next(t for k, t in by.items() if k.startswith("step decay"))
     assert step["lr_end"] < step["lr_start"]
     lrs = [float(row["lr"]) for row in rows if row["schedule"].startswith("1/sqrt")]

@@ -31,11 +31,13 @@ def run(ctx):
         runs[label] = hist
         rows += epoch_rows({"schedule": label}, hist)
         losses = [v for v in hist["loss"]]
-        diverged = any(not math.isfinite(v) for v in losses) or losses[-1] > losses[0]
+        # blew up (nan), got worse, or ended no better than guessing (ln C: the loss of uniform outputs)
+        diverged = (any(not math.isfinite(v) for v in losses) or losses[-1] > losses[0]
+                    or losses[-1] > 0.95 * math.log(data.n_classes))
         table.append({"schedule": label, "lr_start": hist["lr"][0], "lr_end": hist["lr"][-1],
                       "loss_epoch1": losses[0], "final_loss": losses[-1],
                       "final_val_loss": final(hist, "val_loss") if not diverged else hist["val_loss"][-1],
-                      "val_accuracy": hist["val_accuracy"][-1], "diverged_or_stuck": diverged})
+                      "val_accuracy": hist["val_accuracy"][-1], "diverged_or_at_chance": diverged})
         ctx.log(f"{label}: final loss {losses[-1]:.4g}")
     ctx.write_csv("results.csv", rows)
     ctx.write_csv("final.csv", table)
