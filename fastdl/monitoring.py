@@ -46,11 +46,9 @@ def _norms(flat, slices):
     """{layer: L2 norm of flat over the layer's ranges} (float64 accumulation)."""
     res = {}
     for layer, ranges in slices.items():
-        s = 0.0
-        for a, b in ranges:
-            v = flat[a:b].astype(np.float64, copy=False)
-            s += float(np.dot(v, v))
-        res[layer] = math.sqrt(s)
+        # a float64 sum of squares, not np.dot: numpy's BLAS dot may fan out to threads, which
+        # on a busy machine costs milliseconds per call waiting for them (measured 18 ms vs 0.09)
+        res[layer] = math.sqrt(sum(float(np.square(flat[a:b], dtype=np.float64).sum()) for a, b in ranges))
     return res
 
 

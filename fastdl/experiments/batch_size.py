@@ -39,7 +39,7 @@ def run(ctx):
         for _ in range(ctx.pick(5, 20, 50)):
             idx = rng.choice(len(x), b, replace=False)
             m.compute_gradients(np.ascontiguousarray(x[idx]), np.ascontiguousarray(y[idx]))
-            errs.append(np.linalg.norm(_device.to_host(m.flat_grads) - g_full) / np.linalg.norm(g_full))
+            errs.append(_norm(_device.to_host(m.flat_grads) - g_full) / _norm(g_full))
         noise[b] = float(np.mean(errs))
 
     runs, rows, table = {}, [], []
@@ -113,3 +113,8 @@ def _pow2_verdict(by, pairs):
         return "No difference beyond 5%: at these layer sizes the GEMM pads to its tiles either way."
     return ("No consistent power-of-two advantage: the differences go both ways, so they are timing noise "
             "(this machine was shared and loaded) rather than the batch size's bits.")
+
+
+def _norm(v):
+    # not np.linalg.norm: its BLAS dot may wait on threads on a busy machine
+    return math.sqrt(float(np.square(v, dtype=np.float64).sum()))
