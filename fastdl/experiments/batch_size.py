@@ -105,14 +105,17 @@ def run(ctx):
 
 
 def _pow2_verdict(by, pairs):
-    faster = [by[b]["us_per_sample"] < by[a]["us_per_sample"] * 0.95 for a, b in pairs]
-    slower = [by[b]["us_per_sample"] > by[a]["us_per_sample"] * 1.05 for a, b in pairs]
-    if all(faster):
-        return "B=128 was faster than each of its neighbours by more than 5%."
-    if not any(faster) and not any(slower):
-        return "No difference beyond 5%: at these layer sizes the GEMM pads to its tiles either way."
-    return ("No consistent power-of-two advantage: the differences go both ways, so they are timing noise "
-            "(this machine was shared and loaded) rather than the batch size's bits.")
+    faster = [a for a, b in pairs if by[b]["us_per_sample"] < by[a]["us_per_sample"] * 0.95]
+    slower = [a for a, b in pairs if by[b]["us_per_sample"] > by[a]["us_per_sample"] * 1.05]
+    if faster and slower:
+        return ("No consistent power-of-two advantage: B=128 was faster than B=" + ", ".join(map(str, faster)) +
+                " but slower than B=" + ", ".join(map(str, slower)) + ", so the differences are timing noise.")
+    if not faster and not slower:
+        return "No difference beyond 5% between B=128 and its neighbours."
+    if faster:
+        return ("B=128 was faster than B=" + ", ".join(map(str, faster)) + " by more than 5% and no neighbour "
+                "beat it; single timings on a shared machine are noisy, so treat this as a hint.")
+    return "B=128 was slower than B=" + ", ".join(map(str, slower)) + ": no power-of-two advantage here."
 
 
 def _norm(v):

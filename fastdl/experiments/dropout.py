@@ -64,7 +64,8 @@ def run(ctx):
     else:
         findings.append(f"Dropout did not help here (best validation loss {b['val_loss_best']:.3g} with, "
                         f"{a['val_loss_best']:.3g} without): the plain network does not overfit this data enough "
-                        "for dropout's noise to pay for itself in these epochs (try --mnist PATH or --full).")
+                        "for dropout's noise to pay for itself in these epochs" +
+                        (" (try --full)." if ctx.on_mnist else " (try --mnist PATH or --full)."))
     if c["val_loss_final"] == b["val_loss_final"]:
         findings.append("Max-norm 3 never bound (no unit's incoming weight vector grew past norm 3), so that run "
                         "is the dropout run exactly.")
