@@ -366,3 +366,6 @@ class CallbackList:
         for c in self.callbacks:
             c.on_train_end({})
 
+
+
+from fastdl.monitoring import GradientMonitor  # noqa: E402  (lives with gradient_norms; a callback like these)
