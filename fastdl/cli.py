@@ -178,7 +178,16 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (add, _, help_text) in COMMANDS.items():
         add(sub.add_parser(name, help=help_text, description=help_text))
+    for name, (_, help_text) in DELEGATED.items():  # listed for --help; main() routes them
+        sub.add_parser(name, help=help_text, add_help=False)
     return parser
+
+
+#: subcommands with a parser of their own: everything after the name is theirs.
+DELEGATED = {
+    "bench": ("fastdl.benchmarking", "time fastdl against PyTorch, numpy and scikit-learn (docs/benchmarks.md)"),
+    "experiment": ("fastdl.experiments", "run the training-tips experiments (docs/experiments.md)"),
+}
 
 
 def main(argv=None):
@@ -187,6 +196,13 @@ def main(argv=None):
 
     if print_paths(argv):
         return 0
+    if argv and argv[0] in DELEGATED:
+        import importlib
+
+        module = importlib.import_module(DELEGATED[argv[0]][0])
+        if argv[0] == "bench":
+            return module.main(argv[1:], prog="fastdl bench")
+        return module.main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command is None:  # bare `fastdl` / `python -m fastdl`: the self-check
         return _run_check(args)

@@ -436,15 +436,26 @@ class Sequential:
         return logs
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0, shuffle=True,
-            callbacks=None, verbose="auto", initial_epoch=0, augment=None):
+            callbacks=None, verbose="auto", initial_epoch=0, augment=None, distributed=None):
         """Trains for `epochs` passes over (x, y); returns a History.
 
         validation_split takes the *last* fraction of x/y (before any shuffling) as
         validation data, as Keras does — shuffle first if the data is sorted.
         Mini-batches are reshuffled every epoch from the model's seed. augment: a list of
-        fastdl.augment transforms applied to each training mini-batch.
+        fastdl.augment transforms applied to each training mini-batch. distributed="mpi":
+        data-parallel training when started under mpirun (fastdl.distributed).
         verbose: 0 silent, 1 progress bar (on a terminal; one line per epoch otherwise),
         2 one line per epoch, "auto" (1 on a terminal, 2 otherwise)."""
+        if distributed is not None:
+            if distributed != "mpi":
+                raise ValueError(f"distributed: expected None or 'mpi', got {distributed!r}")
+            if augment is not None:
+                raise ValueError("augment: not supported with distributed='mpi' yet")
+            from fastdl import distributed as _dist  # data-parallel over MPI (docs/distributed.md)
+
+            return _dist.fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+                             validation_split=validation_split, shuffle=shuffle, callbacks=callbacks,
+                             verbose=verbose, initial_epoch=initial_epoch)
         self._require_compiled("fit")
         epochs = _nonneg("epochs", epochs)
         batch_size = _positive("batch_size", batch_size)
