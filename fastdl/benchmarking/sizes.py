@@ -74,7 +74,10 @@ TINY = Sizes(
     dense_shapes=((8, 16, 24),), gemm_n=48, ce_shape=(16, 10), bn_shape=(16, 24),
     adam_n=1000, dropout_shape=(32, 32), maxout_shape=(8, 16, 6, 3),
     train_steps=(("20-16x2-4 b8", (20, 16, 16, 4), 8),), learn_ratio=0.9,
-    fit_train=300, fit_test=200, fit_hidden=16, fit_epochs=20, fit_rounds=1, fit_min_accuracy=0.3,
+    # 60 epochs (180 Adam steps): at 20, the digits fallback (used when no MNIST files are
+    # found) ended between 0.24 and 0.5 over seeds, too close to any floor. A broken kernel
+    # stays near chance (0.1), so 0.35 still catches one.
+    fit_train=300, fit_test=200, fit_hidden=16, fit_epochs=60, fit_rounds=1, fit_min_accuracy=0.35,
 )
 
 PROFILES = {s.name: s for s in (DEFAULT, QUICK, TINY)}
