@@ -1,0 +1,506 @@
+"""One table entry per public kernel of fastdl.kernels: how to build valid arguments
+of any size, which arguments are arrays (their dims, dtype and role), the float64
+reference and an error bound. The bad-input sweep, the fuzz tests, the determinism and
+the concurrency tests are all driven from here, so a kernel added to
+``fastdl.kernels._KERNELS`` without an entry here fails ``test_every_kernel_has_a_spec``.
+
+Array roles: ``in`` (read only: must never be written, even on success), ``inplace``
+(updated in place: must be unchanged when a call is refused), ``out`` (an ``out=``
+buffer: same rule as inplace).
+"""
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import reference as ref
+import reference_losses as rl
+
+F32 = np.dtype(np.float32)
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+@dataclass(frozen=True)
+class Arr:
+    dims: tuple  # symbols (str) or literal ints; a tuple of symbols = derived size
+    dtype: tuple = (F32,)  # accepted dtypes (the first is what make() builds)
+    role: str = "in"  # in | inplace | out
+    any_rank: bool = False
+
+
+@dataclass
+class Spec:
+    kernel: str
+    variant: str
+    arrays: dict  # name -> Arr, for every array argument make() may pass
+    make: object  # (rng, sizes) -> dict of keyword arguments (arrays and scalars)
+    ref: object  # (args) -> tuple of float64 outputs, in the layout of outputs()
+    tol: object  # (args, expected) -> tuple of absolute tolerances (arrays or floats)
+    sizes: dict  # default (small) sizes, each > 1
+    zero_raises: frozenset = frozenset()  # symbols whose 0 is a ValueError
+    free: frozenset = frozenset()  # symbols no other argument is checked against
+    also: dict = field(default_factory=dict)  # symbol -> extra argument names its errors may name
+    extra_bad: tuple = ()  # (id, mutate(args) -> args, exception, argument name)
+    fuzz_sizes: dict = field(default_factory=dict)  # symbol -> (lo, hi) for hypothesis
+    big_sizes: dict = field(default_factory=dict)  # sizes that make the kernel use threads
+
+    @property
+    def id(self):
+        return f"{self.kernel}[{self.variant}]" if self.variant else self.kernel
+
+    def call(self, fn, args):
+        return fn(**args)
+
+    def outputs(self, result, args):
+        """The kernel's result as a flat tuple, then the in-place buffers after the call."""
+        res = result if isinstance(result, tuple) else (result,)
+        return tuple(res) + tuple(args[n] for n, a in self.arrays.items() if a.role == "inplace" and n in args)
+
+
+def _quiet(fn):
+    def wrapped(*a, **k):
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return fn(*a, **k)
+    return wrapped
+
+
+def normal(rng, shape, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- bounds
+# Absolute error bounds from the standard float32 rounding analysis: a dot product of
+# length k is within ~k * eps * sum|terms| of the exact value; smooth activations with
+# a derivative <= 1.13 carry that through, plus their own few-ulp rounding.
+
+def _gamma(k):
+    return 2.0 * (k + 2) * EPS32
+
+
+def _dot_bound(a, b, k):
+    return _gamma(k) * (np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64)))
+
+
+FLOOR = 1e-30  # subnormal results may be flushed to zero
+
+
+# ----------------------------------------------------------------------------- dense
+ACT_ALPHA = {"leaky_relu": 0.1, "elu": 0.7}
+
+
+def _dense_make(act):
+    def make(rng, s):
+        n, k, m = s["N"], s["K"], s["M"]
+        a = {"x": normal(rng, (n, k)), "w": normal(rng, (k, m), 1 / np.sqrt(max(k, 1))),
+             "b": normal(rng, (m,), 0.5), "activation": act}
+        if act == "prelu":
+            a["alpha"] = rng.uniform(0.0, 0.5, m).astype(np.float32)
+        elif act in ACT_ALPHA:
+            a["alpha"] = ACT_ALPHA[act]
+        return a
+    return make
+
+
+def _alpha(a):
+    return a.get("alpha")
+
+
+def _z_bound(a):
+    zb = _dot_bound(a["x"], a["w"], a["x"].shape[1])
+    if a.get("b") is not None:
+        zb = zb + EPS32 * np.abs(a["b"].astype(np.float64))
+    return zb
+
+
+def dense_forward_spec(act="prelu"):
+    arrays = {"x": Arr(("N", "K")), "w": Arr(("K", "M")), "b": Arr(("M",)),
+              "out": Arr(("N", "M"), role="out")}
+    if act == "prelu":
+        arrays["alpha"] = Arr(("M",))
+
+    def make(rng, s):
+        a = _dense_make(act)(rng, s)
+        a["out"] = np.full((s["N"], s["M"]), 7.0, np.float32)
+        return a
+
+    @_quiet
+    def reference(a):
+        y, z = ref.dense_forward(a["x"], a["w"], a["b"], act, _alpha(a))
+        return (y, z) if act in ("prelu", "silu", "gelu") else (y,)
+
+    def tol(a, exp):
+        zb = _z_bound(a)
+        yb = 1.2 * zb + 4 * EPS32 * np.abs(exp[0]) + FLOOR
+        return (yb, zb + FLOOR)[: len(exp)]
+
+    extra = [
+        ("activation-unknown", lambda a: {**a, "activation": "swish"}, ValueError, "activation"),
+        ("activation-empty", lambda a: {**a, "activation": ""}, ValueError, "activation"),
+        ("activation-case", lambda a: {**a, "activation": "ReLU"}, ValueError, "activation"),
+        ("alpha-on-relu", lambda a: {**a, "activation": "relu", "alpha": 0.1}, ValueError, "alpha"),
+        ("alpha-negative", lambda a: {**a, "activation": "leaky_relu", "alpha": -0.1}, ValueError, "alpha"),
+        ("alpha-nan", lambda a: {**a, "activation": "elu", "alpha": float("nan")}, ValueError, "alpha"),
+        ("alpha-string", lambda a: {**a, "activation": "elu", "alpha": "1"}, TypeError, "alpha"),
+        ("x-list", lambda a: {**a, "x": a["x"].tolist()}, TypeError, "x"),
+        ("x-scalar", lambda a: {**a, "x": np.float32(1.0)}, TypeError, "x"),
+    ]
+    if act == "prelu":
+        extra += [
+            ("alpha-missing", lambda a: {**a, "alpha": None}, ValueError, "alpha"),
+            ("alpha-scalar", lambda a: {**a, "alpha": 0.25}, TypeError, "alpha"),
+        ]
+    return Spec("dense_forward", act, arrays, make, reference, tol,
+                sizes={"N": 4, "K": 5, "M": 6}, extra_bad=tuple(extra),
+                fuzz_sizes={"N": (0, 40), "K": (0, 40), "M": (0, 40)},
+                big_sizes={"N": 150, "K": 200, "M": 130})
+
+
+def dense_backward_spec(act="prelu"):
+    needs_z = act in ("prelu", "silu", "gelu")
+    arrays = {"dy": Arr(("N", "M")), "x": Arr(("N", "K")), "w": Arr(("K", "M"))}
+    arrays["z" if needs_z else "y"] = Arr(("N", "M"))
+    if act == "prelu":
+        arrays["alpha"] = Arr(("M",))
+
+    def make(rng, s):
+        a = _dense_make(act)(rng, s)
+        del a["b"]
+        act_ = a.pop("activation")
+        z = normal(rng, (s["N"], s["M"]))
+        dy = normal(rng, (s["N"], s["M"]))
+        out = {"dy": dy, "x": a["x"], "w": a["w"], "activation": act_}
+        if needs_z:
+            out["z"] = z
+        elif act != "linear":
+            out["y"] = ref.activation(act, z, a.get("alpha")).astype(np.float32)
+        if "alpha" in a:
+            out["alpha"] = a["alpha"]
+        return out
+
+    @_quiet
+    def reference(a):
+        dy = a["dy"].astype(np.float64)
+        if needs_z:
+            dx, dw, db, dal = ref.dense_backward(a["dy"], a["x"], a["w"], a["z"].astype(np.float64), act, _alpha(a))
+        else:  # the derivative from y alone, as the kernel does
+            y = a["y"].astype(np.float64)
+            d = {"tanh": 1 - y * y, "sigmoid": y * (1 - y)}[act]
+            dz = dy * d
+            dx, dw, db, dal = dz @ a["w"].T.astype(np.float64), a["x"].T.astype(np.float64) @ dz, dz.sum(0), None
+        return (dx, dw, db, dal) if act == "prelu" else (dx, dw, db)
+
+    def tol(a, exp):
+        dy = np.abs(a["dy"].astype(np.float64)) * 1.2  # |f'| <= 1.13 for every activation here
+        n = a["x"].shape[0]
+        dzb = dy + EPS32
+        dxb = _gamma(a["w"].shape[1]) * (dzb @ np.abs(a["w"].T.astype(np.float64))) + 8 * EPS32 * np.abs(exp[0])
+        dwb = _gamma(n) * (np.abs(a["x"].T.astype(np.float64)) @ dzb) + 8 * EPS32 * np.abs(exp[1])
+        dbb = _gamma(n) * dzb.sum(0) + 8 * EPS32 * np.abs(exp[2])
+        out = [dxb + FLOOR, dwb + FLOOR, dbb + FLOOR]
+        if act == "prelu":
+            zz = np.abs(a["z"].astype(np.float64))
+            out.append(_gamma(n) * (dy * zz).sum(0) + FLOOR)
+        return tuple(out)
+
+    extra = [
+        ("activation-unknown", lambda a: {**a, "activation": "swish"}, ValueError, "activation"),
+        ("activation-not-str", lambda a: {**a, "activation": None}, TypeError, "activation"),
+    ]
+    if needs_z:
+        extra.append(("z-missing", lambda a: {k: v for k, v in a.items() if k != "z"}, ValueError, "z"))
+    else:
+        extra.append(("y-missing", lambda a: {k: v for k, v in a.items() if k != "y"}, ValueError, "y"))
+    return Spec("dense_backward", act, arrays, make, reference, tol,
+                sizes={"N": 4, "K": 5, "M": 6}, extra_bad=tuple(extra),
+                fuzz_sizes={"N": (0, 40), "K": (0, 40), "M": (0, 40)},
+                big_sizes={"N": 150, "K": 200, "M": 130})
+
+
+def matmul_spec():
+    arrays = {"a": Arr(("M", "K")), "b": Arr(("K", "N")), "out": Arr(("M", "N"), role="out")}
+
+    def make(rng, s):
+        return {"a": normal(rng, (s["M"], s["K"])), "b": normal(rng, (s["K"], s["N"])),
+                "out": np.full((s["M"], s["N"]), 7.0, np.float32)}
+
+    @_quiet
+    def reference(a):
+        return (a["a"].astype(np.float64) @ a["b"],)
+
+    def tol(a, exp):
+        return (_dot_bound(a["a"], a["b"], a["a"].shape[1]) + FLOOR,)
+
+    return Spec("matmul", "", arrays, make, reference, tol, sizes={"M": 4, "K": 5, "N": 6},
+                fuzz_sizes={"M": (0, 40), "K": (0, 40), "N": (0, 40)},
+                big_sizes={"M": 150, "K": 200, "N": 130})
+
+
+# ----------------------------------------------------------------------------- losses
+def _ce_tol(a, exp):
+    x = a["logits"].astype(np.float64)
+    n = x.shape[0]
+    # log-sum-exp and the row terms are float32 with double accumulation of rows.
+    scale = np.abs(x).max(axis=1, keepdims=True) + 1.0
+    c = x.shape[1]
+    row = 16 * EPS32 * scale * (1 + np.log(c))
+    loss_b = float(row.sum() / n) + 1e-6 * abs(exp[0])
+    grad_b = 16 * EPS32 * (np.abs(exp[1]) + 1.0 / n) * np.minimum(scale, 1e3) + FLOOR
+    return (loss_b, grad_b)
+
+
+def softmax_ce_spec(form="labels"):
+    labels = form in ("labels", "labels32")
+    ldt = np.dtype(np.int32) if form == "labels32" else np.dtype(np.int64)
+    arrays = {"logits": Arr(("N", "C")),
+              "target": Arr(("N",), dtype=(ldt, np.dtype(np.int64 if form == "labels32" else np.int32)))
+              if labels else Arr(("N", "C"))}
+
+    def make(rng, s):
+        n, c = s["N"], s["C"]
+        if labels:
+            t = rng.integers(0, max(c, 1), n).astype(ldt)
+        else:
+            t = rng.random((n, c)).astype(np.float32)
+            t /= np.maximum(t.sum(1, keepdims=True), 1e-30)
+        return {"logits": normal(rng, (n, c), 2.0), "target": t, "label_smoothing": 0.1}
+
+    @_quiet
+    def reference(a):
+        return rl.softmax_cross_entropy(a["logits"], a["target"], a["label_smoothing"])
+
+    extra = [
+        ("label-smoothing-negative", lambda a: {**a, "label_smoothing": -0.1}, ValueError, "label_smoothing"),
+        ("label-smoothing-above-1", lambda a: {**a, "label_smoothing": 1.5}, ValueError, "label_smoothing"),
+        ("label-smoothing-nan", lambda a: {**a, "label_smoothing": float("nan")}, ValueError, "label_smoothing"),
+    ]
+    if labels:
+        def set_label(v, dt=None):
+            def f(a):
+                t = a["target"].astype(dt or a["target"].dtype)
+                t[-1] = v
+                return {**a, "target": t}
+            return f
+        extra += [
+            ("label-negative", set_label(-1), ValueError, "target"),
+            ("label-equals-C", lambda a: set_label(a["logits"].shape[1])(a), ValueError, "target"),
+            ("label-int32-min", set_label(np.iinfo(np.int32).min, np.int32), ValueError, "target"),
+            ("label-huge-int64", set_label(2 ** 40, np.int64), ValueError, "target"),
+            ("label-int64-max", set_label(np.iinfo(np.int64).max, np.int64), ValueError, "target"),
+            ("labels-float64", lambda a: {**a, "target": a["target"].astype(np.float64)}, TypeError, "target"),
+            ("labels-float32-1d", lambda a: {**a, "target": a["target"].astype(np.float32)}, ValueError, "target"),
+            ("labels-uint8", lambda a: {**a, "target": a["target"].astype(np.uint8)}, TypeError, "target"),
+            ("labels-int16", lambda a: {**a, "target": a["target"].astype(np.int16)}, TypeError, "target"),
+            ("labels-list", lambda a: {**a, "target": a["target"].tolist()}, TypeError, "target"),
+        ]
+    return Spec("softmax_cross_entropy", form, arrays, make, reference, _ce_tol,
+                sizes={"N": 4, "C": 5}, zero_raises=frozenset({"N", "C"}), extra_bad=tuple(extra),
+                free=frozenset({"C"}) if labels else frozenset(),
+                fuzz_sizes={"N": (1, 40), "C": (1, 40)}, big_sizes={"N": 300, "C": 200})
+
+
+def _elementwise_spec(kernel, xname):
+    arrays = {xname: Arr(("A", "B"), any_rank=True), "target": Arr(("A", "B"), any_rank=True)}
+
+    def make(rng, s):
+        shape = (s["A"], s["B"])
+        t = normal(rng, shape) if kernel == "mse" else rng.random(shape).astype(np.float32)
+        return {xname: normal(rng, shape, 2.0), "target": t}
+
+    @_quiet
+    def reference(a):
+        f = rl.mse if kernel == "mse" else rl.binary_cross_entropy
+        return f(a[xname], a["target"])
+
+    def tol(a, exp):
+        x = np.abs(a[xname].astype(np.float64))
+        t = np.abs(a["target"].astype(np.float64))
+        size = x.size
+        if kernel == "mse":
+            terms = (x + t) ** 2
+            return (float(16 * EPS32 * terms.mean()) + FLOOR, 8 * EPS32 * (x + t) * 2 / size + FLOOR)
+        terms = x * (1 + t) + 1.0
+        return (float(16 * EPS32 * terms.mean()) + FLOOR, 16 * EPS32 / size + 4 * EPS32 * np.abs(exp[1]))
+
+    return Spec(kernel, "", arrays, make, reference, tol, sizes={"A": 4, "B": 5},
+                zero_raises=frozenset({"A", "B"}), fuzz_sizes={"A": (1, 40), "B": (1, 40)},
+                big_sizes={"A": 400, "B": 300})
+
+
+# ----------------------------------------------------------------------------- batch norm
+def _bn_tol_y(x, gamma, invstd, exp_y):
+    x = x.astype(np.float64)
+    g = 1.0 if gamma is None else np.abs(gamma.astype(np.float64))
+    colmax = np.abs(x).max(axis=0) if x.shape[0] else np.zeros(x.shape[1])
+    return 8 * EPS32 * (colmax * invstd * g + np.abs(exp_y)) + 1e-6 * g + FLOOR
+
+
+def bn_train_spec():
+    arrays = {"x": Arr(("N", "M")), "gamma": Arr(("M",)), "beta": Arr(("M",)),
+              "running_mean": Arr(("M",), role="inplace"), "running_var": Arr(("M",), role="inplace")}
+
+    def make(rng, s):
+        m = s["M"]
+        return {"x": normal(rng, (s["N"], m), 2.0) + 1.0, "gamma": normal(rng, (m,)), "beta": normal(rng, (m,)),
+                "running_mean": normal(rng, (m,)), "running_var": rng.uniform(0.5, 2, m).astype(np.float32),
+                "momentum": 0.1, "eps": 1e-5}
+
+    @_quiet
+    def reference(a):
+        y, mean, invstd, rm, rv = rl.batchnorm_forward_train(a["x"], a["gamma"], a["beta"], a["running_mean"],
+                                                             a["running_var"], a["momentum"], a["eps"])
+        return y, mean, invstd, rm, rv
+
+    def tol(a, exp):
+        x = a["x"].astype(np.float64)
+        colmax = np.abs(x).max(axis=0)
+        var = exp[2] ** -2.0
+        return (_bn_tol_y(a["x"], a["gamma"], exp[2], exp[0]),
+                8 * EPS32 * colmax + FLOOR,
+                8 * EPS32 * exp[2] * (1 + colmax ** 2 / var) + FLOOR,
+                8 * EPS32 * (np.abs(exp[3]) + colmax) + FLOOR,
+                8 * EPS32 * (np.abs(exp[4]) + colmax ** 2) + FLOOR)
+
+    extra = [
+        ("momentum-negative", lambda a: {**a, "momentum": -0.1}, ValueError, "momentum"),
+        ("momentum-above-1", lambda a: {**a, "momentum": 1.5}, ValueError, "momentum"),
+        ("momentum-nan", lambda a: {**a, "momentum": float("nan")}, ValueError, "momentum"),
+        ("eps-negative", lambda a: {**a, "eps": -1e-5}, ValueError, "eps"),
+        ("eps-inf", lambda a: {**a, "eps": float("inf")}, ValueError, "eps"),
+        ("eps-nan", lambda a: {**a, "eps": float("nan")}, ValueError, "eps"),
+        ("single-sample", lambda a: {**a, "x": a["x"][:1].copy()}, ValueError, "x"),
+    ]
+    return Spec("batchnorm_forward_train", "", arrays, make, reference, tol, sizes={"N": 4, "M": 5},
+                free=frozenset({"N"}),
+                zero_raises=frozenset({"N"}), extra_bad=tuple(extra),
+                fuzz_sizes={"N": (2, 40), "M": (0, 40)}, big_sizes={"N": 300, "M": 200})
+
+
+def bn_eval_spec():
+    arrays = {"x": Arr(("N", "M")), "gamma": Arr(("M",)), "beta": Arr(("M",)),
+              "running_mean": Arr(("M",)), "running_var": Arr(("M",))}
+
+    def make(rng, s):
+        m = s["M"]
+        return {"x": normal(rng, (s["N"], m), 2.0), "gamma": normal(rng, (m,)), "beta": normal(rng, (m,)),
+                "running_mean": normal(rng, (m,)), "running_var": rng.uniform(0.5, 2, m).astype(np.float32),
+                "eps": 1e-5}
+
+    @_quiet
+    def reference(a):
+        return (rl.batchnorm_forward_eval(a["x"], a["gamma"], a["beta"], a["running_mean"], a["running_var"],
+                                          a["eps"]),)
+
+    def tol(a, exp):
+        invstd = 1 / np.sqrt(a["running_var"].astype(np.float64) + a["eps"])
+        x = np.abs(a["x"].astype(np.float64)) + np.abs(a["running_mean"].astype(np.float64))
+        g = np.abs(a["gamma"].astype(np.float64))
+        return (8 * EPS32 * (x * invstd * g + np.abs(exp[0]) + np.abs(a["beta"])) + FLOOR,)
+
+    extra = [
+        ("running-mean-none", lambda a: {**a, "running_mean": None}, ValueError, "running_mean"),
+        ("eps-negative", lambda a: {**a, "eps": -1.0}, ValueError, "eps"),
+    ]
+    return Spec("batchnorm_forward_eval", "", arrays, make, reference, tol, sizes={"N": 4, "M": 5},
+                free=frozenset({"N"}),
+                extra_bad=tuple(extra), fuzz_sizes={"N": (0, 40), "M": (0, 40)}, big_sizes={"N": 300, "M": 200})
+
+
+def bn_backward_spec():
+    arrays = {"dy": Arr(("N", "M")), "x": Arr(("N", "M")), "gamma": Arr(("M",)),
+              "save_mean": Arr(("M",)), "save_invstd": Arr(("M",))}
+
+    def make(rng, s):
+        n, m = s["N"], s["M"]
+        x = normal(rng, (n, m), 2.0) + 1.0
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            x64 = x.astype(np.float64)
+            mean = x64.mean(0) if n else np.zeros(m)
+            invstd = 1 / np.sqrt(((x64 - mean) ** 2).mean(0) + 1e-5) if n else np.ones(m)
+        return {"dy": normal(rng, (n, m)), "x": x, "gamma": normal(rng, (m,)),
+                "save_mean": mean.astype(np.float32), "save_invstd": invstd.astype(np.float32)}
+
+    @_quiet
+    def reference(a):
+        # From the saved statistics as given (the kernel's contract).
+        dy = a["dy"].astype(np.float64)
+        n = dy.shape[0]
+        xhat = (a["x"].astype(np.float64) - a["save_mean"]) * a["save_invstd"].astype(np.float64)
+        g = a["gamma"].astype(np.float64)
+        dbeta = dy.sum(0)
+        dgamma = (dy * xhat).sum(0)
+        dx = g * a["save_invstd"] * (dy - dbeta / n - xhat * dgamma / n) if n else np.zeros_like(dy)
+        return dx, dgamma, dbeta
+
+    def tol(a, exp):
+        dy = np.abs(a["dy"].astype(np.float64))
+        n = dy.shape[0]
+        xhat = np.abs((a["x"].astype(np.float64) - a["save_mean"]) * a["save_invstd"])
+        xmag = (np.abs(a["x"].astype(np.float64)) + np.abs(a["save_mean"])) * a["save_invstd"]
+        dgb = _gamma(n) * (dy * (xhat + xmag)).sum(0)
+        dbb = _gamma(n) * dy.sum(0)
+        g = np.abs(a["gamma"].astype(np.float64)) * a["save_invstd"]
+        dxb = g * (8 * EPS32 * dy + (dbb + dgb * (xhat + xmag).max(0, initial=0)) / max(n, 1)
+                   + 8 * EPS32 * (dy.sum(0) + (dy * xhat).sum(0) * xhat) / max(n, 1)) + 8 * EPS32 * np.abs(exp[0])
+        return (dxb + FLOOR, dgb + FLOOR, dbb + FLOOR)
+
+    return Spec("batchnorm_backward", "", arrays, make, reference, tol, sizes={"N": 4, "M": 5},
+                fuzz_sizes={"N": (0, 40), "M": (0, 40)}, big_sizes={"N": 300, "M": 200})
+
+
+# ----------------------------------------------------------------------------- the table
+SPECS = [
+    dense_forward_spec("prelu"), dense_forward_spec("tanh"),
+    dense_backward_spec("prelu"), dense_backward_spec("tanh"),
+    matmul_spec(),
+    softmax_ce_spec("labels"), softmax_ce_spec("labels32"), softmax_ce_spec("probs"),
+    _elementwise_spec("mse", "pred"), _elementwise_spec("binary_cross_entropy", "logits"),
+    bn_train_spec(), bn_eval_spec(), bn_backward_spec(),
+]
+
+BY_KERNEL = {}
+for _s in SPECS:
+    BY_KERNEL.setdefault(_s.kernel, []).append(_s)
+
+
+def symbols(spec):
+    out = []
+    for a in spec.arrays.values():
+        for d in a.dims:
+            for s in (d if isinstance(d, tuple) else (d,)):
+                if isinstance(s, str) and s not in out:
+                    out.append(s)
+    return out
+
+
+def build(spec, rng, sizes=None):
+    return spec.make(rng, {**spec.sizes, **(sizes or {})})
+
+
+def copy_args(args):
+    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in args.items()}
+
+
+def expected(spec, args):
+    """The float64 reference, computed from a copy taken before any in-place update."""
+    return spec.ref(copy_args(args))
+
+
+def check_close(spec, got, exp, tol, where=""):
+    assert len(got) == len(exp) == len(tol), (spec.id, len(got), len(exp), len(tol))
+    for i, (g, e, t) in enumerate(zip(got, exp, tol)):
+        if e is None:
+            assert g is None, f"{spec.id}{where}: output {i} should be None"
+            continue
+        g = np.asarray(g, dtype=np.float64)
+        e = np.asarray(e, dtype=np.float64)
+        assert g.shape == e.shape, f"{spec.id}{where}: output {i} has shape {g.shape}, expected {e.shape}"
+        err = np.abs(g - e)
+        bad = ~(err <= t)  # NaN where the reference is finite counts as bad
+        if bad.any():
+            idx = tuple(np.argwhere(bad)[0]) if g.ndim else ()
+            raise AssertionError(f"{spec.id}{where}: output {i} differs at {idx}: got {g[idx]!r}, "
+                                 f"expected {e[idx]!r} +- {np.broadcast_to(t, e.shape)[idx]!r} "
+                                 f"({int(bad.sum())} of {bad.size} elements)")
