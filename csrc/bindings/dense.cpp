@@ -4,6 +4,7 @@
 
 #include <optional>
 
+#include "bindings/activation_args.h"
 #include "bindings/checks.h"
 #include "fastdl/activation.h"
 #include "fastdl/dense.h"
@@ -14,44 +15,6 @@ namespace py = pybind11;
 namespace fastdl::bind {
 
 namespace {
-
-struct AlphaArg {
-  float scalar = 0.0f;
-  std::optional<py::array> vec;  // prelu (py::array() would be an empty array, not "none")
-  const float* vec_ptr() const { return vec ? fptr(*vec) : nullptr; }
-};
-
-// Validates `alpha` against the activation: a float >= 0 for leaky_relu/elu (None
-// means the default), a float32 (m,) array for prelu, and None for the others.
-AlphaArg parse_alpha(Activation act, py::handle alpha, py::ssize_t m) {
-  AlphaArg r;
-  const std::string an = activation_name(act);
-  if (act == Activation::prelu) {
-    if (alpha.is_none())
-      throw py::value_error("alpha: prelu needs its learned slopes as a float32 array of shape (" +
-                            std::to_string(m) + ",) (PyTorch initialises them to 0.25)");
-    r.vec = checked_f32(alpha, "alpha", 1, "of shape (M,) for prelu");
-    expect_dim(*r.vec, "alpha", 0, m, "one slope per output unit, M = w.shape[1]");
-    return r;
-  }
-  if (act == Activation::leaky_relu || act == Activation::elu) {
-    r.scalar = activation_default_alpha(act);
-    if (!alpha.is_none()) {
-      if (!py::isinstance<py::float_>(alpha) && !py::isinstance<py::int_>(alpha))
-        throw py::type_error("alpha: expected a float for " + an + ", got " + type_name(alpha));
-      const double v = alpha.cast<double>();
-      if (!(v >= 0.0))
-        throw py::value_error("alpha: " + an + " needs alpha >= 0 (its backward works from y), got " +
-                              std::string(py::str(alpha)));
-      r.scalar = static_cast<float>(v);
-    }
-    return r;
-  }
-  if (!alpha.is_none())
-    throw py::value_error("alpha: only leaky_relu, elu and prelu take alpha; activation '" + an +
-                          "' got alpha=" + std::string(py::str(alpha)));
-  return r;
-}
 
 py::object dense_forward_py(py::handle x_h, py::handle w_h, py::handle b_h,
                             const std::string& activation, py::handle alpha_h, py::handle out_h) {

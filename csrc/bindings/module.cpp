@@ -9,6 +9,8 @@ void register_runtime(py::module_& m);
 void register_dense(py::module_& m);
 void register_losses(py::module_& m);
 void register_batchnorm(py::module_& m);
+void register_dropout(py::module_& m);
+void register_maxout(py::module_& m);
 }  // namespace fastdl::bind
 
 PYBIND11_MODULE(_C, m) {
@@ -17,4 +19,6 @@ PYBIND11_MODULE(_C, m) {
   fastdl::bind::register_dense(m);
   fastdl::bind::register_losses(m);
   fastdl::bind::register_batchnorm(m);
+  fastdl::bind::register_dropout(m);
+  fastdl::bind::register_maxout(m);
 }

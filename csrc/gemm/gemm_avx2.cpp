@@ -12,10 +12,12 @@ static inline int omp_get_num_threads() { return 1; }
 #include "dense/activation_ops.h"
 #include "fastdl/runtime.h"
 #include "gemm/gemm_isa.h"
+#include "simd/philox_avx2.h"
 #include "simd/vec_avx2.h"
 
 namespace fastdl::avx2 {
 
+using P = simd::PhiloxAvx2;
 using V = simd::VecAvx2;
 constexpr int MR = 6, NRV = 2;            // micro-tile: MR x (NRV * V::width)
 constexpr long MC = 120, KC = 256, NC = 4096;  // cache blocks (A in L2, B micro-panel in L1)

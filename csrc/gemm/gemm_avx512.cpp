@@ -12,10 +12,12 @@ static inline int omp_get_num_threads() { return 1; }
 #include "dense/activation_ops.h"
 #include "fastdl/runtime.h"
 #include "gemm/gemm_isa.h"
+#include "simd/philox_avx512.h"
 #include "simd/vec_avx512.h"
 
 namespace fastdl::avx512 {
 
+using P = simd::PhiloxAvx512;
 using V = simd::VecAvx512;
 // Tuning knobs (-DFASTDL_AVX512_MR=...): measured on a 2-core Xeon (AVX-512), 12/144/256
 // beat 14-row tiles, KC 384/512 and software prefetch of B.

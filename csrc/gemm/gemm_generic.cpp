@@ -12,10 +12,12 @@ static inline int omp_get_num_threads() { return 1; }
 #include "dense/activation_ops.h"
 #include "fastdl/runtime.h"
 #include "gemm/gemm_isa.h"
+#include "simd/philox_generic.h"
 #include "simd/vec_generic.h"
 
 namespace fastdl::generic {
 
+using P = simd::PhiloxGeneric;
 using V = simd::VecGeneric;
 constexpr int MR = 4, NRV = 2;            // micro-tile: MR x (NRV * V::width)
 constexpr long MC = 128, KC = 256, NC = 4096;  // cache blocks (A in L2, B micro-panel in L1)

@@ -1,7 +1,7 @@
 // The GEMM, written once. Included inside namespace fastdl::<isa> by gemm_<isa>.cpp
-// after defining: V (vector type), MR (rows per micro-tile), NRV (vectors per
-// micro-tile row), and the cache blocks MC, KC, NC. Nothing here may be included
-// twice into one namespace.
+// after defining: V (vector type), P (its vectorised Philox, simd/philox_<isa>.h),
+// MR (rows per micro-tile), NRV (vectors per micro-tile row), and the cache blocks
+// MC, KC, NC. Nothing here may be included twice into one namespace.
 //
 // Loop nest (BLIS): jc over NC columns -> pc over KC of the reduction -> pack B
 // panel -> ic over MC rows -> pack A block -> micro-tiles (jr, ir), split over
@@ -92,12 +92,146 @@ static void pack_b(int nc, int kc, const float* B, long rsb, long csb, float* ds
   }
 }
 
+// ORs/stores `count` keep bits (bit t <-> flat element s + t) into the bit-packed mask.
+// Bytes wholly inside [s, s + count) belong to this tile row alone and are stored;
+// a byte shared with another tile row (odd row lengths) is OR-ed atomically.
+static FASTDL_INLINE void write_mask_bits(uint8_t* mask, uint64_t s, uint64_t bits, int count) {
+  static_assert(NR + 7 <= 64, "a tile row's keep bits plus a byte offset must fit 64 bits");
+  const uint64_t e = s + count;
+  const int off = (int)(s & 7);
+  const uint64_t w = (bits & ((1ull << count) - 1)) << off;
+  const uint64_t b0 = s >> 3, b1 = (e - 1) >> 3;
+  for (uint64_t b = b0; b <= b1; ++b) {
+    const uint8_t v = (uint8_t)(w >> (8 * (b - b0)));
+    const bool shared = (b == b0 && off != 0) || (b == b1 && (e & 7) != 0);
+    if (shared)
+      __atomic_fetch_or(mask + b, v, __ATOMIC_RELAXED);
+    else
+      mask[b] = v;
+  }
+}
+
+// Max and first argmax over z[0 .. count): branch-free (random data would mispredict
+// every other compare), strict > so the first maximum wins ties.
+static FASTDL_INLINE void group_max(const float* z, int count, float* y, uint8_t* arg) {
+  float best = z[0];
+  int a = 0;
+  for (int t = 1; t < count; ++t) {
+    const bool gt = z[t] > best;
+    a = gt ? t : a;
+    best = gt ? z[t] : best;
+  }
+  *y = best;
+  *arg = (uint8_t)a;
+}
+
+// The maxout epilogue's reduction over a tile of z held in `tile` (MR x NR). Groups
+// that start in this tile are reduced over the columns the tile holds and written to
+// y/argmax; the part of a group that started in an earlier tile goes to the partial
+// slot of this tile, merged by maxout_merge_parts after the GEMM. Kept out of line so
+// the micro-kernel's accumulators stay in registers.
+// K > 0: pieces known at compile time (the common 2, 3, 4), 0: any.
+template <int K>
+__attribute__((noinline)) static void maxout_tile(const float* tile, const GemmMaxout& mo,
+                                                  long col0, long row0, int rows, int cols) {
+  const int k = mo.pieces;
+  const long g0 = (col0 + k - 1) / k;  // first group starting in this tile
+  const int head = (int)(g0 * k - col0 < cols ? g0 * k - col0 : cols);
+  const long tile_idx = col0 / NR;
+  const uint8_t head_piece = (uint8_t)(col0 - (col0 / k) * k);
+  for (int i = 0; i < rows; ++i) {
+    const float* z = tile + i * NR;
+    const long row = row0 + i;
+    if (head > 0) {  // the tail of a group that began left of this tile
+      float v;
+      uint8_t a;
+      group_max(z, head, &v, &a);
+      mo.part_val[row * mo.part_ld + tile_idx] = v;
+      mo.part_idx[row * mo.part_ld + tile_idx] = (uint8_t)(head_piece + a);
+    }
+    float* y = mo.y + row * mo.ldy + g0;
+    uint8_t* am = mo.argmax + row * mo.ldy + g0;
+    int t = head;
+    for (; t + k <= cols; t += k, ++y, ++am) group_max(z + t, K > 0 ? K : k, y, am);
+    if (t < cols) group_max(z + t, cols - t, y, am);  // continues in the next tile
+  }
+}
+
+// The maxout epilogue: z = acc (+ old C) + bias goes to a stack tile, never to C.
+static FASTDL_INLINE void store_tile_maxout(V (&acc)[MR][NRV], const float* c, long ldc,
+                                            bool load_c, const GemmEpilogue* ep, long col0,
+                                            long row0, int rows, int cols) {
+  alignas(64) float tile[MR * NR];
+#pragma GCC unroll 4
+  for (int j = 0; j < NRV; ++j) {
+    const int nj = cols - j * V::width;
+    const bool full = nj >= V::width;
+    V bias = V::zero();
+    if (ep->bias && nj > 0)
+      bias = full ? V::load(ep->bias + col0 + j * V::width) : V::load_n(ep->bias + col0 + j * V::width, nj);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      V v = acc[i][j];
+      if (load_c && i < rows && nj > 0) {
+        const float* ci = c + i * ldc + j * V::width;
+        v = v + (full ? V::load(ci) : V::load_n(ci, nj));
+      }
+      (v + bias).store(tile + i * NR + j * V::width);
+    }
+  }
+  switch (ep->maxout->pieces) {
+    case 2: maxout_tile<2>(tile, *ep->maxout, col0, row0, rows, cols); break;
+    case 3: maxout_tile<3>(tile, *ep->maxout, col0, row0, rows, cols); break;
+    case 4: maxout_tile<4>(tile, *ep->maxout, col0, row0, rows, cols); break;
+    default: maxout_tile<0>(tile, *ep->maxout, col0, row0, rows, cols); break;
+  }
+}
+
+// Finishes the groups that straddle micro-tiles (see GemmMaxout): merges each later
+// tile's part in column order; strict > keeps the first maximum.
+static void maxout_merge_parts(const GemmArgs& g) {
+  const GemmMaxout& mo = *g.ep->maxout;
+  const int k = mo.pieces;
+  if (NR % k == 0) return;  // groups never straddle tiles
+  const long ntiles = (g.n + NR - 1) / NR;
+  const int nthreads = g.m * ntiles < 20000 ? 1 : get_num_threads();
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (long row = 0; row < g.m; ++row)
+    for (long t = 1; t < ntiles; ++t) {
+      const long col0 = t * NR;
+      if (col0 % k == 0) continue;
+      const long grp = col0 / k;
+      const float v = mo.part_val[row * mo.part_ld + t];
+      if (v > mo.y[row * mo.ldy + grp]) {
+        mo.y[row * mo.ldy + grp] = v;
+        mo.argmax[row * mo.ldy + grp] = mo.part_idx[row * mo.part_ld + t];
+      }
+    }
+}
+
 // Writes the accumulators to C: adds the old C when load_c, and on the last K block
 // applies the epilogue. rows/cols trim edge tiles.
 template <class Act>
 static FASTDL_INLINE void store_tile(V (&acc)[MR][NRV], float* c, long ldc, bool load_c,
                                      const GemmEpilogue* ep, long col0, long row0, int rows,
                                      int cols) {
+  if (ep && ep->maxout) {
+    store_tile_maxout(acc, c, ldc, load_c, ep, col0, row0, rows, cols);
+    return;
+  }
+  // Dropout: the keep bits of each tile row (bit t <-> column col0 + t), from one
+  // vectorised Philox call over the counters that cover the row's flat indices.
+  const GemmDropout* drop = ep ? ep->dropout : nullptr;
+  uint64_t keep[MR];
+  V scale = V::zero();
+  if (drop) {
+    static_assert(NR + 3 <= 4 * P::lanes, "one Philox call must cover a tile row");
+    scale = V::set1(drop->scale);
+    for (int i = 0; i < rows; ++i) {
+      const uint64_t f0 = (uint64_t)(row0 + i) * drop->row_len + col0;
+      keep[i] = P::keep_bits(f0 >> 2, drop->key) >> (f0 & 3);
+    }
+  }
 #pragma GCC unroll 4
   for (int j = 0; j < NRV; ++j) {
     const int nj = cols - j * V::width;  // valid lanes in this vector
@@ -125,10 +259,14 @@ static FASTDL_INLINE void store_tile(V (&acc)[MR][NRV], float* c, long ldc, bool
           full ? v.store(zi) : v.store_n(zi, nj);
         }
         v = Act::f(v, alpha);
+        if (drop) v = V::select(P::lane_mask((uint32_t)(keep[i] >> (j * V::width))), v * scale, V::zero());
       }
       full ? v.store(ci) : v.store_n(ci, nj);
     }
   }
+  if (drop)
+    for (int i = 0; i < rows; ++i)
+      write_mask_bits(drop->mask, (uint64_t)(row0 + i) * drop->row_len + col0, keep[i], cols);
 }
 
 // b: a packed panel (ldb == NR) or, for small M, B itself (ldb == its row stride).
@@ -271,4 +409,5 @@ void sgemm(const GemmArgs& g) {
   if (g.m <= 0 || g.n <= 0) return;
   const Activation act = g.ep ? g.ep->act : Activation::linear;
   ops::dispatch_activation(act, [&](auto a) { sgemm_typed<decltype(a)>(g); });
+  if (g.ep && g.ep->maxout) maxout_merge_parts(g);
 }

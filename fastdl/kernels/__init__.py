@@ -44,6 +44,14 @@ _KERNELS = (
     "batchnorm_forward_train",
     "batchnorm_forward_eval",
     "batchnorm_backward",
+    "maxout_forward",
+    "maxout_backward",
+    "dense_maxout_forward",
+    "dense_maxout_backward",
+    "dropout_forward",
+    "dropout_backward",
+    "dense_dropout_forward",
+    "dense_dropout_backward",
 )
 
 

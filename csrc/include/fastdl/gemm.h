@@ -2,13 +2,47 @@
 // tile is still in registers). BLIS-style: packed panels, a register-blocked
 // micro-kernel per ISA, cache blocking, OpenMP across micro-tiles.
 #pragma once
+#include <cstdint>
+
 #include "fastdl/activation.h"
+#include "fastdl/philox.h"
 
 namespace fastdl {
+
+// Dropout after the activation: C = keep ? act(z) * scale : 0, with the keep bit of
+// element (i, j) taken from Philox at flat index i * row_len + j and written to mask
+// (bit-packed, docs/kernels.md). mask (ceil(m * n / 8) bytes) must be zeroed
+// beforehand: tile rows that share a byte OR their bits into it.
+struct GemmDropout {
+  DropoutKey key;
+  float scale = 1.0f;
+  long row_len = 0;
+  uint8_t* mask = nullptr;
+};
+
+// Maxout over groups of `pieces` adjacent columns of z = acc + bias (act must be
+// linear): y (m, n / pieces) and argmax get each group's max and first winning piece.
+// C is then never written on the last K block: it only carries partial sums between
+// K blocks (k > KC), so it may be scratch. A group that straddles two NR-column
+// micro-tiles is finished by a merge pass after the GEMM: the tile holding the group's
+// first column writes its part to y, each later tile writes the max over its part to
+// part_val/part_idx (m rows of part_ld >= gemm_maxout_parts(n) entries, one per tile).
+struct GemmMaxout {
+  int pieces = 1;
+  float* y = nullptr;
+  uint8_t* argmax = nullptr;
+  long ldy = 0;
+  float* part_val = nullptr;
+  uint8_t* part_idx = nullptr;
+  long part_ld = 0;
+};
+// Enough partial slots per row for any ISA's micro-tile width (NR >= 8).
+inline long gemm_maxout_parts(long n) { return (n + 7) / 8; }
 
 // Applied to each output element after the full K reduction:
 //   z = acc + bias[j];   (z stored to `z` when non-null, row stride ldz)
 //   C = act(z)           (alpha: leaky_relu / elu; alpha_vec[j]: prelu)
+//   then the optional dropout or maxout (above).
 struct GemmEpilogue {
   const float* bias = nullptr;
   Activation act = Activation::linear;
@@ -16,6 +50,8 @@ struct GemmEpilogue {
   const float* alpha_vec = nullptr;
   float* z = nullptr;
   long ldz = 0;
+  const GemmDropout* dropout = nullptr;  // optional, after the activation
+  const GemmMaxout* maxout = nullptr;    // optional, replaces the store of C
 };
 
 // C (m, n), row-major with row stride ldc, = A (m, k) @ B (k, n), where element

@@ -1,0 +1,53 @@
+// The `alpha` argument of the fused activations, shared by the bindings of every
+// layer that takes an activation (dense, dense_dropout).
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <optional>
+#include <string>
+
+#include "bindings/checks.h"
+#include "fastdl/activation.h"
+
+namespace fastdl::bind {
+
+struct AlphaArg {
+  float scalar = 0.0f;
+  std::optional<py::array> vec;  // prelu (py::array() would be an empty array, not "none")
+  const float* vec_ptr() const { return vec ? fptr(*vec) : nullptr; }
+};
+
+// Validates `alpha` against the activation: a float >= 0 for leaky_relu/elu (None
+// means the default), a float32 (m,) array for prelu, and None for the others.
+inline AlphaArg parse_alpha(Activation act, py::handle alpha, py::ssize_t m) {
+  AlphaArg r;
+  const std::string an = activation_name(act);
+  if (act == Activation::prelu) {
+    if (alpha.is_none())
+      throw py::value_error("alpha: prelu needs its learned slopes as a float32 array of shape (" +
+                            std::to_string(m) + ",) (PyTorch initialises them to 0.25)");
+    r.vec = checked_f32(alpha, "alpha", 1, "of shape (M,) for prelu");
+    expect_dim(*r.vec, "alpha", 0, m, "one slope per output unit, M = w.shape[1]");
+    return r;
+  }
+  if (act == Activation::leaky_relu || act == Activation::elu) {
+    r.scalar = activation_default_alpha(act);
+    if (!alpha.is_none()) {
+      if (!py::isinstance<py::float_>(alpha) && !py::isinstance<py::int_>(alpha))
+        throw py::type_error("alpha: expected a float for " + an + ", got " + type_name(alpha));
+      const double v = alpha.cast<double>();
+      if (!(v >= 0.0))
+        throw py::value_error("alpha: " + an + " needs alpha >= 0 (its backward works from y), got " +
+                              std::string(py::str(alpha)));
+      r.scalar = static_cast<float>(v);
+    }
+    return r;
+  }
+  if (!alpha.is_none())
+    throw py::value_error("alpha: only leaky_relu, elu and prelu take alpha; activation '" + an +
+                          "' got alpha=" + std::string(py::str(alpha)));
+  return r;
+}
+
+}  // namespace fastdl::bind
