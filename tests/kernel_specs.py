@@ -44,6 +44,7 @@ class Spec:
     extra_bad: tuple = ()  # (id, mutate(args) -> args, exception, argument name)
     fuzz_sizes: dict = field(default_factory=dict)  # symbol -> (lo, hi) for hypothesis
     big_sizes: dict = field(default_factory=dict)  # sizes that make the kernel use threads
+    rank_free: frozenset = frozenset()  # any-rank arrays whose rank alone may change
 
     @property
     def id(self):
@@ -450,6 +451,309 @@ def bn_backward_spec():
                 fuzz_sizes={"N": (0, 40), "M": (0, 40)}, big_sizes={"N": 300, "M": 200})
 
 
+# ----------------------------------------------------------------------------- maxout
+PIECES = 3
+
+
+def _pieces_bad(extra_name="pieces"):
+    return [
+        ("pieces-zero", lambda a: {**a, "pieces": 0}, ValueError, "pieces"),
+        ("pieces-negative", lambda a: {**a, "pieces": -3}, ValueError, "pieces"),
+        ("pieces-256", lambda a: {**a, "pieces": 256}, ValueError, "pieces"),
+        ("pieces-float", lambda a: {**a, "pieces": 3.0}, TypeError, "pieces"),
+        ("pieces-bool", lambda a: {**a, "pieces": True}, TypeError, "pieces"),
+        ("pieces-str", lambda a: {**a, "pieces": "3"}, TypeError, "pieces"),
+        ("pieces-none", lambda a: {**a, "pieces": None}, TypeError, "pieces"),
+        ("pieces-numpy-bool", lambda a: {**a, "pieces": np.True_}, TypeError, "pieces"),
+        ("pieces-2**70", lambda a: {**a, "pieces": 2 ** 70}, ValueError, "pieces"),
+        ("pieces-array", lambda a: {**a, "pieces": np.array([3])}, TypeError, "pieces"),
+    ]
+
+
+def _argmax_bad():
+    def setv(v):
+        def f(a):
+            am = a["argmax"].copy()
+            am.flat[-1] = v
+            return {**a, "argmax": am}
+        return f
+    return [("argmax-equals-pieces", setv(PIECES), IndexError, "argmax"),
+            ("argmax-255", setv(255), IndexError, "argmax")]
+
+
+def _group_max(z64, pieces):
+    n, cols = z64.shape
+    return z64.reshape(n, cols // pieces, pieces)
+
+
+def maxout_forward_spec():
+    arrays = {"z": Arr(("N", ("M",)))}
+
+    def make(rng, s):
+        z = normal(rng, (s["N"], s["M"] * PIECES))
+        z[::2, 1::PIECES] = z[::2, 0::PIECES]  # exact ties in every other row: the first wins
+        return {"z": z, "pieces": PIECES}
+
+    @_quiet
+    def reference(a):
+        g = _group_max(a["z"].astype(np.float64), a["pieces"])
+        return g.max(axis=2), g.argmax(axis=2)
+
+    def tol(a, exp):
+        return (0.0, 0.0)  # exact, first maximum wins ties
+
+    extra = _pieces_bad() + [("pieces-does-not-divide", lambda a: {**a, "pieces": 4}, ValueError, "pieces")]
+    return Spec("maxout_forward", "", arrays, make, reference, tol, sizes={"N": 4, "M": 5},
+                free=frozenset({"N"}),
+                also={"M": ("pieces",)}, extra_bad=tuple(extra),
+                fuzz_sizes={"N": (0, 40), "M": (0, 40)}, big_sizes={"N": 400, "M": 300})
+
+
+def maxout_backward_spec():
+    arrays = {"dy": Arr(("N", "M")), "argmax": Arr(("N", "M"), dtype=(np.dtype(np.uint8),))}
+
+    def make(rng, s):
+        return {"dy": normal(rng, (s["N"], s["M"])),
+                "argmax": rng.integers(0, PIECES, (s["N"], s["M"])).astype(np.uint8), "pieces": PIECES}
+
+    def reference(a):
+        n, m = a["dy"].shape
+        dz = np.zeros((n, m, a["pieces"]))
+        np.put_along_axis(dz, a["argmax"][..., None].astype(np.intp), a["dy"][..., None].astype(np.float64), axis=2)
+        return (dz.reshape(n, m * a["pieces"]),)
+
+    return Spec("maxout_backward", "", arrays, make, reference, lambda a, e: (0.0,), sizes={"N": 4, "M": 5},
+                extra_bad=tuple(_pieces_bad()[:-1] + _argmax_bad()),
+                fuzz_sizes={"N": (0, 40), "M": (0, 40)}, big_sizes={"N": 400, "M": 300})
+
+
+class _MaxoutOutputs(Spec):
+    @_quiet
+    def outputs(self, result, args):
+        # The argmax may pick any piece within rounding of the maximum: report the
+        # float64 pre-activation of the chosen piece, to be held to the group maximum.
+        y, am = result
+        z64 = args["x"].astype(np.float64) @ args["w"].astype(np.float64)
+        if args.get("b") is not None:
+            z64 = z64 + args["b"]
+        g = _group_max(z64, args["pieces"])
+        assert am.dtype == np.uint8 and (am < args["pieces"]).all()
+        chosen = np.take_along_axis(g, am[..., None].astype(np.intp), axis=2)[..., 0]
+        return (y, chosen)
+
+
+def dense_maxout_forward_spec():
+    arrays = {"x": Arr(("N", "K")), "w": Arr(("K", ("M",))), "b": Arr((("M",),))}
+
+    def make(rng, s):
+        n, k, m = s["N"], s["K"], s["M"] * PIECES
+        return {"x": normal(rng, (n, k)), "w": normal(rng, (k, m), 1 / np.sqrt(max(k, 1))),
+                "b": normal(rng, (m,), 0.5), "pieces": PIECES}
+
+    @_quiet
+    def reference(a):
+        z = a["x"].astype(np.float64) @ a["w"] + a["b"]
+        g = _group_max(z, a["pieces"])
+        mx = g.max(axis=2)
+        return (mx, mx)
+
+    def tol(a, exp):
+        zb = _z_bound(a)
+        gb = _group_max(zb, a["pieces"]).max(axis=2, initial=0.0) + FLOOR
+        return (gb, 2 * gb)
+
+    extra = _pieces_bad() + [("pieces-does-not-divide", lambda a: {**a, "pieces": 4}, ValueError, "pieces")]
+    return _MaxoutOutputs("dense_maxout_forward", "", arrays, make, reference, tol,
+                          sizes={"N": 4, "K": 5, "M": 6}, also={"M": ("pieces",)}, extra_bad=tuple(extra),
+                          free=frozenset({"N"}),
+                          fuzz_sizes={"N": (0, 40), "K": (0, 40), "M": (0, 20)},
+                          big_sizes={"N": 150, "K": 200, "M": 60})
+
+
+def dense_maxout_backward_spec():
+    arrays = {"dy": Arr(("N", "M")), "x": Arr(("N", "K")), "w": Arr(("K", ("M",))),
+              "argmax": Arr(("N", "M"), dtype=(np.dtype(np.uint8),))}
+
+    def make(rng, s):
+        n, k, m = s["N"], s["K"], s["M"]
+        return {"dy": normal(rng, (n, m)), "x": normal(rng, (n, k)),
+                "w": normal(rng, (k, m * PIECES), 1 / np.sqrt(max(k, 1))),
+                "argmax": rng.integers(0, PIECES, (n, m)).astype(np.uint8), "pieces": PIECES}
+
+    @_quiet
+    def reference(a):
+        dz = maxout_backward_spec().ref(a)[0]
+        return dz @ a["w"].T.astype(np.float64), a["x"].T.astype(np.float64) @ dz, dz.sum(0)
+
+    def tol(a, exp):
+        dz = np.abs(maxout_backward_spec().ref(a)[0])
+        n = dz.shape[0]
+        return (_gamma(dz.shape[1]) * (dz @ np.abs(a["w"].T.astype(np.float64))) + FLOOR,
+                _gamma(n) * (np.abs(a["x"].T.astype(np.float64)) @ dz) + FLOOR,
+                _gamma(n) * dz.sum(0) + FLOOR)
+
+    return Spec("dense_maxout_backward", "", arrays, make, reference, tol, sizes={"N": 4, "K": 5, "M": 6},
+                also={"M": ("pieces",)}, extra_bad=tuple(_pieces_bad() + _argmax_bad()),
+                fuzz_sizes={"N": (0, 40), "K": (0, 40), "M": (0, 20)}, big_sizes={"N": 150, "K": 200, "M": 60})
+
+
+# ----------------------------------------------------------------------------- dropout
+# A dropped element is exactly 0 whatever it held (a select, not a multiply by 0): NaN
+# and Inf propagate through kept elements only. (PyTorch multiplies, so NaN * 0 = NaN.)
+def _rng_bad():
+    return [
+        ("p-negative", lambda a: {**a, "p": -0.1}, ValueError, "p"),
+        ("p-one", lambda a: {**a, "p": 1.0}, ValueError, "p"),
+        ("p-above-one", lambda a: {**a, "p": 1.5}, ValueError, "p"),
+        ("p-nan", lambda a: {**a, "p": float("nan")}, ValueError, "p"),
+        ("p-inf", lambda a: {**a, "p": float("inf")}, ValueError, "p"),
+        ("p-str", lambda a: {**a, "p": "0.5"}, TypeError, "p"),
+        ("p-none", lambda a: {**a, "p": None}, TypeError, "p"),
+        ("p-bool", lambda a: {**a, "p": False}, TypeError, "p"),
+        ("p-numpy-bool", lambda a: {**a, "p": np.False_}, TypeError, "p"),
+        ("p-10**400", lambda a: {**a, "p": 10 ** 400}, ValueError, "p"),
+        ("p-array", lambda a: {**a, "p": np.array([0.3])}, TypeError, "p"),
+    ]
+
+
+def _seed_bad():
+    return [
+        ("seed-negative", lambda a: {**a, "seed": -1}, ValueError, "seed"),
+        ("seed-2**64", lambda a: {**a, "seed": 2 ** 64}, ValueError, "seed"),
+        ("seed-float", lambda a: {**a, "seed": 1.5}, TypeError, "seed"),
+        ("seed-numpy-bool", lambda a: {**a, "seed": np.True_}, TypeError, "seed"),
+        ("seed-str", lambda a: {**a, "seed": "1"}, TypeError, "seed"),
+        ("step-negative", lambda a: {**a, "step": -1}, ValueError, "step"),
+        ("step-2**32", lambda a: {**a, "step": 2 ** 32}, ValueError, "step"),
+        ("stream-2**32", lambda a: {**a, "stream": 2 ** 32}, ValueError, "stream"),
+        ("stream-none", lambda a: {**a, "stream": None}, TypeError, "stream"),
+    ]
+
+
+def _keep(size, a):
+    import philox_reference as ph
+    return ph.keep_mask(size, a["p"], a["seed"], a["step"], a.get("stream", 0))
+
+
+def _pack(keep):
+    return np.packbits(keep.astype(np.uint8), bitorder="little").astype(np.float64)
+
+
+def _scale(a):
+    return 1.0 / (1.0 - a["p"]) if a.get("scale", True) else 1.0
+
+
+def dropout_forward_spec():
+    arrays = {"x": Arr(("A", "B"), any_rank=True), "out": Arr(("A", "B"), role="out", any_rank=True)}
+
+    def make(rng, s):
+        shape = (s["A"], s["B"])
+        return {"x": normal(rng, shape), "p": 0.3, "seed": 12345, "step": 7, "stream": 2, "scale": True,
+                "out": np.full(shape, 7.0, np.float32)}
+
+    @_quiet
+    def reference(a):
+        x = a["x"].astype(np.float64)
+        keep = _keep(x.size, a).reshape(x.shape)
+        return np.where(keep, x * _scale(a), 0.0), _pack(keep.ravel())
+
+    def tol(a, exp):
+        return (2 * EPS32 * np.abs(exp[0]) + FLOOR, 0.0)
+
+    return Spec("dropout_forward", "", arrays, make, reference, tol, sizes={"A": 4, "B": 5},
+                extra_bad=tuple(_rng_bad() + _seed_bad()), fuzz_sizes={"A": (0, 40), "B": (0, 40)},
+                big_sizes={"A": 500, "B": 400})
+
+
+def dropout_backward_spec():
+    arrays = {"dy": Arr(("A", "B"), any_rank=True), "mask": Arr((("A", "B"),), dtype=(np.dtype(np.uint8),))}
+
+    def make(rng, s):
+        shape = (s["A"], s["B"])
+        size = s["A"] * s["B"]
+        mask = rng.integers(0, 256, (size + 7) // 8).astype(np.uint8)
+        if size:  # keep the middle element, where the NaN/Inf sweep puts its value
+            mask[(size // 2) >> 3] |= np.uint8(1 << ((size // 2) & 7))
+        return {"dy": normal(rng, shape), "mask": mask, "p": 0.3, "scale": True}
+
+    @_quiet
+    def reference(a):
+        dy = a["dy"].astype(np.float64)
+        keep = np.unpackbits(a["mask"], bitorder="little")[: dy.size].astype(bool).reshape(dy.shape)
+        return (np.where(keep, dy * _scale(a), 0.0),)
+
+    def tol(a, exp):
+        return (2 * EPS32 * np.abs(exp[0]) + FLOOR,)
+
+    # sizes chosen so that one more row or column changes the mask's byte count
+    return Spec("dropout_backward", "", arrays, make, reference, tol, sizes={"A": 4, "B": 6},
+                rank_free=frozenset({"dy"}), extra_bad=tuple(_rng_bad()),
+                fuzz_sizes={"A": (0, 40), "B": (0, 40)}, big_sizes={"A": 500, "B": 400})
+
+
+DROP_ACT = "prelu"
+
+
+def dense_dropout_forward_spec():
+    arrays = {"x": Arr(("N", "K")), "w": Arr(("K", "M")), "b": Arr(("M",)), "alpha": Arr(("M",))}
+
+    def make(rng, s):
+        a = _dense_make(DROP_ACT)(rng, s)
+        a.update(p=0.25, seed=99, step=3, stream=1, scale=True)
+        return a
+
+    @_quiet
+    def reference(a):
+        y, z = ref.dense_forward(a["x"], a["w"], a["b"], DROP_ACT, a["alpha"])
+        keep = _keep(y.size, a).reshape(y.shape)
+        return np.where(keep, y * _scale(a), 0.0), _pack(keep.ravel()), z
+
+    def tol(a, exp):
+        zb = _z_bound(a)
+        return ((1.2 * zb + 4 * EPS32 * np.abs(exp[0])) * _scale(a) + FLOOR, 0.0, zb + FLOOR)
+
+    extra = _rng_bad() + _seed_bad() + [
+        ("activation-unknown", lambda a: {**a, "activation": "swish"}, ValueError, "activation"),
+        ("alpha-missing", lambda a: {**a, "alpha": None}, ValueError, "alpha"),
+    ]
+    return Spec("dense_dropout_forward", "", arrays, make, reference, tol, sizes={"N": 4, "K": 5, "M": 6},
+                free=frozenset({"N"}),
+                extra_bad=tuple(extra), fuzz_sizes={"N": (0, 40), "K": (0, 40), "M": (0, 40)},
+                big_sizes={"N": 150, "K": 200, "M": 130})
+
+
+def dense_dropout_backward_spec():
+    arrays = {"dy": Arr(("N", "M")), "x": Arr(("N", "K")), "w": Arr(("K", "M")),
+              "mask": Arr((("N", "M"),), dtype=(np.dtype(np.uint8),)), "z": Arr(("N", "M")), "alpha": Arr(("M",))}
+
+    def make(rng, s):
+        n, k, m = s["N"], s["K"], s["M"]
+        return {"dy": normal(rng, (n, m)), "x": normal(rng, (n, k)), "w": normal(rng, (k, m), 1 / np.sqrt(max(k, 1))),
+                "activation": DROP_ACT, "mask": rng.integers(0, 256, (n * m + 7) // 8).astype(np.uint8),
+                "p": 0.25, "z": normal(rng, (n, m)), "alpha": rng.uniform(0, 0.5, m).astype(np.float32),
+                "scale": True}
+
+    def _dy_eff(a):
+        dy = a["dy"].astype(np.float64)
+        keep = np.unpackbits(a["mask"], bitorder="little")[: dy.size].astype(bool).reshape(dy.shape)
+        return np.where(keep, dy * _scale(a), 0.0)
+
+    @_quiet
+    def reference(a):
+        return ref.dense_backward(_dy_eff(a), a["x"], a["w"], a["z"].astype(np.float64), DROP_ACT, a["alpha"])
+
+    def tol(a, exp):
+        inner = dense_backward_spec("prelu")
+        b = {**a, "dy": (np.abs(_dy_eff(a)) * (1 + 2 * EPS32)).astype(np.float64)}
+        return inner.tol(b, exp)
+
+    extra = _rng_bad() + [("z-missing", lambda a: {k: v for k, v in a.items() if k != "z"}, ValueError, "z")]
+    # sizes chosen so that one more row or column changes the mask's byte count
+    return Spec("dense_dropout_backward", "", arrays, make, reference, tol, sizes={"N": 4, "K": 5, "M": 6},
+                extra_bad=tuple(extra), fuzz_sizes={"N": (0, 40), "K": (0, 40), "M": (0, 40)},
+                big_sizes={"N": 150, "K": 200, "M": 130})
+
+
 # ----------------------------------------------------------------------------- the table
 SPECS = [
     dense_forward_spec("prelu"), dense_forward_spec("tanh"),
@@ -458,6 +762,8 @@ SPECS = [
     softmax_ce_spec("labels"), softmax_ce_spec("labels32"), softmax_ce_spec("probs"),
     _elementwise_spec("mse", "pred"), _elementwise_spec("binary_cross_entropy", "logits"),
     bn_train_spec(), bn_eval_spec(), bn_backward_spec(),
+    maxout_forward_spec(), maxout_backward_spec(), dense_maxout_forward_spec(), dense_maxout_backward_spec(),
+    dropout_forward_spec(), dropout_backward_spec(), dense_dropout_forward_spec(), dense_dropout_backward_spec(),
 ]
 
 BY_KERNEL = {}
