@@ -11,7 +11,7 @@ trap 'rm -rf "$work"' EXIT
 # A scratch copy, so the sanitized extension never lands in the source tree.
 (cd "$root" && git ls-files -z 2>/dev/null | tar --null -T - -cf - 2>/dev/null || tar -cf - csrc fastdl tests tools CMakeLists.txt pyproject.toml) | tar -xf - -C "$work"
 cd "$work"
-FASTDL_CMAKE_ARGS="-DFASTDL_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo" PYTHON="$py" tools/dev-build.sh "$work/build" >/dev/null
+FASTDL_CMAKE_ARGS="-DFASTDL_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug" PYTHON="$py" tools/dev-build.sh "$work/build" >/dev/null
 asan=$(g++ -print-file-name=libasan.so)
 ubsan=$(g++ -print-file-name=libubsan.so)
 # Python itself leaks by design at exit: leak checking off; everything else fatal.

@@ -1,11 +1,9 @@
 #include "fastdl/dense.h"
 
-#include <cstdlib>
-#include <new>
-
 #include "dense/dense_isa.h"
 #include "fastdl/gemm.h"
 #include "fastdl/runtime.h"
+#include "runtime/scratch.h"
 
 namespace fastdl {
 
@@ -22,30 +20,13 @@ void dense_forward(float* y, float* z, const float* x, const float* w, const flo
   sgemm(n, m, k, x, k, 1, w, m, 1, y, m, false, &ep);
 }
 
-namespace {
-// dz scratch, per calling thread, grown on demand and kept.
-struct Scratch {
-  float* p = nullptr;
-  size_t cap = 0;
-  float* get(size_t count) {
-    if (count > cap) {
-      std::free(p);
-      p = static_cast<float*>(std::aligned_alloc(64, ((count * sizeof(float) + 63) / 64) * 64));
-      if (!p) { cap = 0; throw std::bad_alloc(); }
-      cap = count;
-    }
-    return p;
-  }
-  ~Scratch() { std::free(p); }
-};
-}  // namespace
 
 void dense_backward(float* dx, float* dw, float* db, float* dalpha, const float* dy,
                     const float* x, const float* w, const float* s, long n, long k, long m,
                     Activation act, float alpha, const float* alpha_vec) {
-  static thread_local Scratch scratch;
+  static thread_local ScratchBuffer scratch;  // dz, per calling thread
   const bool linear = act == Activation::linear;
-  float* dz = linear ? nullptr : scratch.get((size_t)n * m > 0 ? (size_t)n * m : 1);
+  float* dz = linear ? nullptr : scratch.get<float>((size_t)n * m > 0 ? (size_t)n * m : 1);
   DzArgs a{dz, db, act == Activation::prelu ? dalpha : nullptr, dy, linear ? nullptr : s,
            n, m, act, alpha, act == Activation::prelu ? alpha_vec : nullptr};
   if (n > 0 && m > 0) {

@@ -300,21 +300,10 @@ static void micro_kernel(int kc, const float* a, const float* b, long ldb, float
   store_tile<Act>(acc, c, ldc, load_c, ep, col0, row0, rows, cols);
 }
 
-// Per-thread packing buffers, grown on demand and kept: a GEMM in a training loop
-// allocates nothing after the first call. 64-byte aligned.
+// Per-thread packing buffers (runtime/scratch.h), grown on demand and kept: a GEMM in
+// a training loop allocates nothing after the first call.
 struct PackBuffers {
-  float* a = nullptr; size_t a_size = 0;
-  float* b = nullptr; size_t b_size = 0;
-  static float* grow(float*& p, size_t& cap, size_t n) {
-    if (n > cap) {
-      std::free(p);
-      p = static_cast<float*>(std::aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64));
-      if (!p) { cap = 0; throw std::bad_alloc(); }
-      cap = n;
-    }
-    return p;
-  }
-  ~PackBuffers() { std::free(a); std::free(b); }
+  ScratchBuffer a, b;
 };
 
 // C[row0 : row0+rows, col0 : col0+cols] on the calling thread, with its own buffers.
@@ -325,8 +314,8 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
   const long k = g.k;
   const long nc_max = cols < NC ? ((cols + NR - 1) / NR) * NR : NC;
   const long mc_max = rows < MC ? ((rows + MR - 1) / MR) * MR : MC;
-  float* bpack = PackBuffers::grow(bufs.b, bufs.b_size, (size_t)kc_step * nc_max);
-  float* apack = PackBuffers::grow(bufs.a, bufs.a_size, (size_t)kc_step * mc_max);
+  float* bpack = bufs.b.get<float>((size_t)kc_step * nc_max);
+  float* apack = bufs.a.get<float>((size_t)kc_step * mc_max);
   for (long jc = col0; jc < col0 + cols; jc += NC) {
     const int nc = (int)(col0 + cols - jc < NC ? col0 + cols - jc : NC);
     const int npanels_b = (nc + NR - 1) / NR;
