@@ -108,6 +108,14 @@ def _alpha(a):
     return a.get("alpha")
 
 
+def _lip(a):
+    """A bound on |f'| (per column for prelu): 1.13 for the fixed activations, |alpha| beyond."""
+    al = a.get("alpha")
+    if al is None:
+        return 1.2
+    return np.maximum(1.2, np.abs(np.asarray(al, dtype=np.float64)))
+
+
 def _z_bound(a):
     zb = _dot_bound(a["x"], a["w"], a["x"].shape[1])
     if a.get("b") is not None:
@@ -133,7 +141,7 @@ def dense_forward_spec(act="prelu"):
 
     def tol(a, exp):
         zb = _z_bound(a)
-        yb = 1.2 * zb + 4 * EPS32 * np.abs(exp[0]) + FLOOR
+        yb = _lip(a) * zb + 4 * EPS32 * np.abs(exp[0]) + FLOOR
         return (yb, zb + FLOOR)[: len(exp)]
 
     extra = [
@@ -193,7 +201,10 @@ def dense_backward_spec(act="prelu"):
         return (dx, dw, db, dal) if act == "prelu" else (dx, dw, db)
 
     def tol(a, exp):
-        dy = np.abs(a["dy"].astype(np.float64)) * 1.2  # |f'| <= 1.13 for every activation here
+        dy = np.abs(a["dy"].astype(np.float64)) * _lip(a)
+        if not needs_z:  # f'(z) from y: 1 - y^2 or y (1 - y), as large as y makes it
+            y = np.abs(a["y"].astype(np.float64))
+            dy = dy * (1.0 + y + y * y)
         n = a["x"].shape[0]
         dzb = dy + EPS32
         dxb = _gamma(a["w"].shape[1]) * (dzb @ np.abs(a["w"].T.astype(np.float64))) + 8 * EPS32 * np.abs(exp[0])
@@ -239,15 +250,20 @@ def matmul_spec():
 
 
 # ----------------------------------------------------------------------------- losses
+@_quiet
 def _ce_tol(a, exp):
     x = a["logits"].astype(np.float64)
-    n = x.shape[0]
-    # log-sum-exp and the row terms are float32 with double accumulation of rows.
-    scale = np.abs(x).max(axis=1, keepdims=True) + 1.0
-    c = x.shape[1]
-    row = 16 * EPS32 * scale * (1 + np.log(c))
+    n, c = x.shape
+    # Each row: log-sum-exp in float32 (error ~ eps * (max|x| + log C)), then the
+    # weighted sum of the target's terms q_i * lsm_i (error ~ C eps * sum|q_i lsm_i|).
+    scale = np.abs(x).max(axis=1, keepdims=True) + 1.0 + np.log(c)
+    q = np.abs(rl.smoothed_target(a["target"], c, a["label_smoothing"]))
+    lsm = np.abs(rl._log_softmax(x))
+    row = 4 * (c + 4) * EPS32 * (q * (lsm + scale)).sum(axis=1)
     loss_b = float(row.sum() / n) + 1e-6 * abs(exp[0])
-    grad_b = 16 * EPS32 * (np.abs(exp[1]) + 1.0 / n) * np.minimum(scale, 1e3) + FLOOR
+    p = np.exp(-lsm)
+    grad_b = 16 * EPS32 * (p * q.sum(axis=1, keepdims=True) + q) * np.minimum(scale, 1e3) / n \
+        + 16 * EPS32 * np.abs(exp[1]) + FLOOR
     return (loss_b, grad_b)
 
 
@@ -710,7 +726,7 @@ def dense_dropout_forward_spec():
 
     def tol(a, exp):
         zb = _z_bound(a)
-        return ((1.2 * zb + 4 * EPS32 * np.abs(exp[0])) * _scale(a) + FLOOR, 0.0, zb + FLOOR)
+        return ((_lip(a) * zb + 4 * EPS32 * np.abs(exp[0])) * _scale(a) + FLOOR, 0.0, zb + FLOOR)
 
     extra = _rng_bad() + _seed_bad() + [
         ("activation-unknown", lambda a: {**a, "activation": "swish"}, ValueError, "activation"),
