@@ -163,7 +163,7 @@ def dense_forward_spec(act="prelu"):
     return Spec("dense_forward", act, arrays, make, reference, tol,
                 sizes={"N": 4, "K": 5, "M": 6}, extra_bad=tuple(extra),
                 fuzz_sizes={"N": (0, 40), "K": (0, 40), "M": (0, 40)},
-                big_sizes={"N": 150, "K": 200, "M": 130})
+                big_sizes={"N": 300, "K": 200, "M": 130})
 
 
 def dense_backward_spec(act="prelu"):
@@ -227,7 +227,7 @@ def dense_backward_spec(act="prelu"):
     return Spec("dense_backward", act, arrays, make, reference, tol,
                 sizes={"N": 4, "K": 5, "M": 6}, extra_bad=tuple(extra),
                 fuzz_sizes={"N": (0, 40), "K": (0, 40), "M": (0, 40)},
-                big_sizes={"N": 150, "K": 200, "M": 130})
+                big_sizes={"N": 300, "K": 200, "M": 130})
 
 
 def matmul_spec():
@@ -659,6 +659,15 @@ def _scale(a):
     return 1.0 / (1.0 - a["p"]) if a.get("scale", True) else 1.0
 
 
+def _probe_mask(rng, size):
+    """Random keep bits, with the middle and last elements kept: the NaN/Inf sweep puts
+    its values there and needs them to reach the output."""
+    mask = rng.integers(0, 256, (size + 7) // 8).astype(np.uint8)
+    for i in {size // 2, size - 1} if size else ():
+        mask[i >> 3] |= np.uint8(1 << (i & 7))
+    return mask
+
+
 def dropout_forward_spec():
     arrays = {"x": Arr(("A", "B"), any_rank=True), "out": Arr(("A", "B"), role="out", any_rank=True)}
 
@@ -687,10 +696,7 @@ def dropout_backward_spec():
     def make(rng, s):
         shape = (s["A"], s["B"])
         size = s["A"] * s["B"]
-        mask = rng.integers(0, 256, (size + 7) // 8).astype(np.uint8)
-        if size:  # keep the middle element, where the NaN/Inf sweep puts its value
-            mask[(size // 2) >> 3] |= np.uint8(1 << ((size // 2) & 7))
-        return {"dy": normal(rng, shape), "mask": mask, "p": 0.3, "scale": True}
+        return {"dy": normal(rng, shape), "mask": _probe_mask(rng, size), "p": 0.3, "scale": True}
 
     @_quiet
     def reference(a):
@@ -735,7 +741,7 @@ def dense_dropout_forward_spec():
     return Spec("dense_dropout_forward", "", arrays, make, reference, tol, sizes={"N": 4, "K": 5, "M": 6},
                 free=frozenset({"N"}),
                 extra_bad=tuple(extra), fuzz_sizes={"N": (0, 40), "K": (0, 40), "M": (0, 40)},
-                big_sizes={"N": 150, "K": 200, "M": 130})
+                big_sizes={"N": 300, "K": 200, "M": 130})
 
 
 def dense_dropout_backward_spec():
@@ -745,7 +751,7 @@ def dense_dropout_backward_spec():
     def make(rng, s):
         n, k, m = s["N"], s["K"], s["M"]
         return {"dy": normal(rng, (n, m)), "x": normal(rng, (n, k)), "w": normal(rng, (k, m), 1 / np.sqrt(max(k, 1))),
-                "activation": DROP_ACT, "mask": rng.integers(0, 256, (n * m + 7) // 8).astype(np.uint8),
+                "activation": DROP_ACT, "mask": _probe_mask(rng, n * m),
                 "p": 0.25, "z": normal(rng, (n, m)), "alpha": rng.uniform(0, 0.5, m).astype(np.float32),
                 "scale": True}
 
@@ -767,7 +773,7 @@ def dense_dropout_backward_spec():
     # sizes chosen so that one more row or column changes the mask's byte count
     return Spec("dense_dropout_backward", "", arrays, make, reference, tol, sizes={"N": 4, "K": 5, "M": 6},
                 extra_bad=tuple(extra), fuzz_sizes={"N": (0, 40), "K": (0, 40), "M": (0, 40)},
-                big_sizes={"N": 150, "K": 200, "M": 130})
+                big_sizes={"N": 300, "K": 200, "M": 130})
 
 
 # ----------------------------------------------------------------------------- the table
