@@ -776,6 +776,175 @@ def dense_dropout_backward_spec():
                 big_sizes={"N": 300, "K": 200, "M": 130})
 
 
+# ----------------------------------------------------------------------------- optimizers
+# Active once fastdl.kernels exports them (the optimizer branch): each step updates
+# params and its state in place; the kernel returns None.
+
+def _decay_mask(a, n):
+    seg = a.get("decay_segments")
+    if seg is None:
+        return np.ones(n)
+    mask = np.zeros(n)
+    for s0, s1 in seg:
+        mask[s0:s1] = 1.0
+    return mask
+
+
+def _f64(a, names):
+    return {k: a[k].astype(np.float64) for k in names}
+
+
+def _optim_spec(kernel, states, kwargs, step_ref, extra=()):
+    arrays = {"params": Arr(("P",), role="inplace"), "grads": Arr(("P",))}
+    for s in states:
+        arrays[s] = Arr(("P",), role="inplace")
+    arrays["decay_segments"] = Arr(("S", 2), dtype=(np.dtype(np.int64),))
+
+    def make(rng, s):
+        n = s["P"]
+        a = {"params": normal(rng, (n,)), "grads": normal(rng, (n,), 0.5)}
+        for st in states:
+            a[st] = np.abs(normal(rng, (n,), 0.1)) if st in ("exp_avg_sq", "sum_sq", "square_avg", "acc_delta") \
+                else normal(rng, (n,), 0.1)
+        a.update(kwargs)
+        half = n // 2
+        a["decay_segments"] = np.array([[0, half], [half + 1, n]] if n > 1 else [[0, n]], np.int64)[: s.get("S", 2)]
+        return a
+
+    @_quiet
+    def reference(a):
+        b = _f64(a, ["params", "grads", *states])
+        step_ref(b, a, _decay_mask(a, a["params"].shape[0]))
+        return (None, b["params"], *(b[s] for s in states))
+
+    def tol(a, exp):
+        out = [None]
+        for name, e in zip(["params", *states], exp[1:]):
+            mags = np.abs(a[name].astype(np.float64)) + np.abs(e) + np.abs(a["grads"].astype(np.float64)) ** 2 \
+                + np.abs(a["grads"].astype(np.float64))
+            out.append(64 * EPS32 * mags + FLOOR)
+        return tuple(out)
+
+    lr_bad = [] if "lr" not in kwargs else [
+        ("lr-zero", lambda a: {**a, "lr": 0.0}, ValueError, "lr"),
+        ("lr-negative", lambda a: {**a, "lr": -1e-3}, ValueError, "lr"),
+        ("lr-nan", lambda a: {**a, "lr": float("nan")}, ValueError, "lr"),
+        ("lr-inf", lambda a: {**a, "lr": float("inf")}, ValueError, "lr"),
+        ("lr-str", lambda a: {**a, "lr": "0.1"}, TypeError, "lr"),
+    ]
+    seg_bad = [
+        ("decay-segments-negative", lambda a: {**a, "decay_segments": np.array([[-1, 2]], np.int64)}, ValueError,
+         "decay_segments"),
+        ("decay-segments-past-end", lambda a: {**a, "decay_segments": np.array([[0, a["params"].size + 1]], np.int64)},
+         ValueError, "decay_segments"),
+        ("decay-segments-reversed", lambda a: {**a, "decay_segments": np.array([[3, 1]], np.int64)}, ValueError,
+         "decay_segments"),
+        ("weight-decay-negative", lambda a: {**a, "weight_decay": -0.1}, ValueError, "weight_decay"),
+        ("l1-nan", lambda a: {**a, "l1": float("nan")}, ValueError, "l1"),
+    ]
+    variant = ",".join(f"{k}={v}" for k, v in kwargs.items() if k not in ("lr", "step"))
+    return Spec(kernel, variant, arrays, make, reference, tol, sizes={"P": 37, "S": 2},
+                free=frozenset({"S"}), extra_bad=tuple(lr_bad + seg_bad + list(extra)),
+                fuzz_sizes={"P": (0, 200), "S": (0, 2)}, big_sizes={"P": 100_003, "S": 2})
+
+
+def _reg(b, mask, wd, l1):
+    # Outside the decay segments the gradient is used as is (even for a NaN parameter);
+    # the L1 subgradient of a NaN parameter is 0 (the parameter itself stays NaN).
+    p = b["params"]
+    sign = np.where(np.isnan(p), 0.0, np.sign(p))
+    reg = (wd * p if wd else 0.0) + (l1 * sign if l1 else 0.0)
+    return np.where(mask > 0, b["grads"] + reg, b["grads"])
+
+
+def _sgd_ref(b, a, mask):
+    g = _reg(b, mask, a["weight_decay"], a.get("l1", 0.0))
+    mu = a["momentum"]
+    b["momentum_buf"][:] = mu * b["momentum_buf"] + g
+    b["params"] -= a["lr"] * (g + mu * b["momentum_buf"])  # nesterov
+
+
+def _adagrad_ref(b, a, mask):
+    g = _reg(b, mask, a["weight_decay"], 0.0)
+    b["sum_sq"] += g * g
+    b["params"] -= a["lr"] / (1 + (a["step"] - 1) * a["lr_decay"]) * g / (np.sqrt(b["sum_sq"]) + a["eps"])
+
+
+def _rmsprop_ref(b, a, mask):
+    g = _reg(b, mask, a["weight_decay"], 0.0)
+    al = a["alpha"]
+    b["square_avg"][:] = al * b["square_avg"] + (1 - al) * g * g
+    b["grad_avg"][:] = al * b["grad_avg"] + (1 - al) * g
+    var = np.maximum(b["square_avg"] - b["grad_avg"] ** 2, 0.0)
+    b["momentum_buf"][:] = a["momentum"] * b["momentum_buf"] + g / (np.sqrt(var) + a["eps"])
+    b["params"] -= a["lr"] * b["momentum_buf"]
+
+
+def _adadelta_ref(b, a, mask):
+    g = _reg(b, mask, a["weight_decay"], 0.0)
+    rho, eps = a["rho"], a["eps"]
+    b["square_avg"][:] = rho * b["square_avg"] + (1 - rho) * g * g
+    delta = np.sqrt(b["acc_delta"] + eps) / np.sqrt(b["square_avg"] + eps) * g
+    b["acc_delta"][:] = rho * b["acc_delta"] + (1 - rho) * delta * delta
+    b["params"] -= a["lr"] * delta
+
+
+def _adam_ref(b, a, mask):
+    g = _reg(b, mask, 0.0, a["l1"])
+    b["params"] = np.where(mask > 0, b["params"] * (1 - a["lr"] * a["weight_decay"]), b["params"])  # AdamW
+    b1, b2, t = a["beta1"], a["beta2"], a["step"]
+    b["exp_avg"][:] = b1 * b["exp_avg"] + (1 - b1) * g
+    b["exp_avg_sq"][:] = b2 * b["exp_avg_sq"] + (1 - b2) * g * g
+    b["params"] -= a["lr"] * (b["exp_avg"] / (1 - b1 ** t)) / (np.sqrt(b["exp_avg_sq"] / (1 - b2 ** t)) + a["eps"])
+
+
+def _optim_specs():
+    step_bad = [("step-zero", lambda a: {**a, "step": 0}, ValueError, "step"),
+                ("step-float", lambda a: {**a, "step": 1.5}, TypeError, "step")]
+    return [
+        _optim_spec("sgd_step", ["momentum_buf"], dict(lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True),
+                    _sgd_ref, [("momentum-buf-missing", lambda a: {**a, "momentum_buf": None}, ValueError,
+                                "momentum_buf")]),
+        _optim_spec("adagrad_step", ["sum_sq"], dict(lr=0.1, step=3, lr_decay=0.1, weight_decay=0.01, eps=1e-6),
+                    _adagrad_ref, step_bad),
+        _optim_spec("rmsprop_step", ["square_avg", "momentum_buf", "grad_avg"],
+                    dict(lr=0.01, alpha=0.9, eps=1e-6, weight_decay=0.01, momentum=0.9, centered=True),
+                    _rmsprop_ref, [("grad-avg-missing", lambda a: {**a, "grad_avg": None}, ValueError, "grad_avg")]),
+        _optim_spec("adadelta_step", ["square_avg", "acc_delta"], dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.01),
+                    _adadelta_ref, [("rho-above-1", lambda a: {**a, "rho": 1.5}, ValueError, "rho")]),
+        _optim_spec("adam_step", ["exp_avg", "exp_avg_sq"],
+                    dict(lr=1e-2, step=3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1, decoupled=True, l1=1e-3),
+                    _adam_ref, step_bad + [
+                        ("beta1-one", lambda a: {**a, "beta1": 1.0}, ValueError, "beta1"),
+                        ("beta2-negative", lambda a: {**a, "beta2": -0.1}, ValueError, "beta2"),
+                        ("eps-negative", lambda a: {**a, "eps": -1e-8}, ValueError, "eps")]),
+        max_norm_spec(),
+    ]
+
+
+def max_norm_spec():
+    arrays = {"w": Arr(("K", "M"), role="inplace")}
+
+    def make(rng, s):
+        return {"w": normal(rng, (s["K"], s["M"]), 2.0), "max_norm": 3.0}
+
+    @_quiet
+    def reference(a):
+        w = a["w"].astype(np.float64)
+        norm = np.sqrt((w ** 2).sum(axis=0))
+        return (None, w * np.where(norm > a["max_norm"], a["max_norm"] / (norm + 1e-7), 1.0))
+
+    def tol(a, exp):
+        return (None, 16 * EPS32 * (a["w"].shape[0] + 2) * np.abs(a["w"].astype(np.float64)) + FLOOR)
+
+    extra = [("max-norm-zero", lambda a: {**a, "max_norm": 0.0}, ValueError, "max_norm"),
+             ("max-norm-negative", lambda a: {**a, "max_norm": -1.0}, ValueError, "max_norm"),
+             ("max-norm-nan", lambda a: {**a, "max_norm": float("nan")}, ValueError, "max_norm")]
+    return Spec("max_norm_", "", arrays, make, reference, tol, sizes={"K": 5, "M": 6},
+                free=frozenset({"K", "M"}), extra_bad=tuple(extra),
+                fuzz_sizes={"K": (0, 40), "M": (0, 40)}, big_sizes={"K": 400, "M": 300})
+
+
 # ----------------------------------------------------------------------------- the table
 SPECS = [
     dense_forward_spec("prelu"), dense_forward_spec("tanh"),
@@ -787,6 +956,11 @@ SPECS = [
     maxout_forward_spec(), maxout_backward_spec(), dense_maxout_forward_spec(), dense_maxout_backward_spec(),
     dropout_forward_spec(), dropout_backward_spec(), dense_dropout_forward_spec(), dense_dropout_backward_spec(),
 ]
+
+# Kernels that land from other branches join the table when fastdl.kernels exports them.
+from fastdl import kernels as _K  # noqa: E402
+
+SPECS += [s for s in _optim_specs() if s.kernel in _K._KERNELS]
 
 BY_KERNEL = {}
 for _s in SPECS:
@@ -826,7 +1000,8 @@ def check_close(spec, got, exp, tol, where=""):
         e = np.asarray(e, dtype=np.float64)
         assert g.shape == e.shape, f"{spec.id}{where}: output {i} has shape {g.shape}, expected {e.shape}"
         err = np.abs(g - e)
-        bad = ~(err <= t)  # NaN where the reference is finite counts as bad
+        same_nonfinite = (np.isnan(g) & np.isnan(e)) | (np.isinf(e) & (g == e))
+        bad = ~(err <= t) & ~same_nonfinite  # NaN where the reference is finite counts as bad
         if bad.any():
             idx = tuple(np.argwhere(bad)[0]) if g.ndim else ()
             raise AssertionError(f"{spec.id}{where}: output {i} differs at {idx}: got {g[idx]!r}, "
