@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The README's test command, as a script so the README and CI run the same thing.
 # Run it inside a fresh virtual environment: it installs fastdl with its test and cuda
-# extras (and the CPU build of PyTorch for the parity tests), runs the suite, then
+# extras, mpi4py (the mpi extra: tests/test_distributed.py, with .ci/mpi-setup.sh's
+# Open MPI) (and the CPU build of PyTorch for the parity tests), runs the suite, then
 # runs the GPU kernel tests again on Numba's CUDA simulator (no GPU needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install --quiet ".[test,cuda]" "torch==2.13.0"
+python -m pip install --quiet ".[test,cuda,mpi]" "torch==2.13.0"
 # From outside the source tree, so the tests import the installed package.
 cd tests
 

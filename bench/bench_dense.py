@@ -13,7 +13,10 @@ from fastdl import kernels as K
 
 from conftest import torch
 
-SHAPES = [(128, 784, 1024), (128, 1024, 1024), (1024, 1024, 1024), (4096, 1024, 1024)]
+# The three regimes that behave differently: tiny (call overhead: batch 1-32, widths
+# 16-64), medium (batch 128, widths 784-1024) and large (batch 1024-4096).
+SHAPES = [(1, 64, 64), (32, 16, 64), (32, 64, 64),
+          (128, 784, 1024), (128, 1024, 1024), (1024, 1024, 1024), (4096, 1024, 1024)]
 
 
 def data(n, k, m, seed=0):

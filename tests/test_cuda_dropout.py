@@ -132,3 +132,35 @@ def test_dropout_errors():
         G.dropout_backward(d, to_dev(np.ones(3, np.uint8)), 0.5)
     with pytest.raises(TypeError, match="mask: expected dtype uint8"):
         G.dropout_backward(d, to_dev(np.ones(2, np.int32)), 0.5)
+
+
+@pytest.mark.parametrize("offset", [0, 3, 4, 13, 2**34 + 1])
+def test_dropout_offset_draws_element_offset_plus_i(rng, offset):
+    size, p = 45, 0.4
+    x = rng.standard_normal(size, dtype=np.float32)
+    y, mask = G.dropout_forward(to_dev(x), p, 17, 2, 1, offset=offset)
+    import philox_reference as ph
+
+    keep = ph.keep(np.arange(offset, offset + size, dtype=np.uint64), p, 17, 2, 1)
+    np.testing.assert_array_equal(host(mask), cref.pack(keep))
+    np.testing.assert_allclose(host(y), np.where(keep, x / np.float32(1 - p), 0), rtol=1e-6)
+    if hasattr(fastdl._C, "dropout_forward"):
+        np.testing.assert_array_equal(host(mask), fastdl._C.dropout_forward(x, p, 17, 2, 1, offset=offset)[1])
+
+
+@pytest.mark.parametrize("m", [13, 16])
+def test_dense_dropout_offset_matches_the_whole_batch_rows(rng, m):
+    n, k, p = 9, 11, 0.3
+    x = rng.standard_normal((n, k), dtype=np.float32)
+    w = (rng.standard_normal((k, m)) / np.sqrt(k)).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32)
+    whole = G.dense_dropout_forward(to_dev(x), to_dev(w), to_dev(b), "relu", p, 5, 2, 1)
+    keep = np.unpackbits(host(whole[1]), bitorder="little")[:n * m].reshape(n, m)
+    lo = 4
+    part = G.dense_dropout_forward(to_dev(np.ascontiguousarray(x[lo:])), to_dev(w), to_dev(b), "relu", p, 5, 2, 1,
+                                   offset=lo * m)
+    np.testing.assert_array_equal(np.unpackbits(host(part[1]), bitorder="little")[:(n - lo) * m].reshape(n - lo, m),
+                                  keep[lo:])
+    np.testing.assert_allclose(host(part[0]), host(whole[0])[lo:], rtol=1e-6)
+    with pytest.raises(ValueError, match="offset"):
+        G.dense_dropout_forward(to_dev(x), to_dev(w), to_dev(b), "relu", p, 5, 2, 1, offset=-1)

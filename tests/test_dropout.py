@@ -319,3 +319,70 @@ def test_bad_dense_dropout_arguments(rng):
         K.dense_dropout_backward(dy, x, w, "gelu", mask, 0.5, y=y)
     with pytest.raises(ValueError, match="mask"):
         K.dense_dropout_backward(dy, x, w, "relu", mask[:1], 0.5, y=y)
+
+
+# ---------------------------------------------------------------- offset (a shard of a larger tensor)
+
+@pytest.mark.parametrize("offset", [0, 1, 2, 3, 4, 5, 63, 64, 65, 1000, 2**32 * 4 - 3, 2**40 + 7])
+@pytest.mark.parametrize("size", [1, 5, 64, 67, 1000, 100_003])
+def test_offset_draws_the_mask_of_element_offset_plus_i(isa, rng, offset, size):
+    x = rng.standard_normal(size, dtype=np.float32)
+    p, seed, step, stream = 0.4, 0xDEAD_BEEF_0BAD_F00D, 11, 3
+    y, mask = K.dropout_forward(x, p, seed, step, stream, offset=offset)
+    keep = ph.keep(np.arange(offset, offset + size, dtype=np.uint64), p, seed, step, stream)
+    np.testing.assert_array_equal(mask, ph.pack(keep))  # local bit i, padding bits 0
+    np.testing.assert_array_equal(y, np.where(keep, x * ph.scale_of(p), np.float32(0)))
+
+
+def test_offset_shards_reassemble_the_whole_tensors_mask(isa, rng):
+    # rows split unevenly across 3 "ranks" with an odd row length: every shard's bits
+    # are the whole tensor's bits of its rows
+    n, m = 37, 13
+    x = rng.standard_normal((n, m), dtype=np.float32)
+    y, mask = K.dropout_forward(x, 0.5, 7, 8, 1)
+    keep = ph.unpack(mask, n * m).reshape(n, m)
+    for lo, hi in ((0, 12), (12, 24), (24, 37)):
+        ys, ms = K.dropout_forward(np.ascontiguousarray(x[lo:hi]), 0.5, 7, 8, 1, offset=lo * m)
+        np.testing.assert_array_equal(ph.unpack(ms, (hi - lo) * m).reshape(hi - lo, m), keep[lo:hi])
+        np.testing.assert_array_equal(ys, y[lo:hi])
+
+
+def test_offset_thread_count_does_not_change_results(isa, rng):
+    x = rng.standard_normal(300_001, dtype=np.float32)
+    a = with_threads(1, lambda: K.dropout_forward(x, 0.3, 1, 2, offset=12345))
+    b = with_threads(4, lambda: K.dropout_forward(x, 0.3, 1, 2, offset=12345))
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("act", ["relu", "gelu", "linear"])
+@pytest.mark.parametrize("shape", [(7, 17, 33), (129, 33, 17), (40, 50, 1), (65, 20, 100)])
+def test_fused_offset_equals_the_rows_of_the_whole_batch(isa, rng, act, shape):
+    n, k, m = shape
+    x, w, b, alpha = make(rng, n, k, m, act)
+    p, seed, step, stream = 0.3, 99, 5, 2
+    whole = K.dense_dropout_forward(x, w, b, act, p, seed, step, stream, alpha=alpha)
+    keep = ph.unpack(whole[1], n * m).reshape(n, m)
+    for lo, hi in ((0, n // 3), (n // 3, n)):
+        part = K.dense_dropout_forward(np.ascontiguousarray(x[lo:hi]), w, b, act, p, seed, step, stream,
+                                       alpha=alpha, offset=lo * m)
+        np.testing.assert_array_equal(ph.unpack(part[1], (hi - lo) * m).reshape(hi - lo, m), keep[lo:hi])
+        # the unfused pair on the same rows agrees bit for bit
+        dense = K.dense_forward(np.ascontiguousarray(x[lo:hi]), w, b, act, alpha=alpha)
+        y_plain = dense[0] if act in K.NEEDS_Z else dense
+        y_ref, mask_ref = K.dropout_forward(y_plain, p, seed, step, stream, offset=lo * m)
+        np.testing.assert_array_equal(part[0], y_ref)
+        np.testing.assert_array_equal(part[1], mask_ref)
+
+
+def test_bad_offset(rng):
+    x = rng.standard_normal(10, dtype=np.float32)
+    with pytest.raises(ValueError, match="offset"):
+        K.dropout_forward(x, 0.5, 1, 1, offset=-1)
+    with pytest.raises(ValueError, match="offset"):
+        K.dropout_forward(x, 0.5, 1, 1, offset=2**62 - 5)
+    with pytest.raises(TypeError, match="offset"):
+        K.dropout_forward(x, 0.5, 1, 1, offset=1.5)
+    w = rng.standard_normal((10, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match="offset"):
+        K.dense_dropout_forward(x.reshape(1, 10), w, None, "relu", 0.5, 1, 1, offset=-3)

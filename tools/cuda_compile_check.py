@@ -39,7 +39,7 @@ f32, i64, u64, b1, f64 = T.float32, T.int64, T.uint64, T.boolean, T.float64
 F1, F2, F3 = T.float32[::1], T.float32[:, ::1], T.float32[:, :, ::1]
 U8_1, U8_2, I64_1, I64_2, F64_1 = T.uint8[::1], T.uint8[:, ::1], T.int64[::1], T.int64[:, ::1], T.float64[::1]
 
-GEMM_SIG = (F2, F2, F2, F2, F1, F1, f32, U8_2, i64, i64, i64, i64, i64, u64, u64, u64, u64, u64, f32)
+GEMM_SIG = (F2, F2, F2, F2, F1, F1, f32, U8_2, i64, i64, i64, i64, i64, u64, u64, u64, u64, u64, f32, u64)
 COLGRAD_SIG = (F2, F1, F1, F2, F2, F1, f32, U8_1, U8_2, i64, i64, i64, f32, f32)
 
 jobs = []
@@ -63,8 +63,10 @@ jobs += [
     ("fused weight grads", fused_mlp._weight_grads, (F1, F2, F3, F3, F2, I64_1, I64_1, I64_1, i64, i64)),
     ("maxout fwd", maxout._maxout_forward, (F2, U8_2, F2, i64, i64, i64)),
     ("maxout bwd", maxout._maxout_backward, (F2, F2, U8_2, i64, i64, i64)),
-    ("dropout mask+y", dropout._mask_kernel(True), (F1, U8_1, F1, i64, u64, u64, u64, u64, u64, f32)),
-    ("dropout mask", dropout._mask_kernel(False), (F1, U8_1, F1, i64, u64, u64, u64, u64, u64, f32)),
+    ("dropout mask+y", dropout._mask_kernel(True), (F1, U8_1, F1, i64, u64, u64, u64, u64, u64, f32, u64)),
+    ("dropout mask", dropout._mask_kernel(False), (F1, U8_1, F1, i64, u64, u64, u64, u64, u64, f32, u64)),
+    ("dropout mask+y unaligned", dropout._mask_kernel(True, False), (F1, U8_1, F1, i64, u64, u64, u64, u64, u64, f32, u64)),
+    ("dropout mask unaligned", dropout._mask_kernel(False, False), (F1, U8_1, F1, i64, u64, u64, u64, u64, u64, f32, u64)),
     ("dropout bwd", dropout._dropout_backward, (F1, F1, U8_1, i64, f32)),
     ("final sum", reduce.final_sum, (F64_1, F64_1, i64, f64)),
     ("softmax xent labels", losses._softmax_xent_rows, (F2, F1, I64_1, F2, I64_1, F2, b1, i64, i64, f32, f32, f32)),

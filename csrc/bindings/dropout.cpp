@@ -76,8 +76,17 @@ py::tuple keep_bits_at_py(py::handle c_h, py::handle p_h, py::handle seed_h, py:
   return py::make_tuple(bits, nbits);
 }
 
+// offset + size must stay below 2^62 (the element index feeds 62 bits of counter).
+uint64_t offset_arg(py::handle h, py::ssize_t size) {
+  const uint64_t offset = unsigned_arg(h, "offset", 62);
+  if (offset + (uint64_t)size >= (1ull << 62))
+    throw py::value_error("offset: offset + size must be < 2**62, got offset " +
+                          std::to_string(offset) + " for " + std::to_string(size) + " elements");
+  return offset;
+}
+
 py::tuple dropout_forward_py(py::handle x_h, py::handle p_h, py::handle seed_h, py::handle step_h,
-                             py::handle stream_h, bool scale, py::handle out_h) {
+                             py::handle stream_h, bool scale, py::handle out_h, py::handle offset_h) {
   py::array x = any_rank_f32(x_h, "x");
   const double p = p_arg(p_h);
   const uint64_t seed = unsigned_arg(seed_h, "seed", 64);
@@ -94,13 +103,14 @@ py::tuple dropout_forward_py(py::handle x_h, py::handle p_h, py::handle seed_h, 
     y = checked_out(out_h, "out", shape, {{"x", &x}});
   }
   const py::ssize_t size = x.size();
+  const uint64_t offset = offset_arg(offset_h, size);
   py::array mask = py::array_t<uint8_t>({mask_bytes(size)});
   {
     const float* px = fptr(x);
     float* py_ = fptr(y);
     uint8_t* pm = u8ptr(mask);
     py::gil_scoped_release release;
-    dropout_forward(py_, pm, px, size, p, seed, step, stream, scale);
+    dropout_forward(py_, pm, px, size, p, seed, step, stream, scale, offset);
   }
   return py::make_tuple(y, mask);
 }
@@ -125,7 +135,7 @@ py::array dropout_backward_py(py::handle dy_h, py::handle mask_h, py::handle p_h
 py::tuple dense_dropout_forward_py(py::handle x_h, py::handle w_h, py::handle b_h,
                                    const std::string& activation, py::handle p_h,
                                    py::handle seed_h, py::handle step_h, py::handle stream_h,
-                                   py::handle alpha_h, bool scale) {
+                                   py::handle alpha_h, bool scale, py::handle offset_h) {
   const Activation act = parse_activation(activation);
   py::array x = checked_f32(x_h, "x", 2, "of shape (N, K)");
   py::array w = checked_f32(w_h, "w", 2, "of shape (K, M)");
@@ -141,6 +151,7 @@ py::tuple dense_dropout_forward_py(py::handle x_h, py::handle w_h, py::handle b_
   const uint64_t seed = unsigned_arg(seed_h, "seed", 64);
   const uint32_t step = (uint32_t)unsigned_arg(step_h, "step", 32);
   const uint32_t stream = (uint32_t)unsigned_arg(stream_h, "stream", 32);
+  const uint64_t offset = offset_arg(offset_h, n * m);
   py::array y = empty_f32({n, m});
   py::array mask = py::array_t<uint8_t>({mask_bytes(n * m)});
   std::optional<py::array> z;
@@ -151,7 +162,7 @@ py::tuple dense_dropout_forward_py(py::handle x_h, py::handle w_h, py::handle b_
     uint8_t* pm = u8ptr(mask);
     py::gil_scoped_release release;
     dense_dropout_forward(py_, pm, pz, px, pw, pb, n, k, m, act, p, seed, step, stream, scale,
-                          alpha.scalar, pa);
+                          alpha.scalar, pa, offset);
   }
   if (z) return py::make_tuple(y, mask, *z);
   return py::make_tuple(y, mask);
@@ -218,13 +229,13 @@ void register_dropout(py::module_& m) {
         "Test hook: keep bits of elements 4c.. from the active ISA's vectorised Philox.");
   m.def("dropout_forward", &dropout_forward_py, py::arg("x"), py::arg("p"), py::arg("seed"),
         py::arg("step"), py::arg("stream") = 0, py::kw_only(), py::arg("scale") = true,
-        py::arg("out") = py::none());
+        py::arg("out") = py::none(), py::arg("offset") = 0);
   m.def("dropout_backward", &dropout_backward_py, py::arg("dy"), py::arg("mask"), py::arg("p"),
         py::kw_only(), py::arg("scale") = true);
   m.def("dense_dropout_forward", &dense_dropout_forward_py, py::arg("x"), py::arg("w"),
         py::arg("b"), py::arg("activation"), py::arg("p"), py::arg("seed"), py::arg("step"),
         py::arg("stream") = 0, py::kw_only(), py::arg("alpha") = py::none(),
-        py::arg("scale") = true);
+        py::arg("scale") = true, py::arg("offset") = 0);
   m.def("dense_dropout_backward", &dense_dropout_backward_py, py::arg("dy"), py::arg("x"),
         py::arg("w"), py::arg("activation"), py::arg("mask"), py::arg("p"), py::kw_only(),
         py::arg("y") = py::none(), py::arg("z") = py::none(), py::arg("alpha") = py::none(),

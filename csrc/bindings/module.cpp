@@ -11,6 +11,7 @@ void register_losses(py::module_& m);
 void register_batchnorm(py::module_& m);
 void register_dropout(py::module_& m);
 void register_maxout(py::module_& m);
+void register_optim(py::module_& m);
 }  // namespace fastdl::bind
 
 PYBIND11_MODULE(_C, m) {
@@ -21,4 +22,5 @@ PYBIND11_MODULE(_C, m) {
   fastdl::bind::register_batchnorm(m);
   fastdl::bind::register_dropout(m);
   fastdl::bind::register_maxout(m);
+  fastdl::bind::register_optim(m);
 }

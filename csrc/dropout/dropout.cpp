@@ -22,11 +22,12 @@ void check_dropout_p(double p) {
 float dropout_scale(double p, bool scale) { return scale ? (float)(1.0 / (1.0 - p)) : 1.0f; }
 
 void dropout_forward(float* y, uint8_t* mask, const float* x, long size, double p,
-                     uint64_t seed, uint32_t step, uint32_t stream, bool scale) {
+                     uint64_t seed, uint32_t step, uint32_t stream, bool scale,
+                     uint64_t offset) {
   check_dropout_p(p);
   if (size <= 0) return;
   const DropoutFwdArgs a{y, mask, x, size, make_dropout_key(seed, step, stream, p),
-                         dropout_scale(p, scale)};
+                         dropout_scale(p, scale), offset};
   switch (active_isa()) {
     case Isa::avx512: avx512::dropout_forward(a); return;
     case Isa::avx2: avx2::dropout_forward(a); return;
@@ -60,7 +61,7 @@ uint64_t dropout_keep_bits_at(uint64_t c, const DropoutKey& key, int* nbits) {
 void dense_dropout_forward(float* y, uint8_t* mask, float* z, const float* x, const float* w,
                            const float* b, long n, long k, long m, Activation act, double p,
                            uint64_t seed, uint32_t step, uint32_t stream, bool scale,
-                           float alpha, const float* alpha_vec) {
+                           float alpha, const float* alpha_vec, uint64_t offset) {
   check_dropout_p(p);
   if (n <= 0 || m <= 0) return;
   // Tile rows OR their bits into the bytes they share with a neighbour (odd m).
@@ -70,6 +71,7 @@ void dense_dropout_forward(float* y, uint8_t* mask, float* z, const float* x, co
   drop.scale = dropout_scale(p, scale);
   drop.row_len = m;
   drop.mask = mask;
+  drop.offset = offset;
   GemmEpilogue ep;
   ep.bias = b;
   ep.act = act;

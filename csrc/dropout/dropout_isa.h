@@ -7,12 +7,14 @@
 namespace fastdl {
 
 // y = keep ? x * scale : 0 over `size` elements, and the bit-packed keep mask
-// (ceil(size / 8) bytes, bits past `size` zero).
+// (ceil(size / 8) bytes, bits past `size` zero); element i's keep bit is Philox's at
+// offset + i.
 struct DropoutFwdArgs {
   float* y; uint8_t* mask;
   const float* x;
   long size;
   DropoutKey key; float scale;
+  uint64_t offset;
 };
 // dx = keep ? dy * scale : 0, keep read from the mask.
 // dropout_keep_bits_at: the active path's vectorised generator alone (for the tests).

@@ -8,12 +8,23 @@ constexpr long kBlock = 64;
 static_assert(kBlock % (4 * P::lanes) == 0, "a block is a whole number of Philox calls");
 static_assert(kBlock % V::width == 0, "a block is a whole number of vectors");
 
-// Keep bits of elements i0 .. i0 + 63 (i0 a multiple of 64): bit t <-> element i0 + t.
+// Keep bits of elements i0 .. i0 + 63 (i0 a multiple of 4): bit t <-> element i0 + t.
 static FASTDL_INLINE uint64_t block_keep_bits(uint64_t i0, const DropoutKey& key) {
   uint64_t bits = 0;
 #pragma GCC unroll 4
   for (int q = 0; q < kBlock / (4 * P::lanes); ++q)
     bits |= P::keep_bits((i0 >> 2) + (uint64_t)q * P::lanes, key) << (q * 4 * P::lanes);
+  return bits;
+}
+
+// Keep bits of elements g .. g + 63 for any g (a shard's offset need not be aligned):
+// the bits of the Philox counters from g & ~3 on, shifted down by g & 3, topped up
+// from one more call when shifted.
+static FASTDL_INLINE uint64_t keep_bits_from(uint64_t g, const DropoutKey& key) {
+  const int sh = (int)(g & 3);
+  const uint64_t base = g - (uint64_t)sh;
+  uint64_t bits = block_keep_bits(base, key);
+  if (sh) bits = (bits >> sh) | (P::keep_bits((base + kBlock) >> 2, key) << (kBlock - sh));
   return bits;
 }
 
@@ -39,7 +50,7 @@ void dropout_forward(const DropoutFwdArgs& a) {
   for (long b = 0; b < nblocks; ++b) {
     const long i0 = b * kBlock;
     const int count = (int)(a.size - i0 < kBlock ? a.size - i0 : kBlock);
-    uint64_t bits = block_keep_bits((uint64_t)i0, a.key);
+    uint64_t bits = keep_bits_from(a.offset + (uint64_t)i0, a.key);
     if (count < kBlock) bits &= (1ull << count) - 1;
     apply_block(a.y + i0, a.x + i0, bits, scale, count);
     std::memcpy(a.mask + b * 8, &bits, (size_t)(count + 7) / 8);  // little-endian (x86)

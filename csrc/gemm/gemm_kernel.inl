@@ -230,7 +230,7 @@ static FASTDL_INLINE void store_tile(V (&acc)[MR][NRV], float* c, long ldc, bool
     static_assert(NR + 3 <= 4 * P::lanes, "one Philox call must cover a tile row");
     scale = V::set1(drop->scale);
     for (int i = 0; i < rows; ++i) {
-      const uint64_t f0 = (uint64_t)(row0 + i) * drop->row_len + col0;
+      const uint64_t f0 = drop->offset + (uint64_t)(row0 + i) * drop->row_len + col0;
       keep[i] = P::keep_bits(f0 >> 2, drop->key) >> (f0 & 3);
     }
   }

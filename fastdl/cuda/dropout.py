@@ -1,6 +1,7 @@
 """Dropout on the GPU with the counter-based Philox masks of docs/kernels.md: the keep bit
 of flat element i is a pure function of (seed, step, stream, i), so the GPU and the CPU
-draw the same masks. One thread per mask byte (8 elements, two Philox calls), which
+draw the same masks. One thread per mask byte (8 elements, two Philox calls; eight when
+an `offset` not a multiple of 4 misaligns the elements with the Philox words), which
 writes the byte whole: no atomics on the packed mask."""
 
 import functools
@@ -19,11 +20,14 @@ ZERO = np.float32(0.0)
 
 
 @functools.lru_cache(maxsize=None)
-def _mask_kernel(write_y):
-    """Writes mask bytes (and y = x * keep * scale when write_y) for a flat tensor."""
+def _mask_kernel(write_y, aligned=True):
+    """Writes mask bytes (and y = x * keep * scale when write_y) for a flat tensor whose
+    element i draws the keep bit of flat element offset + i. aligned: offset % 4 == 0."""
+    if not aligned:
+        return _mask_kernel_unaligned(write_y)
 
     @cuda.jit
-    def kernel(y, mask, x, size, k0, k1, step, stream, threshold, keep_scale):
+    def kernel(y, mask, x, size, k0, k1, step, stream, threshold, keep_scale, offset):
         byte = cuda.grid(1)
         nbytes = (size + 7) // 8
         if byte >= nbytes:
@@ -31,7 +35,8 @@ def _mask_kernel(write_y):
         bits = 0
         for half in range(2):
             i0 = byte * 8 + half * 4
-            r0, r1, r2, r3 = philox.philox4x32_10(uint64(i0 >> 2) & philox.MASK32, uint64(i0 >> 34),
+            g0 = offset + uint64(i0)
+            r0, r1, r2, r3 = philox.philox4x32_10((g0 >> np.uint64(2)) & philox.MASK32, g0 >> np.uint64(34),
                                                   step, stream, k0, k1)
             for lane in range(4):
                 w = r0
@@ -53,6 +58,30 @@ def _mask_kernel(write_y):
     return kernel
 
 
+@functools.lru_cache(maxsize=None)
+def _mask_kernel_unaligned(write_y):
+    """_mask_kernel for an offset that is not a multiple of 4: one Philox call per element."""
+
+    @cuda.jit
+    def kernel(y, mask, x, size, k0, k1, step, stream, threshold, keep_scale, offset):
+        byte = cuda.grid(1)
+        nbytes = (size + 7) // 8
+        if byte >= nbytes:
+            return
+        bits = 0
+        for t in range(8):
+            i = byte * 8 + t
+            if i < size:
+                kept = philox.keep(offset + uint64(i), k0, k1, step, stream, threshold)
+                if kept:
+                    bits |= 1 << t
+                if write_y:
+                    y[i] = x[i] * keep_scale if kept else ZERO
+        mask[byte] = uint8(bits)
+
+    return kernel
+
+
 @cuda.jit
 def _dropout_backward(dx, dy, mask, size, keep_scale):
     i = cuda.grid(1)
@@ -69,14 +98,26 @@ def _flat(d):
     return d.reshape(d.size) if d.ndim != 1 else d
 
 
-def _write_mask(mask, size, seedwords, thr, y=None, x=None, keep_scale=np.float32(1.0)):
+def _write_mask(mask, size, seedwords, thr, y=None, x=None, keep_scale=np.float32(1.0), offset=0):
     k0, k1, step, stream = seedwords
     nbytes = (size + 7) // 8
     if nbytes:
         write_y = y is not None
         f1 = dummy(np.float32)
-        launcher(_mask_kernel(write_y), (blocks(nbytes, THREADS),), (THREADS,))(
-            y if write_y else f1, mask, x if write_y else f1, size, k0, k1, step, stream, thr, keep_scale)
+        launcher(_mask_kernel(write_y, offset % 4 == 0), (blocks(nbytes, THREADS),), (THREADS,))(
+            y if write_y else f1, mask, x if write_y else f1, size, k0, k1, step, stream, thr, keep_scale,
+            np.uint64(offset))
+
+
+def check_offset(offset, size):
+    """offset: a non-negative int with offset + size < 2**62 (as the CPU kernels)."""
+    if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)):
+        raise TypeError(f"offset: expected an int, got {type(offset).__name__}")
+    offset = int(offset)
+    if offset < 0 or offset + int(size) >= (1 << 62):
+        raise ValueError(f"offset: expected 0 <= offset and offset + size < 2**62, got offset {offset} for "
+                         f"{size} elements")
+    return offset
 
 
 def check_mask(mask, size):
@@ -85,14 +126,16 @@ def check_mask(mask, size):
     return mask
 
 
-def dropout_forward(x, p, seed, step, stream=0, *, scale=True, out=None):
-    """(y, mask): y = x * keep / (1 - p) (or x * keep with scale=False)."""
+def dropout_forward(x, p, seed, step, stream=0, *, scale=True, out=None, offset=0):
+    """(y, mask): y = x * keep / (1 - p) (or x * keep with scale=False); element i draws
+    the keep bit of flat element offset + i."""
     p = philox.check_p(p)
     x = checked(x, "x", x.ndim if hasattr(x, "ndim") else 1, "", np.float32)
     words = philox.key_words(seed, step, stream)
+    offset = check_offset(offset, x.size)
     y = empty(x.shape) if out is None else checked_out(out, "out", x.shape, (("x", x),))
     mask = empty(((x.size + 7) // 8,), np.uint8)
-    _write_mask(mask, x.size, words, philox.threshold(p), _flat(y), _flat(x), _keep_scale(p, scale))
+    _write_mask(mask, x.size, words, philox.threshold(p), _flat(y), _flat(x), _keep_scale(p, scale), offset)
     return y, mask
 
 
@@ -108,7 +151,7 @@ def dropout_backward(dy, mask, p, *, scale=True):
     return dx
 
 
-def dense_dropout_forward(x, w, b, activation, p, seed, step, stream=0, *, alpha=None, scale=True):
+def dense_dropout_forward(x, w, b, activation, p, seed, step, stream=0, *, alpha=None, scale=True, offset=0):
     """(y, mask) or (y, mask, z): dense + activation + dropout in the GEMM epilogue, then
     the packed mask from the same Philox words (a second, small launch)."""
     code = A.code_of(activation)
@@ -117,6 +160,7 @@ def dense_dropout_forward(x, w, b, activation, p, seed, step, stream=0, *, alpha
     words = philox.key_words(seed, step, stream)
     n, k = x.shape
     m = w.shape[1]
+    offset = check_offset(offset, n * m)
     a_scalar, a_vec = parse_alpha(activation, alpha, m)
     needs_z = activation in A.NEEDS_Z
     y = empty((n, m))
@@ -124,9 +168,9 @@ def dense_dropout_forward(x, w, b, activation, p, seed, step, stream=0, *, alpha
     thr = philox.threshold(p)
     kernel = gemm.gemm_kernel(False, False, gemm.DROPOUT, code, b is not None, needs_z)
     gemm.launch(kernel, x, w, y, n, m, k, Z=z, bias=b, alpha_vec=a_vec, alpha=a_scalar,
-                dropout=(*words, thr, _keep_scale(p, scale)))
+                dropout=(*words, thr, _keep_scale(p, scale)), drop_offset=offset)
     mask = empty(((n * m + 7) // 8,), np.uint8)
-    _write_mask(mask, n * m, words, thr)
+    _write_mask(mask, n * m, words, thr, offset=offset)
     return (y, mask, z) if needs_z else (y, mask)
 
 

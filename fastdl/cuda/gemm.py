@@ -106,7 +106,7 @@ def gemm_kernel(trans_a, trans_b, epilogue=STORE, act=0, has_bias=False, write_z
 
     @cuda.jit
     def kernel(A, B, C, Z, bias, alpha_vec, alpha, aux, M, N, K, pieces, col_step,
-               k0w, k1w, step, stream, threshold, keep_scale):
+               k0w, k1w, step, stream, threshold, keep_scale, drop_offset):
         As = cuda.shared.array((BK, A_COLS), float32)
         Bs = cuda.shared.array((BK, B_COLS), float32)
         Zs = cuda.shared.array((zs_rows, zs_cols), float32)
@@ -195,7 +195,7 @@ def gemm_kernel(trans_a, trans_b, epilogue=STORE, act=0, has_bias=False, write_z
                             a = alpha_vec[col] if is_prelu else alpha
                             v = act_mod.activate(act, v, a)
                             if epilogue == DROPOUT:
-                                flat = uint64(row * N + col)
+                                flat = drop_offset + uint64(row * N + col)
                                 if philox.keep(flat, k0w, k1w, step, stream, threshold):
                                     v = v * keep_scale
                                 else:
@@ -211,8 +211,10 @@ _F1 = np.float32(1.0)
 
 
 def launch(kernel, A, B, C, M, N, K, *, Z=None, bias=None, alpha_vec=None, alpha=_F0,
-           aux=None, pieces=1, col_step=BN, dropout=(_U0, _U0, _U0, _U0, _U0, _F1)):
-    """Launches a gemm_kernel variant; absent optional arrays are passed as dummies."""
+           aux=None, pieces=1, col_step=BN, dropout=(_U0, _U0, _U0, _U0, _U0, _F1), drop_offset=0):
+    """Launches a gemm_kernel variant; absent optional arrays are passed as dummies.
+    drop_offset: the DROPOUT epilogue keeps element (row, col) iff flat element
+    drop_offset + row * N + col is kept (a shard of a larger batch)."""
     from fastdl.cuda.arrays import blocks, dummy, launcher
 
     if M == 0 or N == 0:
@@ -224,7 +226,8 @@ def launch(kernel, A, B, C, M, N, K, *, Z=None, bias=None, alpha_vec=None, alpha
         A, B, C, dummy2() if Z is None else Z, f1 if bias is None else bias,
         f1 if alpha_vec is None else alpha_vec, np.float32(alpha),
         dummy2(np.uint8) if aux is None else aux,
-        M, N, K, pieces, col_step, k0w, k1w, step, stream, threshold, np.float32(keep_scale))
+        M, N, K, pieces, col_step, k0w, k1w, step, stream, threshold, np.float32(keep_scale),
+        np.uint64(drop_offset))
 
 
 @functools.lru_cache(maxsize=None)

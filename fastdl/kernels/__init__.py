@@ -52,6 +52,12 @@ _KERNELS = (
     "dropout_backward",
     "dense_dropout_forward",
     "dense_dropout_backward",
+    "sgd_step",
+    "adagrad_step",
+    "rmsprop_step",
+    "adadelta_step",
+    "adam_step",
+    "max_norm_",
 )
 
 

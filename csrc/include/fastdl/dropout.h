@@ -6,6 +6,10 @@
 // ones are exactly 0 (selected, not multiplied, so -0 and NaN do not leak through).
 // mask: bit-packed little-endian, bit (i & 7) of mask[i >> 3] set where kept,
 // ceil(size / 8) bytes; the bits past `size` in the last byte are 0.
+// offset: the keep decision of local element i is the one of flat element offset + i,
+// so a tensor that is a slice of a larger one (a shard of a mini-batch split across
+// processes, starting at global row r: offset = r * row length) draws the larger
+// tensor's mask. The mask itself stays indexed by the local i.
 #pragma once
 #include <cstdint>
 
@@ -20,7 +24,8 @@ float dropout_scale(double p, bool scale);
 
 // x, y (size,) flat; mask (ceil(size / 8),).
 void dropout_forward(float* y, uint8_t* mask, const float* x, long size, double p,
-                     uint64_t seed, uint32_t step, uint32_t stream = 0, bool scale = true);
+                     uint64_t seed, uint32_t step, uint32_t stream = 0, bool scale = true,
+                     uint64_t offset = 0);
 
 // dx = dy * keep * dropout_scale(p, scale). dy, dx (size,).
 void dropout_backward(float* dx, const float* dy, const uint8_t* mask, long size, double p,
@@ -34,7 +39,8 @@ void dropout_backward(float* dx, const float* dy, const uint8_t* mask, long size
 void dense_dropout_forward(float* y, uint8_t* mask, float* z, const float* x, const float* w,
                            const float* b, long n, long k, long m, Activation act, double p,
                            uint64_t seed, uint32_t step, uint32_t stream = 0, bool scale = true,
-                           float alpha = 0.0f, const float* alpha_vec = nullptr);
+                           float alpha = 0.0f, const float* alpha_vec = nullptr,
+                           uint64_t offset = 0);
 
 // Gradients of dense_dropout_forward given dy (n, m); outputs as dense_backward. s is z
 // where activation_needs_z(act), else the y dense_dropout_forward returned (after

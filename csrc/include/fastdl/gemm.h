@@ -10,7 +10,8 @@
 namespace fastdl {
 
 // Dropout after the activation: C = keep ? act(z) * scale : 0, with the keep bit of
-// element (i, j) taken from Philox at flat index i * row_len + j and written to mask
+// element (i, j) taken from Philox at flat index offset + i * row_len + j (offset: see
+// fastdl/dropout.h) and written to mask at bit i * row_len + j
 // (bit-packed, docs/kernels.md). mask (ceil(m * n / 8) bytes) must be zeroed
 // beforehand: tile rows that share a byte OR their bits into it.
 struct GemmDropout {
@@ -18,6 +19,7 @@ struct GemmDropout {
   float scale = 1.0f;
   long row_len = 0;
   uint8_t* mask = nullptr;
+  uint64_t offset = 0;
 };
 
 // Maxout over groups of `pieces` adjacent columns of z = acc + bias (act must be

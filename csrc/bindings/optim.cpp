@@ -1,0 +1,202 @@
+// Bindings for the fused optimizer steps. Every buffer is updated in place, so each is
+// checked (float32, 1-D, C-contiguous, writable, the parameters' length) and never
+// converted: a converted copy would take the update and be thrown away.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "bindings/checks.h"
+#include "fastdl/optim.h"
+
+namespace py = pybind11;
+
+namespace fastdl::bind {
+
+namespace {
+
+// The flat buffers of one step, checked against params and against each other.
+class StepBuffers {
+ public:
+  StepBuffers(py::handle params, py::handle grads) {
+    add(checked_f32(params, "params", 1, "(the flat parameter buffer)", /*writable=*/true), "params");
+    n_ = arrays_[0].shape(0);
+    add(checked_f32(grads, "grads", 1, "(the flat gradient buffer)"), "grads");
+    expect_dim(arrays_[1], "grads", 0, n_, "the length of params");
+  }
+
+  // A state buffer written in place; None is allowed when `optional`.
+  float* state(py::handle h, const char* name, bool optional = false) {
+    if (h.is_none()) {
+      if (optional) return nullptr;
+      throw py::type_error(std::string(name) + ": expected a float32 buffer of length " +
+                           std::to_string(n_) + ", got None");
+    }
+    py::array a = checked_f32(h, name, 1, "(an optimizer state buffer)", /*writable=*/true);
+    expect_dim(a, name, 0, n_, "the length of params");
+    for (int i = 0; i < count_; ++i)
+      if (overlaps(a, arrays_[i]))
+        throw py::value_error(std::string(name) + ": shares memory with '" + names_[i] +
+                              "'; every optimizer buffer must be separate");
+    add(a, name);
+    return fptr(a);
+  }
+
+  float* params() const { return fptr(arrays_[0]); }
+  const float* grads() const { return fptr(arrays_[1]); }
+  long n() const { return (long)n_; }
+
+ private:
+  static constexpr int kMax = 5;  // params, grads and at most three state buffers
+  void add(py::array a, const char* name) {
+    if (count_ == 1 && overlaps(a, arrays_[0]))
+      throw py::value_error("grads: shares memory with 'params'; every optimizer buffer must be separate");
+    arrays_[count_] = std::move(a);
+    names_[count_++] = name;
+  }
+  py::array arrays_[kMax];
+  const char* names_[kMax] = {};
+  int count_ = 0;
+  py::ssize_t n_ = 0;
+};
+
+// decay_segments: None (decay everywhere) or an int64 (S, 2) array of [start, stop).
+struct Segments {
+  std::optional<py::array> arr;
+  DecayRanges ranges() const {
+    if (!arr) return {};
+    return {static_cast<const int64_t*>(arr->data()), (long)arr->shape(0)};
+  }
+};
+
+Segments parse_segments(py::handle h) {
+  Segments s;
+  if (h.is_none()) return s;
+  s.arr = checked_array(h, "decay_segments", 2, "of [start, stop) rows, shape (S, 2)", 'i', 8);
+  expect_dim(*s.arr, "decay_segments", 1, 2, "one [start, stop) pair per row");
+  return s;
+}
+
+void sgd_py(py::handle params, py::handle grads, py::handle momentum_buf, float lr, float momentum,
+            float dampening, float weight_decay, bool nesterov, bool first_step, bool classic,
+            float l1, py::handle decay_segments) {
+  StepBuffers b(params, grads);
+  float* buf = b.state(momentum_buf, "momentum_buf", /*optional=*/true);
+  const Segments seg = parse_segments(decay_segments);
+  SgdOptions o;
+  o.lr = lr, o.momentum = momentum, o.dampening = dampening, o.weight_decay = weight_decay;
+  o.nesterov = nesterov, o.first_step = first_step, o.classic = classic, o.l1 = l1;
+  float* p = b.params();
+  const float* g = b.grads();
+  const long n = b.n();
+  py::gil_scoped_release release;
+  sgd_step(p, buf, g, n, o, seg.ranges());
+}
+
+void adagrad_py(py::handle params, py::handle grads, py::handle sum_sq, float lr, long step,
+                float lr_decay, float weight_decay, float eps, float l1, py::handle decay_segments) {
+  StepBuffers b(params, grads);
+  float* s = b.state(sum_sq, "sum_sq");
+  const Segments seg = parse_segments(decay_segments);
+  AdagradOptions o;
+  o.lr = lr, o.step = step, o.lr_decay = lr_decay, o.weight_decay = weight_decay, o.eps = eps, o.l1 = l1;
+  float* p = b.params();
+  const float* g = b.grads();
+  const long n = b.n();
+  py::gil_scoped_release release;
+  adagrad_step(p, s, g, n, o, seg.ranges());
+}
+
+void rmsprop_py(py::handle params, py::handle grads, py::handle square_avg, float lr, float alpha,
+                float eps, float weight_decay, float momentum, bool centered, py::handle momentum_buf,
+                py::handle grad_avg, float l1, py::handle decay_segments) {
+  StepBuffers b(params, grads);
+  float* sq = b.state(square_avg, "square_avg");
+  float* mb = b.state(momentum_buf, "momentum_buf", /*optional=*/true);
+  float* ga = b.state(grad_avg, "grad_avg", /*optional=*/true);
+  const Segments seg = parse_segments(decay_segments);
+  RmspropOptions o;
+  o.lr = lr, o.alpha = alpha, o.eps = eps, o.weight_decay = weight_decay, o.momentum = momentum;
+  o.centered = centered, o.l1 = l1;
+  float* p = b.params();
+  const float* g = b.grads();
+  const long n = b.n();
+  py::gil_scoped_release release;
+  rmsprop_step(p, sq, mb, ga, g, n, o, seg.ranges());
+}
+
+void adadelta_py(py::handle params, py::handle grads, py::handle square_avg, py::handle acc_delta,
+                 float lr, float rho, float eps, float weight_decay, float l1,
+                 py::handle decay_segments) {
+  StepBuffers b(params, grads);
+  float* sq = b.state(square_avg, "square_avg");
+  float* acc = b.state(acc_delta, "acc_delta");
+  const Segments seg = parse_segments(decay_segments);
+  AdadeltaOptions o;
+  o.lr = lr, o.rho = rho, o.eps = eps, o.weight_decay = weight_decay, o.l1 = l1;
+  float* p = b.params();
+  const float* g = b.grads();
+  const long n = b.n();
+  py::gil_scoped_release release;
+  adadelta_step(p, sq, acc, g, n, o, seg.ranges());
+}
+
+void adam_py(py::handle params, py::handle grads, py::handle exp_avg, py::handle exp_avg_sq,
+             float lr, long step, float beta1, float beta2, float eps, float weight_decay,
+             bool decoupled, float l1, py::handle decay_segments) {
+  StepBuffers b(params, grads);
+  float* m = b.state(exp_avg, "exp_avg");
+  float* v = b.state(exp_avg_sq, "exp_avg_sq");
+  const Segments seg = parse_segments(decay_segments);
+  AdamOptions o;
+  o.lr = lr, o.step = step, o.beta1 = beta1, o.beta2 = beta2, o.eps = eps;
+  o.weight_decay = weight_decay, o.decoupled = decoupled, o.l1 = l1;
+  float* p = b.params();
+  const float* g = b.grads();
+  const long n = b.n();
+  py::gil_scoped_release release;
+  adam_step(p, m, v, g, n, o, seg.ranges());
+}
+
+void max_norm_py(py::handle w_h, float max_norm_value) {
+  py::array w = checked_f32(w_h, "w", 2, "of shape (K, M), one column per unit", /*writable=*/true);
+  float* pw = fptr(w);
+  const long k = (long)w.shape(0), m = (long)w.shape(1);
+  py::gil_scoped_release release;
+  max_norm(pw, k, m, max_norm_value);
+}
+
+}  // namespace
+
+void register_optim(py::module_& m) {
+  const auto segs = py::arg("decay_segments") = py::none();
+  m.def("sgd_step", &sgd_py, py::arg("params"), py::arg("grads"), py::arg("momentum_buf"),
+        py::kw_only(), py::arg("lr"), py::arg("momentum") = 0.0f, py::arg("dampening") = 0.0f,
+        py::arg("weight_decay") = 0.0f, py::arg("nesterov") = false, py::arg("first_step") = false,
+        py::arg("classic") = false, py::arg("l1") = 0.0f, segs,
+        "SGD step in place (torch.optim.SGD; classic=True: v = mu*v - lr*g, theta += v).");
+  m.def("adagrad_step", &adagrad_py, py::arg("params"), py::arg("grads"), py::arg("sum_sq"),
+        py::kw_only(), py::arg("lr"), py::arg("step"), py::arg("lr_decay") = 0.0f,
+        py::arg("weight_decay") = 0.0f, py::arg("eps") = 1e-10f, py::arg("l1") = 0.0f, segs,
+        "Adagrad step in place (torch.optim.Adagrad).");
+  m.def("rmsprop_step", &rmsprop_py, py::arg("params"), py::arg("grads"), py::arg("square_avg"),
+        py::kw_only(), py::arg("lr"), py::arg("alpha") = 0.99f, py::arg("eps") = 1e-8f,
+        py::arg("weight_decay") = 0.0f, py::arg("momentum") = 0.0f, py::arg("centered") = false,
+        py::arg("momentum_buf") = py::none(), py::arg("grad_avg") = py::none(), py::arg("l1") = 0.0f,
+        segs, "RMSprop step in place (torch.optim.RMSprop).");
+  m.def("adadelta_step", &adadelta_py, py::arg("params"), py::arg("grads"), py::arg("square_avg"),
+        py::arg("acc_delta"), py::kw_only(), py::arg("lr") = 1.0f, py::arg("rho") = 0.9f,
+        py::arg("eps") = 1e-6f, py::arg("weight_decay") = 0.0f, py::arg("l1") = 0.0f, segs,
+        "Adadelta step in place (torch.optim.Adadelta).");
+  m.def("adam_step", &adam_py, py::arg("params"), py::arg("grads"), py::arg("exp_avg"),
+        py::arg("exp_avg_sq"), py::kw_only(), py::arg("lr"), py::arg("step"),
+        py::arg("beta1") = 0.9f, py::arg("beta2") = 0.999f, py::arg("eps") = 1e-8f,
+        py::arg("weight_decay") = 0.0f, py::arg("decoupled") = false, py::arg("l1") = 0.0f, segs,
+        "Adam step in place (torch.optim.Adam; decoupled=True is AdamW).");
+  m.def("max_norm_", &max_norm_py, py::arg("w"), py::arg("max_norm"),
+        "Rescales each column of w (K, M) to L2 norm <= max_norm in place (torch.renorm).");
+}
+
+}  // namespace fastdl::bind

@@ -1,0 +1,14 @@
+// The max-norm constraint for the avx512 path.
+#include <cmath>
+
+#include "fastdl/runtime.h"
+#include "optim/optim_isa.h"
+#include "simd/vec_avx512.h"
+
+namespace fastdl::optim::avx512 {
+
+using V = simd::VecAvx512;
+
+#include "optim/max_norm.inl"
+
+}  // namespace fastdl::optim::avx512

@@ -1,0 +1,68 @@
+// Internal: what the dispatcher (optim.cpp) hands the per-ISA step kernels. The host
+// side validates the options, normalises the decay ranges and folds every per-call
+// scalar (bias corrections, 1 - beta, -lr...) so the hot loop only does the math.
+#pragma once
+
+namespace fastdl::optim {
+
+// Sorted, disjoint, non-empty [start, stop) ranges that get weight decay / L1.
+struct Spans {
+  const long* bounds;  // 2 * count entries
+  long count;
+};
+
+// Coupled regularisation added to the gradient inside the spans.
+struct Regularizer {
+  float wd = 0.0f;  // g += wd * theta (0 for AdamW, whose decay is decoupled)
+  float l1 = 0.0f;  // g += l1 * sign(theta)
+};
+
+struct SgdScalars {
+  Regularizer reg;
+  float neg_lr, mu, one_minus_damp, neg_lr_damped;  // neg_lr_damped = -lr*(1-dampening)
+  bool has_buf, nesterov, first_step, classic;
+};
+struct AdagradScalars {
+  Regularizer reg;
+  float neg_clr, eps;
+};
+struct RmspropScalars {
+  Regularizer reg;
+  float neg_lr, alpha, one_minus_alpha, eps, mu;
+  bool momentum, centered;
+};
+struct AdadeltaScalars {
+  Regularizer reg;
+  float neg_lr, rho, one_minus_rho, eps;
+};
+struct AdamScalars {
+  Regularizer reg;
+  float one_minus_beta1, beta2, one_minus_beta2, eps;
+  float neg_step_size;   // -lr / (1 - beta1^t)
+  float inv_bc2_sqrt;    // 1 / sqrt(1 - beta2^t)
+  float decay_factor;    // 1 - lr*wd inside the spans for AdamW, else 1
+};
+
+// Buffers of one step: params and up to three state buffers, all n long.
+struct Buffers {
+  float* p;
+  float* s[3];
+  const float* g;
+  long n;
+};
+
+#define FASTDL_OPTIM_ISA_DECLS                                              \
+  void sgd(const Buffers& b, const SgdScalars& c, Spans d);                 \
+  void adagrad(const Buffers& b, const AdagradScalars& c, Spans d);         \
+  void rmsprop(const Buffers& b, const RmspropScalars& c, Spans d);         \
+  void adadelta(const Buffers& b, const AdadeltaScalars& c, Spans d);       \
+  void adam(const Buffers& b, const AdamScalars& c, Spans d);               \
+  void max_norm(float* w, long k, long m, float max_norm);
+
+namespace avx512 { FASTDL_OPTIM_ISA_DECLS }
+namespace avx2 { FASTDL_OPTIM_ISA_DECLS }
+namespace generic { FASTDL_OPTIM_ISA_DECLS }
+
+#undef FASTDL_OPTIM_ISA_DECLS
+
+}  // namespace fastdl::optim

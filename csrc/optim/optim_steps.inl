@@ -1,0 +1,215 @@
+// The fused optimizer steps, written once over the vector type V and included inside
+// namespace fastdl::optim::<isa>. One launcher walks the flat buffer; each optimizer is
+// a small functor holding only its per-element math (apex's shape). A functor declares
+// how many state buffers it streams (kState) and updates registers in place:
+//   template <bool Decay> void operator()(V& p, V g, V (&s)[kState]) const;
+// Decay is true inside the weight-decay spans. Everything is elementwise, so threads
+// split the buffer into blocks freely and the result is thread-count independent.
+
+constexpr long kBlock = 8192;             // elements per task: 32 KB per stream
+constexpr long kParallelMin = 1L << 15;   // below this one thread (the fork costs more)
+
+// g + wd*theta + l1*sign(theta) inside the spans, g outside.
+template <bool Decay>
+FASTDL_INLINE V regularized(V g, V p, const Regularizer& r) {
+  if constexpr (Decay) {
+    if (r.wd != 0.0f) g = V::fma(V::set1(r.wd), p, g);
+    if (r.l1 != 0.0f) {
+      const V l1 = V::set1(r.l1), zero = V::zero();
+      g = g + V::select(V::gt(p, zero), l1, V::select(V::lt(p, zero), zero - l1, zero));
+    }
+  }
+  return g;
+}
+
+// ---------------------------------------------------------------- the functors
+
+// SGD without a momentum buffer: theta -= lr*g.
+struct SgdPlain {
+  static constexpr int kState = 0;
+  const SgdScalars& c;
+  template <bool Decay>
+  FASTDL_INLINE void operator()(V& p, V g, V (&)[1]) const {
+    p = V::fma(V::set1(c.neg_lr), regularized<Decay>(g, p, c.reg), p);
+  }
+};
+
+struct SgdMomentum {
+  static constexpr int kState = 1;
+  const SgdScalars& c;
+  template <bool Decay>
+  FASTDL_INLINE void operator()(V& p, V g, V (&s)[1]) const {
+    g = regularized<Decay>(g, p, c.reg);
+    V& b = s[0];
+    const V mu = V::set1(c.mu);
+    if (!c.classic) {  // PyTorch: b = mu*b + (1-dampening)*g; theta -= lr*(nesterov ? g + mu*b : b)
+      b = c.first_step ? g : V::fma(V::set1(c.one_minus_damp), g, mu * b);
+      const V d = c.nesterov ? V::fma(mu, b, g) : b;
+      p = V::fma(V::set1(c.neg_lr), d, p);
+    } else {  // lectures: v = mu*v - lr*(1-dampening)*g; theta += v (nesterov: mu*v - lr*g)
+      b = c.first_step ? V::set1(c.neg_lr) * g : V::fma(V::set1(c.neg_lr_damped), g, mu * b);
+      p = c.nesterov ? p + V::fma(mu, b, V::set1(c.neg_lr) * g) : p + b;
+    }
+  }
+};
+
+struct Adagrad {
+  static constexpr int kState = 1;
+  const AdagradScalars& c;
+  template <bool Decay>
+  FASTDL_INLINE void operator()(V& p, V g, V (&s)[1]) const {
+    g = regularized<Decay>(g, p, c.reg);
+    s[0] = V::fma(g, g, s[0]);
+    p = p + V::set1(c.neg_clr) * g / (V::sqrt(s[0]) + V::set1(c.eps));
+  }
+};
+
+// State order: square_avg, then momentum_buf when Momentum, then grad_avg when Centered.
+template <bool Momentum, bool Centered>
+struct Rmsprop {
+  static constexpr int kState = 1 + Momentum + Centered;
+  const RmspropScalars& c;
+  template <bool Decay>
+  FASTDL_INLINE void operator()(V& p, V g, V (&s)[kState]) const {
+    g = regularized<Decay>(g, p, c.reg);
+    const V oma = V::set1(c.one_minus_alpha);
+    V& sq = s[0];
+    sq = V::fma(oma * g, g, V::set1(c.alpha) * sq);
+    V var = sq;
+    if constexpr (Centered) {
+      V& ga = s[kState - 1];
+      ga = V::fma(oma, g - ga, ga);
+      var = V::max(V::fma(ga, V::zero() - ga, sq), V::zero());
+    }
+    const V avg = V::sqrt(var) + V::set1(c.eps);
+    if constexpr (Momentum) {
+      V& buf = s[1];
+      buf = V::fma(V::set1(c.mu), buf, g / avg);
+      p = V::fma(V::set1(c.neg_lr), buf, p);
+    } else {
+      p = p + V::set1(c.neg_lr) * g / avg;
+    }
+  }
+};
+
+struct Adadelta {
+  static constexpr int kState = 2;  // square_avg, acc_delta
+  const AdadeltaScalars& c;
+  template <bool Decay>
+  FASTDL_INLINE void operator()(V& p, V g, V (&s)[2]) const {
+    g = regularized<Decay>(g, p, c.reg);
+    const V rho = V::set1(c.rho), omr = V::set1(c.one_minus_rho), eps = V::set1(c.eps);
+    s[0] = V::fma(omr * g, g, rho * s[0]);
+    const V delta = V::sqrt(s[1] + eps) / V::sqrt(s[0] + eps) * g;
+    s[1] = V::fma(omr * delta, delta, rho * s[1]);
+    p = V::fma(V::set1(c.neg_lr), delta, p);
+  }
+};
+
+struct Adam {
+  static constexpr int kState = 2;  // exp_avg, exp_avg_sq
+  const AdamScalars& c;
+  template <bool Decay>
+  FASTDL_INLINE void operator()(V& p, V g, V (&s)[2]) const {
+    g = regularized<Decay>(g, p, c.reg);
+    if constexpr (Decay) p = p * V::set1(c.decay_factor);  // AdamW (1 for Adam)
+    V& m = s[0];
+    V& v = s[1];
+    m = V::fma(V::set1(c.one_minus_beta1), g - m, m);
+    v = V::fma(V::set1(c.one_minus_beta2) * g, g, V::set1(c.beta2) * v);
+    const V denom = V::fma(V::sqrt(v), V::set1(c.inv_bc2_sqrt), V::set1(c.eps));
+    p = p + V::set1(c.neg_step_size) * m / denom;
+  }
+};
+
+// ---------------------------------------------------------------- the launcher
+
+// Updates the r < V::width elements at i with partial loads and stores.
+template <bool Decay, class Op>
+FASTDL_INLINE void run_partial(const Op& op, const Buffers& b, long i, int r) {
+  constexpr int NS = Op::kState;
+  V s[NS > 0 ? NS : 1];
+  V p = V::load_n(b.p + i, r);
+  const V g = V::load_n(b.g + i, r);
+  for (int k = 0; k < NS; ++k) s[k] = V::load_n(b.s[k] + i, r);
+  op.template operator()<Decay>(p, g, s);
+  p.store_n(b.p + i, r);
+  for (int k = 0; k < NS; ++k) s[k].store_n(b.s[k] + i, r);
+}
+
+template <bool Decay, class Op>
+FASTDL_INLINE void run_range(const Op& op, const Buffers& b, long i, long end) {
+  constexpr int NS = Op::kState;
+  // Peel up to the params' vector alignment: a full-width access that straddles two
+  // cache lines costs a second one, and numpy gives 16-byte aligned arrays (buffers
+  // from one allocator usually share that offset, so one peel aligns them all).
+  constexpr unsigned long kAlign = sizeof(float) * V::width;
+  const unsigned long mis = reinterpret_cast<unsigned long>(b.p + i) % kAlign;
+  if (mis != 0 && mis % sizeof(float) == 0) {
+    const long head = (long)((kAlign - mis) / sizeof(float));
+    const int r = (int)(head < end - i ? head : end - i);
+    run_partial<Decay>(op, b, i, r);
+    i += r;
+  }
+  V s[NS > 0 ? NS : 1];
+  for (; i + V::width <= end; i += V::width) {
+    V p = V::load(b.p + i);
+    const V g = V::load(b.g + i);
+    for (int k = 0; k < NS; ++k) s[k] = V::load(b.s[k] + i);
+    op.template operator()<Decay>(p, g, s);
+    p.store(b.p + i);
+    for (int k = 0; k < NS; ++k) s[k].store(b.s[k] + i);
+  }
+  if (i < end) run_partial<Decay>(op, b, i, (int)(end - i));
+}
+
+// Runs op over [lo, hi), switching between the decayed and plain loops at span edges.
+template <class Op>
+static void run_block(const Op& op, const Buffers& b, Spans d, long lo, long hi) {
+  // First span ending after lo (spans are sorted and disjoint, so ends are sorted too).
+  long first = 0, last = d.count;
+  while (first < last) {
+    const long mid = (first + last) / 2;
+    if (d.bounds[2 * mid + 1] <= lo) first = mid + 1; else last = mid;
+  }
+  long pos = lo;
+  for (long k = first; k < d.count && d.bounds[2 * k] < hi; ++k) {
+    const long a = d.bounds[2 * k] > lo ? d.bounds[2 * k] : lo;
+    const long e = d.bounds[2 * k + 1] < hi ? d.bounds[2 * k + 1] : hi;
+    if (a > pos) run_range<false>(op, b, pos, a);
+    run_range<true>(op, b, a, e);
+    pos = e;
+  }
+  if (pos < hi) run_range<false>(op, b, pos, hi);
+}
+
+template <class Op>
+static void launch(const Op& op, const Buffers& b, Spans d) {
+  const long nblocks = (b.n + kBlock - 1) / kBlock;
+  const int nthreads = b.n < kParallelMin ? 1 : get_num_threads();
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (long blk = 0; blk < nblocks; ++blk) {
+    const long lo = blk * kBlock, hi = lo + kBlock < b.n ? lo + kBlock : b.n;
+    run_block(op, b, d, lo, hi);
+  }
+}
+
+// ---------------------------------------------------------------- entry points
+
+void sgd(const Buffers& b, const SgdScalars& c, Spans d) {
+  if (c.has_buf) launch(SgdMomentum{c}, b, d);
+  else launch(SgdPlain{c}, b, d);
+}
+
+void adagrad(const Buffers& b, const AdagradScalars& c, Spans d) { launch(Adagrad{c}, b, d); }
+
+void rmsprop(const Buffers& b, const RmspropScalars& c, Spans d) {
+  if (c.momentum && c.centered) launch(Rmsprop<true, true>{c}, b, d);
+  else if (c.momentum) launch(Rmsprop<true, false>{c}, b, d);
+  else if (c.centered) launch(Rmsprop<false, true>{c}, b, d);
+  else launch(Rmsprop<false, false>{c}, b, d);
+}
+
+void adadelta(const Buffers& b, const AdadeltaScalars& c, Spans d) { launch(Adadelta{c}, b, d); }
+
+void adam(const Buffers& b, const AdamScalars& c, Spans d) { launch(Adam{c}, b, d); }

@@ -1,0 +1,135 @@
+"""Where the network's arrays live: every device-specific operation of the Python layer.
+
+A backend bundles the kernel namespace for the device (``fastdl._C`` on the CPU, called
+directly so the hot loop skips the per-call dispatch of :mod:`fastdl.kernels`;
+``fastdl.cuda.kernels`` on the GPU) with the few array operations the network needs
+outside the kernels: allocate, copy host <-> device, copy device -> device.
+"""
+
+import numpy as np
+
+__all__ = ["get_backend", "is_device_array", "to_host", "DEVICES"]
+
+DEVICES = ("cpu", "cuda")
+
+CUDA_HINT = "install the GPU extra with `pip install fastdl[cuda]` (numba-cuda) on a machine with an NVIDIA GPU"
+
+
+def is_device_array(a):
+    return type(a) is not np.ndarray and (
+        hasattr(a, "__cuda_array_interface__") or getattr(a, "__cuda_ndarray__", False))
+
+
+def to_host(a):
+    """A numpy array with a's contents (a itself when it already is one)."""
+    if isinstance(a, np.ndarray):
+        return a
+    if hasattr(a, "copy_to_host"):
+        return a.copy_to_host()
+    return np.asarray(a)
+
+
+class CPUBackend:
+    name = "cpu"
+
+    def __init__(self):
+        from fastdl import _C
+
+        self.kernels = _C
+
+    @staticmethod
+    def zeros(shape):
+        return np.zeros(shape, np.float32)
+
+    @staticmethod
+    def empty(shape, dtype=np.float32):
+        return np.empty(shape, dtype)
+
+    @staticmethod
+    def from_host(a):
+        return a
+
+    @staticmethod
+    def to_host(a):
+        return a
+
+    @staticmethod
+    def copy_from_host(dst, src):
+        np.copyto(dst, src)
+
+    @staticmethod
+    def copy(dst, src):
+        np.copyto(dst, src)
+
+    @staticmethod
+    def scale_(a, s):
+        a *= np.float32(s)
+
+
+class CUDABackend:
+    """Numba device arrays. Views (reshape/slices of the flat buffer) share its memory,
+    like numpy's."""
+
+    name = "cuda"
+
+    def __init__(self):
+        try:
+            from fastdl import cuda as fcuda
+        except ImportError as e:  # fastdl built without its GPU package
+            raise RuntimeError(f"device='cuda' needs fastdl's GPU kernels: {CUDA_HINT}") from e
+        try:
+            self.cuda = fcuda.require()
+        except (ImportError, RuntimeError) as e:
+            raise RuntimeError(f"device='cuda' is not available: {e}") from e
+        self.kernels = fcuda.kernels
+        self._scale_kernel = None
+
+    def zeros(self, shape):
+        return self.cuda.to_device(np.zeros(shape, np.float32))
+
+    def empty(self, shape, dtype=np.float32):
+        return self.cuda.device_array(shape, dtype)
+
+    def from_host(self, a):
+        return self.cuda.to_device(np.ascontiguousarray(a))
+
+    @staticmethod
+    def to_host(a):
+        return a.copy_to_host()
+
+    @staticmethod
+    def copy_from_host(dst, src):
+        dst.copy_to_device(np.ascontiguousarray(src))
+
+    @staticmethod
+    def copy(dst, src):
+        dst.copy_to_device(src)
+
+    def scale_(self, a, s):
+        # Only the scale_at_test dropout's inference path needs this elementwise op.
+        if self._scale_kernel is None:
+            cuda = self.cuda
+
+            @cuda.jit
+            def scale(flat, factor):
+                i = cuda.grid(1)
+                if i < flat.shape[0]:
+                    flat[i] *= factor
+
+            self._scale_kernel = scale
+        flat = a.reshape(a.size)
+        threads = 256
+        self._scale_kernel[(a.size + threads - 1) // threads, threads](flat, np.float32(s))
+
+
+_BACKENDS = {}
+
+
+def get_backend(device):
+    """The backend for "cpu" or "cuda" (one instance per device)."""
+    if not isinstance(device, str) or device.lower() not in DEVICES:
+        raise ValueError(f"device: expected one of {DEVICES}, got {device!r}")
+    device = device.lower()
+    if device not in _BACKENDS:
+        _BACKENDS[device] = CPUBackend() if device == "cpu" else CUDABackend()
+    return _BACKENDS[device]

@@ -1,0 +1,225 @@
+"""The executable form of a network: a list of stages, each one or two kernel calls.
+
+A stage holds views into the network's flat parameter and gradient buffers, the kernel
+functions of its device (bound once, so the hot loop does no name lookups or dispatch)
+and, per batch size, its preallocated output buffer. ``forward_train`` keeps what
+``backward`` needs; ``backward`` writes the parameter gradients into the flat gradient
+buffer and returns the gradient with respect to the stage's input (None for the first
+stage with parameters: nothing upstream needs it).
+"""
+
+NEEDS_Z = ("prelu", "silu", "gelu")
+
+
+class Stage:
+    params = ()  # (layer, ParamSpec) pairs in buffer order
+    max_norm = None
+    need_dx = True
+    # Row of the global mini-batch that this batch's first row is: data-parallel ranks
+    # (fastdl.distributed) set it so dropout draws the mask of the global sample index.
+    row_offset = 0
+
+    def __init__(self, backend):
+        self.backend = backend
+        self._out = {}
+
+    def _buffer(self, n, m):
+        buf = self._out.get(n)
+        if buf is None:
+            buf = self._out[n] = self.backend.empty((n, m))
+        return buf
+
+    def bind(self, views, grads, seed):
+        """Receives its parameter/gradient views (dicts by parameter name) and the
+        network's dropout seed."""
+        self.seed = seed
+
+    def forward_train(self, x, step):
+        raise NotImplementedError
+
+    def forward_eval(self, x):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+
+class DenseStage(Stage):
+    """Dense + activation (+ dropout): dense_forward, or dense_dropout_forward when a
+    Dropout follows."""
+
+    def __init__(self, backend, layer, activation, alpha, dropout, stream):
+        super().__init__(backend)
+        self.layer = layer
+        self.act = activation
+        self.scalar_alpha = alpha if activation != "prelu" else None
+        self.needs_z = activation in NEEDS_Z
+        self.prelu = activation == "prelu"
+        self.m = layer.out_features
+        self.max_norm = layer.max_norm
+        self.stream = stream
+        self.p = dropout.p if dropout is not None else 0.0
+        self.dropout = dropout
+        self.scale = not (dropout is not None and dropout.scale_at_test)
+        self.test_scale = (1.0 - self.p) if (dropout is not None and dropout.scale_at_test and self.p) else None
+        k = backend.kernels
+        self._fwd, self._bwd = k.dense_forward, k.dense_backward
+        if self.p:
+            self._dfwd, self._dbwd = k.dense_dropout_forward, k.dense_dropout_backward
+        self.z = self.mask = None
+
+    def bind(self, views, grads, seed):
+        self.seed = seed
+        self.w, self.gw = views["w"], grads["w"]
+        self.b, self.gb = views.get("b"), grads.get("b")
+        if self.prelu:
+            self.alpha, self.galpha = views["alpha"], grads["alpha"]
+        else:
+            self.alpha = self.scalar_alpha
+
+    def forward_train(self, x, step):
+        self.x = x
+        if self.p:
+            r = self._dfwd(x, self.w, self.b, self.act, self.p, self.seed, step, self.stream, alpha=self.alpha,
+                           scale=self.scale, offset=self.row_offset * self.m)
+            if self.needs_z:
+                self.y, self.mask, self.z = r
+            else:
+                self.y, self.mask = r
+            return self.y
+        n = x.shape[0]
+        out = self._out.get(n)
+        if out is None:
+            out = self._buffer(n, self.m)
+        r = self._fwd(x, self.w, self.b, self.act, alpha=self.alpha, out=out)
+        if self.needs_z:
+            self.y, self.z = r
+        else:
+            self.y = r
+        return self.y
+
+    def forward_eval(self, x):
+        r = self._fwd(x, self.w, self.b, self.act, alpha=self.alpha, out=self._buffer(x.shape[0], self.m))
+        y = r[0] if self.needs_z else r
+        if self.test_scale is not None:
+            self.backend.scale_(y, self.test_scale)
+        return y
+
+    def backward(self, dy):
+        if self.p:
+            r = self._dbwd(dy, self.x, self.w, self.act, self.mask, self.p, y=self.y, z=self.z, alpha=self.alpha,
+                           scale=self.scale, need_dx=self.need_dx)
+        else:
+            r = self._bwd(dy, self.x, self.w, self.act, y=self.y, z=self.z, alpha=self.alpha, need_dx=self.need_dx)
+        copy = self.backend.copy
+        copy(self.gw, r[1])
+        if self.gb is not None:
+            copy(self.gb, r[2])
+        if self.prelu:
+            copy(self.galpha, r[3])
+        return r[0]
+
+
+class MaxoutStage(Stage):
+    """dense_maxout_forward: the pre-activations never reach memory."""
+
+    def __init__(self, backend, layer):
+        super().__init__(backend)
+        self.layer = layer
+        self.pieces = layer.pieces
+        self.max_norm = layer.max_norm
+        k = backend.kernels
+        self._fwd, self._bwd = k.dense_maxout_forward, k.dense_maxout_backward
+
+    def bind(self, views, grads, seed):
+        self.seed = seed
+        self.w, self.b = views["w"], views["b"]
+        self.gw, self.gb = grads["w"], grads["b"]
+
+    def forward_train(self, x, step):
+        self.x = x
+        self.y, self.argmax = self._fwd(x, self.w, self.b, self.pieces)
+        return self.y
+
+    def forward_eval(self, x):
+        return self._fwd(x, self.w, self.b, self.pieces)[0]
+
+    def backward(self, dy):
+        dx, dw, db = self._bwd(dy, self.x, self.w, self.argmax, self.pieces, need_dx=self.need_dx)
+        self.backend.copy(self.gw, dw)
+        self.backend.copy(self.gb, db)
+        return dx
+
+
+class DropoutStage(Stage):
+    """A Dropout that no Dense layer precedes (input dropout, or after Maxout/BatchNorm)."""
+
+    def __init__(self, backend, layer, dim, stream):
+        super().__init__(backend)
+        self.layer = layer
+        self.p = layer.p
+        self.scale = not layer.scale_at_test
+        self.test_scale = (1.0 - self.p) if (layer.scale_at_test and self.p) else None
+        self.m = dim
+        self.stream = stream
+        k = backend.kernels
+        self._fwd, self._bwd = k.dropout_forward, k.dropout_backward
+
+    def forward_train(self, x, step):
+        if not self.p:
+            return x
+        y, self.mask = self._fwd(x, self.p, self.seed, step, self.stream, scale=self.scale,
+                                 out=self._buffer(x.shape[0], self.m), offset=self.row_offset * self.m)
+        return y
+
+    def forward_eval(self, x):
+        if self.test_scale is None:
+            return x
+        out = self._buffer(x.shape[0], self.m)
+        self.backend.copy(out, x)
+        self.backend.scale_(out, self.test_scale)
+        return out
+
+    def backward(self, dy):
+        if not self.p:
+            return dy
+        return self._bwd(dy, self.mask, self.p, scale=self.scale)
+
+
+class BatchNormStage(Stage):
+    def __init__(self, backend, layer):
+        super().__init__(backend)
+        self.layer = layer
+        self.momentum, self.eps = layer.momentum, layer.eps
+        n = layer.num_features
+        self.running_mean = backend.zeros(n)
+        self.running_var = backend.from_host(_ones(n))
+        k = backend.kernels
+        self._fwd_train, self._fwd_eval = k.batchnorm_forward_train, k.batchnorm_forward_eval
+        self._bwd = k.batchnorm_backward
+
+    def bind(self, views, grads, seed):
+        self.seed = seed
+        self.gamma, self.beta = views["gamma"], views["beta"]
+        self.ggamma, self.gbeta = grads["gamma"], grads["beta"]
+
+    def forward_train(self, x, step):
+        self.x = x
+        y, self.save_mean, self.save_invstd = self._fwd_train(
+            x, self.gamma, self.beta, self.running_mean, self.running_var, momentum=self.momentum, eps=self.eps)
+        return y
+
+    def forward_eval(self, x):
+        return self._fwd_eval(x, self.gamma, self.beta, self.running_mean, self.running_var, eps=self.eps)
+
+    def backward(self, dy):
+        dx, dgamma, dbeta = self._bwd(dy, self.x, self.gamma, self.save_mean, self.save_invstd)
+        self.backend.copy(self.ggamma, dgamma)
+        self.backend.copy(self.gbeta, dbeta)
+        return dx if self.need_dx else None
+
+
+def _ones(n):
+    import numpy as np
+
+    return np.ones(n, np.float32)

@@ -1,0 +1,58 @@
+"""The peers fastdl is compared with, each optional: PyTorch, numpy, scikit-learn.
+
+A peer that is not installed is skipped with a note, never an error.
+"""
+
+import importlib
+
+_cache = {}
+
+
+def optional(module):
+    """The imported module, or None when it is not installed."""
+    if module not in _cache:
+        try:
+            _cache[module] = importlib.import_module(module)
+        except ImportError:
+            _cache[module] = None
+    return _cache[module]
+
+
+def torch():
+    return optional("torch")
+
+
+def sklearn_available():
+    return optional("sklearn") is not None
+
+
+def set_threads(n):
+    """Pins fastdl, PyTorch and (through threadpoolctl, when installed) numpy's BLAS to n
+    threads. Returns a note on what could not be pinned, or None."""
+    import fastdl
+
+    fastdl.set_num_threads(n)
+    t = torch()
+    if t is not None:
+        t.set_num_threads(n)
+    tp = optional("threadpoolctl")
+    if tp is None:
+        return ("numpy's BLAS threads not pinned (threadpoolctl not installed): set "
+                "OMP_NUM_THREADS/OPENBLAS_NUM_THREADS before starting to pin them")
+    _cache["_limits"] = tp.threadpool_limits(limits=n)  # kept alive for the whole run
+    return None
+
+
+def versions():
+    import sys
+
+    import numpy as np
+
+    import fastdl
+
+    out = {"python": sys.version.split()[0], "fastdl": fastdl.__version__, "numpy": np.__version__}
+    for name, module in (("torch", "torch"), ("scikit-learn", "sklearn"), ("numba", "numba"),
+                         ("matplotlib", "matplotlib")):
+        m = optional(module)
+        out[name] = getattr(m, "__version__", "?") if m is not None else None
+    return out

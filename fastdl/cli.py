@@ -1,0 +1,213 @@
+"""The ``fastdl`` command (also ``python -m fastdl``).
+
+    fastdl train [--dataset digits | --mnist PATH] [--hidden 256,256] [--activation relu]
+                 [--optimizer adam] [--lr 1e-3] [--epochs 20] [--batch-size 64] [--dropout 0]
+                 [--device cpu] [--seed 0] [--out fastdl-run] [--verbose auto]
+    fastdl check          what this installation runs on, and a one-kernel self-check
+    fastdl --cmake-dir | --include-dir | --lib-dir    where the C++ package lives
+
+Subcommands are registered in ``COMMANDS`` (name -> (add_arguments, run)).
+"""
+
+import argparse
+import os
+import sys
+import time
+
+__all__ = ["main", "COMMANDS"]
+
+
+def _hidden(text):
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()] if text.strip() else []
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer widths like 256,256, got {text!r}") from None
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"layer widths must be positive, got {text!r}")
+    return sizes
+
+
+def _add_train(p):
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--dataset", choices=["digits"], default="digits",
+                      help="built-in dataset (default: digits, scikit-learn's 8x8 digits; needs fastdl[examples])")
+    data.add_argument("--mnist", metavar="PATH",
+                      help="folder with MNIST IDX files (train-*/t10k-*, gzipped or not); with only the t10k files, "
+                           "their first 80%% train and the rest test")
+    p.add_argument("--hidden", type=_hidden, default=[256, 256], metavar="W1,W2,...",
+                   help="hidden layer widths (default 256,256)")
+    p.add_argument("--activation", default="relu", help="hidden activation (default relu)")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout after each hidden layer (default 0)")
+    p.add_argument("--optimizer", default="adam", help="sgd, adam, adamw, rmsprop, adagrad, adadelta (default adam)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's, PyTorch's)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--validation-split", type=float, default=0.1,
+                   help="last fraction of the training data held out for validation (default 0.1)")
+    p.add_argument("--patience", type=int, default=None, help="early stopping patience on val_loss (default: off)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="fastdl-run", metavar="DIR",
+                   help="output folder: model.fdl, history.csv, learning_curve.png (default ./fastdl-run)")
+    p.add_argument("--verbose", default="auto", choices=["auto", "0", "1", "2"])
+
+
+def _load_data(args):
+    """((x_train, y_train), (x_test, y_test)) and a description of the source."""
+    from fastdl import datasets
+
+    if args.mnist:
+        folder = args.mnist
+        try:
+            return datasets.mnist(folder), f"MNIST ({folder})"
+        except FileNotFoundError:
+            x, y = datasets.mnist(folder, split="test")
+            cut = int(len(x) * 0.8)
+            return ((x[:cut], y[:cut]), (x[cut:], y[cut:])), f"MNIST t10k only ({folder}: first {cut} train)"
+    return datasets.digits(), "digits (scikit-learn 8x8, 20% held out for test)"
+
+
+def _run_train(args):
+    import fastdl
+    from fastdl import callbacks as C
+
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"fastdl train: --{name.replace('_', '-')} must be >= 1")
+    if not 0.0 <= args.dropout < 1.0:
+        raise SystemExit("fastdl train: --dropout must be in [0, 1)")
+    try:
+        ((x_train, y_train), (x_test, y_test)), source = _load_data(args)
+    except (ImportError, FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"fastdl train: {e}")
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    layers = []
+    for width in args.hidden:
+        layers.append(fastdl.Dense(width, activation=args.activation))
+        if args.dropout:
+            layers.append(fastdl.Dropout(args.dropout))
+    layers.append(fastdl.Dense(n_classes))
+    try:
+        model = fastdl.Sequential(layers, device=args.device, seed=args.seed, input_dim=x_train.shape[1])
+        opt_kwargs = {} if args.lr is None else {"lr": args.lr}
+        model.compile(optimizer=fastdl.optim.get(args.optimizer, **opt_kwargs), loss="softmax_cross_entropy",
+                      metrics=["accuracy"])
+    except (ValueError, TypeError, RuntimeError, ImportError) as e:
+        raise SystemExit(f"fastdl train: {e}")
+    os.makedirs(args.out, exist_ok=True)
+    model_path = os.path.join(args.out, "model.fdl")
+    csv_path = os.path.join(args.out, "history.csv")
+    callbacks = [C.CSVLogger(csv_path)]
+    if args.patience is not None:
+        callbacks.append(C.EarlyStopping(patience=args.patience, restore_best_weights=True))
+    verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
+    print(f"fastdl {fastdl.__version__} train: {source}, {x_train.shape[0]} training / {x_test.shape[0]} test "
+          f"samples, {x_train.shape[1]}-{'-'.join(map(str, args.hidden))}-{n_classes} {args.activation}, "
+          f"{type(model.optimizer).__name__} lr={model.optimizer.lr:g}, batch {args.batch_size}, "
+          f"device {args.device} (isa {fastdl.get_isa()}, {fastdl.get_num_threads()} threads), seed {args.seed}")
+    t0 = time.perf_counter()
+    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                        validation_split=args.validation_split if args.validation_split > 0 else 0.0,
+                        callbacks=callbacks, verbose=verbose)
+    wall = time.perf_counter() - t0
+    test_loss, test_acc = model.evaluate(x_test, y_test)
+    model.save(model_path)
+    print(f"trained {len(history.epoch)} epochs in {wall:.1f}s; test loss {test_loss:.4f}, "
+          f"test accuracy {test_acc:.4f}")
+    print(f"saved {model_path} and {csv_path}", end="")
+    png = _plot(history, os.path.join(args.out, "learning_curve.png"))
+    print(f" and {png}" if png else " (pip install fastdl[plot] for the PNG)")
+    return 0
+
+
+def _plot(history, path):
+    """The learning curve as a PNG, when matplotlib is installed; returns the path or None."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    h = history.history
+    epochs = [e + 1 for e in history.epoch]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for key, ax in (("loss", ax1), ("accuracy", ax2)):
+        ax.plot(epochs, h[key], label=f"train {key}")
+        if f"val_{key}" in h:
+            ax.plot(epochs, h[f"val_{key}"], label=f"validation {key}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _add_check(p):
+    pass
+
+
+def _run_check(args):
+    import numpy as np
+
+    import fastdl
+    from fastdl import kernels
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 32), dtype=np.float32)
+    w = rng.standard_normal((32, 16), dtype=np.float32)
+    b = rng.standard_normal(16, dtype=np.float32)
+    y = kernels.dense_forward(x, w, b, "relu")
+    ok = np.allclose(y, np.maximum(x.astype(np.float64) @ w + b, 0), atol=1e-4)
+    print(f"fastdl {fastdl.__version__}: isa={fastdl.get_isa()} threads={fastdl.get_num_threads()} "
+          f"dense_forward check {'ok' if ok else 'FAILED'}")
+    return 0 if ok else 1
+
+
+#: subcommand -> (add its arguments to a parser, run it with the parsed args)
+COMMANDS = {
+    "train": (_add_train, _run_train, "train an MLP and save the model and its learning curve"),
+    "check": (_add_check, _run_check, "print the ISA/threads in use and check one fused kernel"),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="fastdl", description="fastdl: fast feed-forward network training.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (add, _, help_text) in COMMANDS.items():
+        add(sub.add_parser(name, help=help_text, description=help_text))
+    for name, (_, help_text) in DELEGATED.items():  # listed for --help; main() routes them
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+#: subcommands with a parser of their own: everything after the name is theirs.
+DELEGATED = {
+    "bench": ("fastdl.benchmarking", "time fastdl against PyTorch, numpy and scikit-learn (docs/benchmarks.md)"),
+    "experiment": ("fastdl.experiments", "run the training-tips experiments (docs/experiments.md)"),
+}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    from fastdl._paths import print_paths
+
+    if print_paths(argv):
+        return 0
+    if argv and argv[0] in DELEGATED:
+        import importlib
+
+        module = importlib.import_module(DELEGATED[argv[0]][0])
+        if argv[0] == "bench":
+            return module.main(argv[1:], prog="fastdl bench")
+        return module.main(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.command is None:  # bare `fastdl` / `python -m fastdl`: the self-check
+        return _run_check(args)
+    return COMMANDS[args.command][1](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,308 @@
+"""Layers: what a network is described with.
+
+A layer here is a description — sizes, activation, initializers — plus, once the network
+is built, views into the network's flat parameter buffer. The network fuses adjacent
+layers into kernel calls: a Dense layer takes the activation that follows it (and a
+Dropout after that) into one fused kernel, so ``[Dense(784, 256), "relu", Dropout(0.5)]``
+is one ``dense_dropout_forward`` call per step.
+
+Activations are given as strings (``Dense(..., activation="relu")`` or ``"relu"`` in the
+layer list) or as layers (``ReLU()``, ``PReLU()``...). The kernels apply an activation
+inside the dense layer's epilogue, so an activation must follow a Dense layer (not a
+BatchNorm or Maxout layer): write ``Dense(..., activation="relu"), BatchNorm(n)``.
+"""
+
+import numpy as np
+
+from fastdl import initializers
+
+__all__ = [
+    "Layer", "Dense", "Maxout", "Dropout", "BatchNorm", "Activation", "ReLU", "Sigmoid", "Tanh", "LeakyReLU",
+    "PReLU", "ELU", "SiLU", "GELU", "Softplus", "HardTanh", "Linear", "ACTIVATIONS", "from_config", "get",
+]
+
+#: the kernels' activations (docs/kernels.md)
+ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "silu", "softplus",
+               "hard_tanh", "gelu")
+_ACT_ALIASES = {None: "linear", "identity": "linear", "none": "linear", "swish": "silu", "hardtanh": "hard_tanh"}
+#: activations that take a scalar alpha
+_SCALAR_ALPHA = {"leaky_relu": 0.01, "elu": 1.0}
+PRELU_INIT = 0.25
+
+
+def _activation_name(activation, argname="activation"):
+    if isinstance(activation, Activation):
+        return activation.name
+    key = activation.lower() if isinstance(activation, str) else activation
+    key = _ACT_ALIASES.get(key, key)
+    if key not in ACTIVATIONS:
+        raise ValueError(f"{argname}: unknown activation {activation!r}; expected one of {list(ACTIVATIONS)}")
+    return key
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+class ParamSpec:
+    """One parameter array of a layer: its name, shape, initializer and whether weight
+    decay applies to it."""
+
+    __slots__ = ("name", "shape", "init", "decay")
+
+    def __init__(self, name, shape, init, decay):
+        self.name, self.shape, self.init, self.decay = name, tuple(shape), init, decay
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape))
+
+
+class Layer:
+    """Base class of every layer."""
+
+    #: set by the network: name unique within it, e.g. "dense_1"
+    name = None
+
+    def param_specs(self):
+        return []
+
+    def output_dim(self, input_dim):
+        return input_dim
+
+    def get_config(self):
+        raise NotImplementedError
+
+    def __repr__(self):
+        cfg = {k: v for k, v in self.get_config().items() if k != "class"}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in cfg.items())})"
+
+
+class Activation(Layer):
+    """An activation by name; ``alpha`` for leaky_relu (slope, default 0.01) and elu
+    (default 1.0). PReLU's alpha is a learned parameter (one slope per unit, starting at
+    ``init`` = 0.25, never weight-decayed)."""
+
+    def __init__(self, activation, alpha=None):
+        self.name_ = _activation_name(activation)
+        if alpha is not None:
+            if self.name_ not in _SCALAR_ALPHA and self.name_ != "prelu":
+                raise ValueError(f"alpha: only leaky_relu, elu and prelu take alpha, not {self.name_!r}")
+            alpha = float(alpha)
+            if not alpha >= 0:
+                raise ValueError(f"alpha: expected alpha >= 0, got {alpha}")
+        self.alpha = alpha
+
+    @property
+    def activation(self):
+        return self.name_
+
+    def get_config(self):
+        return {"class": "Activation", "activation": self.name_, "alpha": self.alpha}
+
+
+def ReLU():
+    return Activation("relu")
+
+
+def Sigmoid():
+    return Activation("sigmoid")
+
+
+def Tanh():
+    return Activation("tanh")
+
+
+def Linear():
+    return Activation("linear")
+
+
+def LeakyReLU(alpha=0.01):
+    return Activation("leaky_relu", alpha)
+
+
+def PReLU(init=PRELU_INIT):
+    """Parametric ReLU: the negative slope is learned per unit (starts at ``init``)."""
+    return Activation("prelu", init)
+
+
+def ELU(alpha=1.0):
+    return Activation("elu", alpha)
+
+
+def SiLU():
+    return Activation("silu")
+
+
+def GELU():
+    return Activation("gelu")
+
+
+def Softplus():
+    return Activation("softplus")
+
+
+def HardTanh():
+    return Activation("hard_tanh")
+
+
+class Dense(Layer):
+    """Fully connected layer y = f(x @ w + b), w stored (in_features, out_features).
+
+    ``Dense(in, out)`` or ``Dense(out)`` (in taken from the previous layer). ``init``:
+    the weight initializer (default: He uniform for relu-like activations, Glorot uniform
+    otherwise); ``bias_init``: default zeros (``Constant(0.1)`` keeps ReLU units active at
+    the start). ``max_norm``: after every update, each unit's incoming weight vector is
+    rescaled to L2 norm <= max_norm. ``alpha``: slope for leaky_relu / elu, initial slope
+    for prelu."""
+
+    def __init__(self, in_features, out_features=None, activation="linear", init=None, bias_init="zeros",
+                 use_bias=True, max_norm=None, alpha=None):
+        if out_features is None:
+            in_features, out_features = None, in_features
+        self.in_features = None if in_features is None else _positive_int("in_features", in_features)
+        self.out_features = _positive_int("out_features", out_features)
+        act = Activation(activation, alpha) if not isinstance(activation, Activation) else activation
+        self.activation = act.name_
+        self.alpha = act.alpha
+        self.init = init
+        self._init = initializers.get(init, "init") if init is not None else None
+        self.bias_init = bias_init
+        self._bias_init = initializers.get(bias_init, "bias_init")
+        self.use_bias = bool(use_bias)
+        if max_norm is not None:
+            max_norm = float(max_norm)
+            if not max_norm > 0:
+                raise ValueError(f"max_norm: expected a positive number, got {max_norm}")
+        self.max_norm = max_norm
+
+    def weight_init(self):
+        return self._init if self._init is not None else initializers.default_weight_init(self.activation)
+
+    def param_specs(self):
+        specs = [ParamSpec("w", (self.in_features, self.out_features), self.weight_init(), True)]
+        if self.use_bias:
+            specs.append(ParamSpec("b", (self.out_features,), self._bias_init, False))
+        if self.activation == "prelu":
+            a0 = PRELU_INIT if self.alpha is None else self.alpha
+            specs.append(ParamSpec("alpha", (self.out_features,), initializers.Constant(a0), False))
+        return specs
+
+    def output_dim(self, input_dim):
+        return self.out_features
+
+    def get_config(self):
+        return {"class": "Dense", "in_features": self.in_features, "out_features": self.out_features,
+                "activation": self.activation, "init": _init_config(self.init),
+                "bias_init": _init_config(self.bias_init), "use_bias": self.use_bias, "max_norm": self.max_norm,
+                "alpha": self.alpha}
+
+
+class Maxout(Layer):
+    """Maxout units (Goodfellow et al. 2013): ``out`` units, each the max of ``pieces``
+    linear pieces. Weights (in, out*pieces), adjacent columns form one unit. Default
+    init Glorot uniform over (in, out*pieces)."""
+
+    def __init__(self, in_features, out_features=None, pieces=2, init=None, bias_init="zeros", max_norm=None):
+        if out_features is None:
+            in_features, out_features = None, in_features
+        self.in_features = None if in_features is None else _positive_int("in_features", in_features)
+        self.out_features = _positive_int("out_features", out_features)
+        self.pieces = _positive_int("pieces", pieces)
+        if self.pieces > 255:
+            raise ValueError(f"pieces: at most 255 pieces per unit, got {pieces}")
+        self.init = init
+        self._init = initializers.get(init, "init") if init is not None else initializers.GlorotUniform()
+        self.bias_init = bias_init
+        self._bias_init = initializers.get(bias_init, "bias_init")
+        if max_norm is not None:
+            max_norm = float(max_norm)
+            if not max_norm > 0:
+                raise ValueError(f"max_norm: expected a positive number, got {max_norm}")
+        self.max_norm = max_norm
+
+    def param_specs(self):
+        cols = self.out_features * self.pieces
+        return [ParamSpec("w", (self.in_features, cols), self._init, True),
+                ParamSpec("b", (cols,), self._bias_init, False)]
+
+    def output_dim(self, input_dim):
+        return self.out_features
+
+    def get_config(self):
+        return {"class": "Maxout", "in_features": self.in_features, "out_features": self.out_features,
+                "pieces": self.pieces, "init": _init_config(self.init), "bias_init": _init_config(self.bias_init),
+                "max_norm": self.max_norm}
+
+
+class Dropout(Layer):
+    """Dropout with drop probability ``p`` (fresh mask every mini-batch, none at inference).
+
+    Inverted by default (kept units scaled by 1/(1-p) in training; identity at test, as
+    PyTorch and Keras do). ``scale_at_test=True`` is the original formulation: no
+    scaling in training, outputs multiplied by 1-p at test (the same as multiplying the
+    next layer's weights by 1-p)."""
+
+    def __init__(self, p=0.5, scale_at_test=False):
+        p = float(p)
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"p: expected a drop probability in [0, 1), got {p}")
+        self.p = p
+        self.scale_at_test = bool(scale_at_test)
+
+    def get_config(self):
+        return {"class": "Dropout", "p": self.p, "scale_at_test": self.scale_at_test}
+
+
+class BatchNorm(Layer):
+    """Batch normalization over the batch, per feature (PyTorch's BatchNorm1d: eps 1e-5,
+    running = (1 - momentum) * running + momentum * batch, momentum 0.1). gamma starts
+    at 1, beta at 0; neither is weight-decayed."""
+
+    def __init__(self, num_features=None, momentum=0.1, eps=1e-5):
+        self.num_features = None if num_features is None else _positive_int("num_features", num_features)
+        self.momentum = float(momentum)
+        if not 0.0 <= self.momentum <= 1.0:
+            raise ValueError(f"momentum: expected a value in [0, 1], got {momentum}")
+        self.eps = float(eps)
+        if not self.eps > 0:
+            raise ValueError(f"eps: expected a positive number, got {eps}")
+
+    def param_specs(self):
+        n = self.num_features
+        return [ParamSpec("gamma", (n,), initializers.Constant(1.0), False),
+                ParamSpec("beta", (n,), initializers.Zeros(), False)]
+
+    def get_config(self):
+        return {"class": "BatchNorm", "num_features": self.num_features, "momentum": self.momentum,
+                "eps": self.eps}
+
+
+def _init_config(init):
+    if init is None or isinstance(init, (str, int, float)):
+        return init
+    if isinstance(init, initializers.Initializer):
+        return init.config()
+    return None  # a plain callable: not serialisable; the saved weights are what matter
+
+
+_CLASSES = {"Dense": Dense, "Maxout": Maxout, "Dropout": Dropout, "BatchNorm": BatchNorm, "Activation": Activation}
+
+
+def from_config(cfg):
+    cfg = dict(cfg)
+    cls = _CLASSES.get(cfg.pop("class", None))
+    if cls is None:
+        raise ValueError(f"unknown layer config {cfg!r}")
+    return cls(**cfg)
+
+
+def get(spec, index=0):
+    """A Layer from a Layer or an activation name."""
+    if isinstance(spec, Layer):
+        return spec
+    if isinstance(spec, str):
+        return Activation(spec)
+    raise TypeError(f"layers[{index}]: expected a fastdl layer or an activation name, got {type(spec).__name__}")

@@ -1,0 +1,107 @@
+"""Losses: each is one fused kernel returning (mean loss, gradient w.r.t. the network output).
+
+- ``"softmax_cross_entropy"`` (alias ``"cross_entropy"``): the network outputs logits
+  (the last Dense layer is linear); targets are integer labels (N,) or float32
+  probabilities / one-hot rows (N, C). ``label_smoothing`` as in PyTorch.
+- ``"mse"``: mean over all elements (PyTorch's reduction="mean").
+- ``"binary_cross_entropy"`` (alias ``"bce"``): from logits (the stable form), targets in
+  [0, 1] of the output's shape.
+"""
+
+import numpy as np
+
+__all__ = ["Loss", "SoftmaxCrossEntropy", "MSE", "BinaryCrossEntropy", "get"]
+
+
+class Loss:
+    name = "loss"
+    kernel_name = None
+
+    def bind(self, backend):
+        self._kernel = getattr(backend.kernels, self.kernel_name)
+        return self
+
+    def __call__(self, output, target):
+        return self._kernel(output, target)
+
+    def prepare_targets(self, y, output_dim, argname="y"):
+        """Converts user targets once (before training) to the dtype/shape the kernel takes."""
+        y = np.asarray(y)
+        if y.ndim == 1 and output_dim == 1:
+            y = y.reshape(-1, 1)
+        if y.ndim != 2 or y.shape[1] != output_dim:
+            raise ValueError(f"{argname}: expected targets of shape (N, {output_dim}) for loss {self.name!r}, "
+                             f"got shape {y.shape}")
+        if not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_):
+            raise TypeError(f"{argname}: expected numeric targets, got dtype {y.dtype}")
+        return np.ascontiguousarray(y, dtype=np.float32)
+
+    def get_config(self):
+        return {"name": self.name}
+
+
+class SoftmaxCrossEntropy(Loss):
+    name = "softmax_cross_entropy"
+    kernel_name = "softmax_cross_entropy"
+
+    def __init__(self, label_smoothing=0.0):
+        label_smoothing = float(label_smoothing)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"label_smoothing: expected a value in [0, 1], got {label_smoothing}")
+        self.label_smoothing = label_smoothing
+
+    def __call__(self, output, target):
+        if self.label_smoothing:
+            return self._kernel(output, target, label_smoothing=self.label_smoothing)
+        return self._kernel(output, target)
+
+    def prepare_targets(self, y, output_dim, argname="y"):
+        y = np.asarray(y)
+        if y.ndim == 1:
+            if not np.issubdtype(y.dtype, np.integer):
+                if np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0):
+                    y = y.astype(np.int64)
+                else:
+                    raise TypeError(f"{argname}: expected integer class labels (N,) or probabilities (N, C) for "
+                                    f"softmax_cross_entropy, got dtype {y.dtype}")
+            if y.size and (y.min() < 0 or y.max() >= output_dim):
+                bad = int(np.flatnonzero((y < 0) | (y >= output_dim))[0])
+                raise ValueError(f"{argname}: label {int(y[bad])} at index {bad} is outside [0, {output_dim}) "
+                                 f"(the network has {output_dim} outputs)")
+            return np.ascontiguousarray(y, dtype=np.int64)
+        if y.ndim == 2 and y.shape[1] == output_dim:
+            return np.ascontiguousarray(y, dtype=np.float32)
+        raise ValueError(f"{argname}: expected labels (N,) or probabilities (N, {output_dim}), got shape {y.shape}")
+
+    def get_config(self):
+        return {"name": self.name, "label_smoothing": self.label_smoothing}
+
+
+class MSE(Loss):
+    name = "mse"
+    kernel_name = "mse"
+
+
+class BinaryCrossEntropy(Loss):
+    name = "binary_cross_entropy"
+    kernel_name = "binary_cross_entropy"
+
+
+_BY_NAME = {"softmax_cross_entropy": SoftmaxCrossEntropy, "cross_entropy": SoftmaxCrossEntropy,
+            "categorical_crossentropy": SoftmaxCrossEntropy, "sparse_categorical_crossentropy": SoftmaxCrossEntropy,
+            "mse": MSE, "mean_squared_error": MSE, "binary_cross_entropy": BinaryCrossEntropy,
+            "bce": BinaryCrossEntropy, "binary_crossentropy": BinaryCrossEntropy}
+
+
+def get(spec):
+    if isinstance(spec, Loss):
+        return spec
+    if isinstance(spec, dict):
+        cfg = dict(spec)
+        cls = _BY_NAME.get(cfg.pop("name", None))
+        if cls is None:
+            raise ValueError(f"loss: unknown loss config {spec!r}")
+        return cls(**cfg)
+    if isinstance(spec, str) and spec.lower() in _BY_NAME:
+        return _BY_NAME[spec.lower()]()
+    raise ValueError(f"loss: unknown loss {spec!r}; expected one of {sorted(set(c.name for c in _BY_NAME.values()))}")

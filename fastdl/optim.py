@@ -1,0 +1,349 @@
+"""Optimizers over one flat parameter buffer: one fused kernel call per step.
+
+Each optimizer holds its hyperparameters (PyTorch's torch.optim names and defaults) and
+its state buffers, which have the layout of the flat parameter buffer. A network binds
+its optimizer in ``compile``; a custom loop can call ``opt.step(params, grads)`` on any
+pair of flat float32 buffers (the state is created on the first call).
+
+Weight decay (L2) and L1 apply only to the ranges in ``decay_segments`` — the network
+passes its weight matrices, so biases, PReLU slopes and BatchNorm's gamma/beta are not
+decayed (PyTorch users get this with parameter groups). ``decay_biases=True`` decays the
+whole buffer. ``lr`` may be changed between steps (schedules do that).
+"""
+
+import numpy as np
+
+from fastdl import _device
+
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSProp", "RMSprop", "Adadelta", "Adam", "AdamW", "get"]
+
+
+def _check_nonneg(name, value):
+    value = float(value)
+    if not value >= 0.0:
+        raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+    return value
+
+
+class Optimizer:
+    """Base class. Subclasses list their state buffers and implement ``_kernel_step``."""
+
+    name = "optimizer"
+    #: names of the state buffers, each of the parameters' length
+    state_names = ()
+
+    def __init__(self, lr, weight_decay=0.0, l1=0.0, decay_biases=False):
+        self.lr = lr
+        self.weight_decay = _check_nonneg("weight_decay", weight_decay)
+        self.l1 = _check_nonneg("l1", l1)
+        self.decay_biases = bool(decay_biases)
+        self.step_count = 0
+        self.state = {}
+        self._size = None
+        self._backend = None
+        self._segments = None
+
+    @property
+    def lr(self):
+        return self._lr
+
+    @lr.setter
+    def lr(self, value):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"lr: expected a number, got {type(value).__name__}") from None
+        if not 0.0 < value < float("inf"):
+            raise ValueError(f"lr: expected a finite learning rate > 0, got {value!r}")
+        self._lr = value
+
+    # -- binding to a parameter layout ---------------------------------------------
+    def bind(self, size, device="cpu", decay_segments=None):
+        """Allocates zeroed state buffers for `size` parameters on `device`.
+
+        decay_segments: int64 (S, 2) [start, stop) ranges that get weight decay and L1
+        (None: the whole buffer)."""
+        backend = _device.get_backend(device)
+        self._backend = backend
+        self._size = int(size)
+        if decay_segments is not None:
+            decay_segments = np.ascontiguousarray(decay_segments, dtype=np.int64).reshape(-1, 2)
+        self._segments = None if self.decay_biases else decay_segments
+        self._kernel = getattr(backend.kernels, self.kernel_name)
+        self.state = {name: backend.zeros(self._size) for name in self._active_state()}
+        self._init_state()
+        self.step_count = 0
+        return self
+
+    def _active_state(self):
+        return self.state_names
+
+    def _init_state(self):
+        pass
+
+    def step(self, params, grads):
+        """One update of `params` in place from `grads` (flat float32 buffers)."""
+        if self._size is None or self._size != params.shape[0]:
+            device = "cuda" if _device.is_device_array(params) else "cpu"
+            self.bind(params.shape[0], device)
+        self.step_count += 1
+        self._kernel_step(params, grads)
+
+    def _kernel_step(self, params, grads):
+        raise NotImplementedError
+
+    # -- hyperparameters and state ---------------------------------------------------
+    def hyperparameters(self):
+        return {"lr": self.lr, "weight_decay": self.weight_decay, "l1": self.l1,
+                "decay_biases": self.decay_biases}
+
+    def get_config(self):
+        return {"name": self.name, **self.hyperparameters()}
+
+    def state_dict(self):
+        """{'state': {'step': n, <buffer>: numpy copy, ...}, 'param_groups': [hyperparameters]}
+        (torch.optim's shape, with one group: the flat buffer)."""
+        state = {"step": self.step_count}
+        for name, buf in self.state.items():
+            state[name] = _device.to_host(buf).copy()
+        return {"state": state, "param_groups": [self.hyperparameters()]}
+
+    def load_state_dict(self, state_dict):
+        """Restores hyperparameters and state saved by ``state_dict``; the state buffers
+        must have the bound parameters' length (bind first, or let compile do it)."""
+        if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
+            raise ValueError("state_dict: expected a dict with 'state' and 'param_groups' "
+                             "(as returned by Optimizer.state_dict())")
+        groups = state_dict["param_groups"]
+        if len(groups) != 1:
+            raise ValueError(f"state_dict: fastdl optimizers have one parameter group, got {len(groups)}")
+        hyper = dict(groups[0])
+        unknown = set(hyper) - set(self.hyperparameters())
+        if unknown:
+            raise ValueError(f"state_dict: hyperparameters {sorted(unknown)} do not belong to {self.name}")
+        state = dict(state_dict["state"])
+        arrays = {k: v for k, v in state.items() if k != "step"}
+        if arrays:
+            if self._size is None:
+                raise RuntimeError("load_state_dict: bind the optimizer (model.compile) before loading its state")
+            expected = set(self._active_state_for(hyper))
+            if set(arrays) != expected:
+                raise ValueError(f"state_dict: {self.name} state buffers are {sorted(expected)}, got {sorted(arrays)}")
+            for name, arr in arrays.items():
+                arr = np.asarray(arr)
+                if arr.shape != (self._size,):
+                    raise ValueError(f"state_dict: state buffer {name!r} has shape {arr.shape}, "
+                                     f"expected ({self._size},) (the parameters' length)")
+        for k, v in hyper.items():
+            setattr(self, k, v)
+        self._validate()
+        if self._size is not None:
+            self.state = {name: self._backend.zeros(self._size) for name in self._active_state()}
+            for name, arr in arrays.items():
+                self._backend.copy_from_host(self.state[name], np.ascontiguousarray(arr, dtype=np.float32))
+        self.step_count = int(state.get("step", 0))
+
+    def _active_state_for(self, hyper):
+        saved = {k: getattr(self, k) for k in hyper}
+        try:
+            for k, v in hyper.items():
+                setattr(self, k, v)
+            return self._active_state()
+        finally:
+            for k, v in saved.items():
+                setattr(self, k, v)
+
+    def _validate(self):
+        pass
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum (PyTorch's formulation: b = mu*b + (1 -
+    dampening)*g, the first step b = g; Nesterov uses g + mu*b). ``classic=True`` uses the
+    lectures' v = mu*v - lr*g; theta += v (the same for a constant lr)."""
+
+    name = "sgd"
+    kernel_name = "sgd_step"
+
+    def __init__(self, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+                 l1=0.0, classic=False, decay_biases=False):
+        super().__init__(lr, weight_decay, l1, decay_biases)
+        self.momentum = _check_nonneg("momentum", momentum)
+        self.dampening = float(dampening)
+        self.nesterov = bool(nesterov)
+        self.classic = bool(classic)
+        self._validate()
+
+    def _validate(self):
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("nesterov: Nesterov momentum requires momentum > 0 and dampening = 0 "
+                             f"(got momentum={self.momentum}, dampening={self.dampening})")
+
+    def _active_state(self):
+        return ("momentum_buf",) if self.momentum > 0 else ()
+
+    def hyperparameters(self):
+        return {**super().hyperparameters(), "momentum": self.momentum, "dampening": self.dampening,
+                "nesterov": self.nesterov, "classic": self.classic}
+
+    def _kernel_step(self, params, grads):
+        self._kernel(params, grads, self.state.get("momentum_buf"), lr=self._lr, momentum=self.momentum,
+                     dampening=self.dampening, weight_decay=self.weight_decay, nesterov=self.nesterov,
+                     first_step=self.step_count == 1, classic=self.classic, l1=self.l1,
+                     decay_segments=self._segments)
+
+
+class Adagrad(Optimizer):
+    name = "adagrad"
+    kernel_name = "adagrad_step"
+    state_names = ("sum_sq",)
+
+    def __init__(self, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
+                 l1=0.0, decay_biases=False):
+        super().__init__(lr, weight_decay, l1, decay_biases)
+        self.lr_decay = _check_nonneg("lr_decay", lr_decay)
+        self.initial_accumulator_value = _check_nonneg("initial_accumulator_value", initial_accumulator_value)
+        self.eps = _check_nonneg("eps", eps)
+
+    def _init_state(self):
+        if self.initial_accumulator_value:
+            self._backend.copy_from_host(
+                self.state["sum_sq"], np.full(self._size, self.initial_accumulator_value, np.float32))
+
+    def hyperparameters(self):
+        return {**super().hyperparameters(), "lr_decay": self.lr_decay,
+                "initial_accumulator_value": self.initial_accumulator_value, "eps": self.eps}
+
+    def _kernel_step(self, params, grads):
+        self._kernel(params, grads, self.state["sum_sq"], lr=self._lr, step=self.step_count,
+                     lr_decay=self.lr_decay, weight_decay=self.weight_decay, eps=self.eps, l1=self.l1,
+                     decay_segments=self._segments)
+
+
+class RMSProp(Optimizer):
+    name = "rmsprop"
+    kernel_name = "rmsprop_step"
+
+    def __init__(self, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+                 l1=0.0, decay_biases=False):
+        super().__init__(lr, weight_decay, l1, decay_biases)
+        self.alpha = _check_nonneg("alpha", alpha)
+        self.eps = _check_nonneg("eps", eps)
+        self.momentum = _check_nonneg("momentum", momentum)
+        self.centered = bool(centered)
+
+    def _active_state(self):
+        names = ["square_avg"]
+        if self.momentum > 0:
+            names.append("momentum_buf")
+        if self.centered:
+            names.append("grad_avg")
+        return tuple(names)
+
+    def hyperparameters(self):
+        return {**super().hyperparameters(), "alpha": self.alpha, "eps": self.eps, "momentum": self.momentum,
+                "centered": self.centered}
+
+    def _kernel_step(self, params, grads):
+        s = self.state
+        self._kernel(params, grads, s["square_avg"], lr=self._lr, alpha=self.alpha, eps=self.eps,
+                     weight_decay=self.weight_decay, momentum=self.momentum, centered=self.centered,
+                     momentum_buf=s.get("momentum_buf"), grad_avg=s.get("grad_avg"), l1=self.l1,
+                     decay_segments=self._segments)
+
+
+RMSprop = RMSProp  # PyTorch's spelling
+
+
+class Adadelta(Optimizer):
+    name = "adadelta"
+    kernel_name = "adadelta_step"
+    state_names = ("square_avg", "acc_delta")
+
+    def __init__(self, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, l1=0.0, decay_biases=False):
+        super().__init__(lr, weight_decay, l1, decay_biases)
+        self.rho = _check_nonneg("rho", rho)
+        self.eps = _check_nonneg("eps", eps)
+
+    def hyperparameters(self):
+        return {**super().hyperparameters(), "rho": self.rho, "eps": self.eps}
+
+    def _kernel_step(self, params, grads):
+        self._kernel(params, grads, self.state["square_avg"], self.state["acc_delta"], lr=self._lr,
+                     rho=self.rho, eps=self.eps, weight_decay=self.weight_decay, l1=self.l1,
+                     decay_segments=self._segments)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with PyTorch's defaults; weight_decay is coupled L2 (added to the
+    gradient). AdamW decouples it."""
+
+    name = "adam"
+    kernel_name = "adam_step"
+    state_names = ("exp_avg", "exp_avg_sq")
+    decoupled = False
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, l1=0.0, decay_biases=False):
+        super().__init__(lr, weight_decay, l1, decay_biases)
+        self.betas = betas
+        self.eps = _check_nonneg("eps", eps)
+
+    @property
+    def betas(self):
+        return self._betas
+
+    @betas.setter
+    def betas(self, value):
+        try:
+            b1, b2 = (float(v) for v in value)
+        except (TypeError, ValueError):
+            raise TypeError(f"betas: expected a pair of floats, got {value!r}") from None
+        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+            raise ValueError(f"betas: each beta must be in [0, 1), got {value!r}")
+        self._betas = (b1, b2)
+
+    def hyperparameters(self):
+        return {**super().hyperparameters(), "betas": list(self.betas), "eps": self.eps}
+
+    def _kernel_step(self, params, grads):
+        self._kernel(params, grads, self.state["exp_avg"], self.state["exp_avg_sq"], lr=self._lr,
+                     step=self.step_count, beta1=self._betas[0], beta2=self._betas[1], eps=self.eps,
+                     weight_decay=self.weight_decay, decoupled=self.decoupled, l1=self.l1,
+                     decay_segments=self._segments)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (theta -= lr * weight_decay * theta), default 1e-2."""
+
+    name = "adamw"
+    decoupled = True
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, l1=0.0, decay_biases=False):
+        super().__init__(lr, betas, eps, weight_decay, l1, decay_biases)
+
+
+_BY_NAME = {c.name: c for c in (SGD, Adagrad, RMSProp, Adadelta, Adam, AdamW)}
+
+
+def get(spec, **kwargs):
+    """An optimizer from a name ("adam", "sgd", ...) with keyword hyperparameters, a config
+    dict (``get_config()``) or an Optimizer instance."""
+    if isinstance(spec, Optimizer):
+        if kwargs:
+            raise TypeError("optimizer: keyword hyperparameters apply to an optimizer given by name only")
+        return spec
+    if isinstance(spec, dict):
+        cfg = dict(spec)
+        name = cfg.pop("name", None)
+        cfg.update(kwargs)
+        spec, kwargs = name, cfg
+    if isinstance(spec, str):
+        cls = _BY_NAME.get(spec.lower())
+        if cls is None:
+            raise ValueError(f"optimizer: unknown optimizer {spec!r}; expected one of {sorted(_BY_NAME)}")
+        return cls(**kwargs)
+    raise TypeError(f"optimizer: expected a name or a fastdl.optim.Optimizer, got {type(spec).__name__}")

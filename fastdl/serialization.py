@@ -1,0 +1,141 @@
+"""model.save / fastdl.load: one file with the architecture, weights, optimizer state and
+training counters.
+
+The file is a numpy .npz archive (a zip) holding ``fastdl.json`` (format tag, version,
+architecture and compile configuration) and arrays: the flat parameters, the BatchNorm
+running statistics and the optimizer's state buffers. No pickle is written or read.
+
+Saving is atomic: the archive is written to a temporary file in the target's folder,
+flushed and fsync'ed, then renamed over the target (``os.replace``), and the folder is
+fsync'ed — a crash or error mid-save leaves the previous file untouched.
+"""
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+__all__ = ["save", "load", "ModelFileError", "FORMAT", "VERSION"]
+
+FORMAT = "fastdl.Sequential"
+VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """The file is not a fastdl model (corrupt, truncated, or another format)."""
+
+
+def _arrays_and_meta(model):
+    from fastdl import _device
+
+    arrays = {"params": _device.to_host(model.flat_params)}
+    for k, s in enumerate(model._bn_stages):
+        arrays[f"bn{k}_running_mean"] = _device.to_host(s.running_mean)
+        arrays[f"bn{k}_running_var"] = _device.to_host(s.running_var)
+    meta = {"format": FORMAT, "version": VERSION, "model": model.get_config(), "step": model._step,
+            "shuffle_rng": model._shuffle_rng.bit_generator.state, "compile": None}
+    if model.optimizer is not None:
+        sd = model.optimizer.state_dict()
+        opt_arrays = {k: v for k, v in sd["state"].items() if k != "step"}
+        for k, v in opt_arrays.items():
+            arrays[f"optimizer/{k}"] = v
+        meta["compile"] = {"optimizer": model.optimizer.get_config(), "optimizer_step": sd["state"]["step"],
+                           "optimizer_state": sorted(opt_arrays), "loss": model.loss.get_config(),
+                           "metrics": list(model.metrics)}
+    return arrays, meta
+
+
+def save(model, path):
+    path = os.fspath(path)
+    arrays, meta = _arrays_and_meta(model)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            payload = {"fastdl.json": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
+            payload.update(arrays)
+            np.savez(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # some filesystems/platforms cannot fsync a directory
+        pass
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: is a folder, not a fastdl model file") from None
+    if not data.startswith(b"PK"):
+        raise ModelFileError(f"{path}: not a fastdl model file (not a zip archive)")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            if "fastdl.json" not in z.files:
+                raise ModelFileError(f"{path}: not a fastdl model file (a zip/npz archive without fastdl.json)")
+            raw = z["fastdl.json"]
+            if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8:
+                raise ModelFileError(f"{path}: not a fastdl model file (fastdl.json is not fastdl's metadata)")
+            meta = json.loads(raw.tobytes().decode())
+            arrays = {k: z[k] for k in z.files if k != "fastdl.json"}
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{path}: corrupt or truncated fastdl model file ({type(e).__name__}: {e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a fastdl model file (format tag {meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version") != VERSION:
+        raise ModelFileError(f"{path}: fastdl model format version {meta.get('version')!r}; this fastdl reads "
+                             f"version {VERSION}")
+    return meta, arrays
+
+
+def load(path, device="cpu"):
+    """Rebuilds a model saved with ``model.save(path)`` on `device` ("cpu" or "cuda"),
+    compiled with its optimizer (state included) when it was compiled."""
+    from fastdl import layers as L
+    from fastdl import network
+
+    path = os.fspath(path)
+    meta, arrays = _read(path)
+    try:
+        cfg = meta["model"]
+        model = network.Sequential([L.from_config(c) for c in cfg["layers"]], device=device, seed=cfg["seed"],
+                                   input_dim=cfg["input_dim"])
+        if arrays["params"].shape != (model.num_params,):
+            raise ModelFileError(f"{path}: {arrays['params'].shape} parameters do not fit the saved architecture "
+                                 f"({model.num_params})")
+        weights = [arrays["params"]]
+        for k in range(len(model._bn_stages)):
+            weights += [arrays[f"bn{k}_running_mean"], arrays[f"bn{k}_running_var"]]
+        model.set_weights(weights)
+        model._step = int(meta["step"])
+        model._shuffle_rng.bit_generator.state = meta["shuffle_rng"]
+        comp = meta.get("compile")
+        if comp:
+            model.compile(optimizer=comp["optimizer"], loss=comp["loss"], metrics=comp["metrics"])
+            state = {"step": comp["optimizer_step"]}
+            state.update({k: arrays[f"optimizer/{k}"] for k in comp["optimizer_state"]})
+            hyper = {k: v for k, v in comp["optimizer"].items() if k != "name"}
+            model.optimizer.load_state_dict({"state": state, "param_groups": [hyper]})
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: inconsistent fastdl model file ({type(e).__name__}: {e})") from e
+    return model
