@@ -794,7 +794,7 @@ def _f64(a, names):
     return {k: a[k].astype(np.float64) for k in names}
 
 
-def _optim_spec(kernel, states, kwargs, step_ref, extra=()):
+def _optim_spec(kernel, states, kwargs, step_ref, extra=(), tol_extra=None):
     arrays = {"params": Arr(("P",), role="inplace"), "grads": Arr(("P",))}
     for s in states:
         arrays[s] = Arr(("P",), role="inplace")
@@ -823,6 +823,9 @@ def _optim_spec(kernel, states, kwargs, step_ref, extra=()):
             mags = np.abs(a[name].astype(np.float64)) + np.abs(e) + np.abs(a["grads"].astype(np.float64)) ** 2 \
                 + np.abs(a["grads"].astype(np.float64))
             out.append(64 * EPS32 * mags + FLOOR)
+        if tol_extra:
+            more = tol_extra(a)
+            out = [o if i == 0 else o + more.get(n, 0.0) for i, (o, n) in enumerate(zip(out, [None, "params", *states]))]
         return tuple(out)
 
     lr_bad = [] if "lr" not in kwargs else [
@@ -898,6 +901,21 @@ def _adam_ref(b, a, mask):
     b["params"] -= a["lr"] * (b["exp_avg"] / (1 - b1 ** t)) / (np.sqrt(b["exp_avg_sq"] / (1 - b2 ** t)) + a["eps"])
 
 
+@_quiet
+def _rmsprop_tol(a):
+    """Centered RMSprop divides by sqrt(sq - ga^2): when the two nearly cancel, the float32
+    rounding of the difference (~ eps (sq + ga^2)) moves the step by the whole interval."""
+    b = _f64(a, ["params", "grads", "square_avg", "momentum_buf", "grad_avg"])
+    _rmsprop_ref(b, a, _decay_mask(a, b["params"].shape[0]))
+    sq, ga = b["square_avg"], b["grad_avg"]
+    g = np.abs(a["grads"].astype(np.float64)) + np.abs(a["params"].astype(np.float64)) * a["weight_decay"]
+    var = np.maximum(sq - ga ** 2, 0.0)
+    dv = 16 * EPS32 * (sq + ga ** 2 + g * g)
+    lo, hi = np.sqrt(np.maximum(var - dv, 0.0)), np.sqrt(var + dv)
+    d_err = g * (1 / (lo + a["eps"]) - 1 / (hi + a["eps"]))
+    return {"momentum_buf": d_err, "params": a["lr"] * d_err}
+
+
 def _optim_specs():
     step_bad = [("step-zero", lambda a: {**a, "step": 0}, ValueError, "step"),
                 ("step-float", lambda a: {**a, "step": 1.5}, TypeError, "step")]
@@ -909,7 +927,8 @@ def _optim_specs():
                     _adagrad_ref, step_bad),
         _optim_spec("rmsprop_step", ["square_avg", "momentum_buf", "grad_avg"],
                     dict(lr=0.01, alpha=0.9, eps=1e-6, weight_decay=0.01, momentum=0.9, centered=True),
-                    _rmsprop_ref, [("grad-avg-missing", lambda a: {**a, "grad_avg": None}, ValueError, "grad_avg")]),
+                    _rmsprop_ref, [("grad-avg-missing", lambda a: {**a, "grad_avg": None}, ValueError, "grad_avg")],
+                    tol_extra=_rmsprop_tol),
         _optim_spec("adadelta_step", ["square_avg", "acc_delta"], dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.01),
                     _adadelta_ref, [("rho-above-1", lambda a: {**a, "rho": 1.5}, ValueError, "rho")]),
         _optim_spec("adam_step", ["exp_avg", "exp_avg_sq"],
