@@ -60,7 +60,7 @@ py::tuple forward_train_py(py::handle x_h, py::handle gamma_h, py::handle beta_h
                           std::string(py::str(py::float_(momentum))));
   check_eps(eps);
   if (n < 2)
-    throw py::value_error("Expected more than 1 value per channel when training, got input size " +
+    throw py::value_error("x: Expected more than 1 value per channel when training, got input size " +
                           shape_str(x) + " (use batchnorm_forward_eval for single samples)");
   const std::optional<py::array> xo = x;
   check_in_place(rm, "running_mean", {{"x", &xo}, {"gamma", &gamma}, {"beta", &beta}, {"running_var", &rv}});

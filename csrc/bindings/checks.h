@@ -97,6 +97,46 @@ inline py::array_t<float> empty_f32(std::vector<py::ssize_t> shape) {
   return py::array_t<float>(shape);
 }
 
+// True for Python's bool and numpy's bool_ (neither is accepted where a number is meant).
+inline bool is_bool_like(py::handle h) {
+  if (py::isinstance<py::bool_>(h)) return true;
+  if (py::isinstance<py::array>(h) || !py::hasattr(h, "dtype")) return false;
+  py::object kind = py::getattr(h.attr("dtype"), "kind", py::none());
+  return py::isinstance<py::str>(kind) && kind.cast<std::string>() == "b";
+}
+
+// An integer scalar argument (a Python int or a numpy integer, never a bool or a float),
+// as a Python int of any size: TypeError naming the argument otherwise.
+inline py::int_ int_arg(py::handle h, const char* name) {
+  if (is_bool_like(h) || py::isinstance<py::float_>(h) || py::isinstance<py::array>(h) ||
+      !py::hasattr(h, "__index__"))
+    throw py::type_error(std::string(name) + ": expected an int, got " + type_name(h));
+  PyObject* v = PyNumber_Index(h.ptr());
+  if (!v) {
+    PyErr_Clear();
+    throw py::type_error(std::string(name) + ": expected an int, got " + type_name(h));
+  }
+  return py::reinterpret_steal<py::int_>(v);
+}
+
+// A real scalar argument (Python int/float, a numpy scalar or 0-d array, anything with
+// __float__; never a bool): TypeError naming the argument otherwise, ValueError when it does not fit a double.
+inline double float_arg(py::handle h, const char* name) {
+  const bool array = py::isinstance<py::array>(h);
+  const bool number = py::isinstance<py::float_>(h) || py::isinstance<py::int_>(h) ||
+                      (py::hasattr(h, "__float__") &&
+                       (!array || py::reinterpret_borrow<py::array>(h).ndim() == 0));
+  if (is_bool_like(h) || !number)
+    throw py::type_error(std::string(name) + ": expected a float, got " + type_name(h));
+  const double v = PyFloat_AsDouble(h.ptr());
+  if (v == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw py::value_error(std::string(name) + ": " + std::string(py::str(h)).substr(0, 40) +
+                          " does not fit a double");
+  }
+  return v;
+}
+
 inline float* fptr(const py::array& a) { return static_cast<float*>(const_cast<void*>(a.data())); }
 
 }  // namespace fastdl::bind

@@ -30,7 +30,9 @@ py::object dense_forward_py(py::handle x_h, py::handle w_h, py::handle b_h,
   }
   AlphaArg alpha = parse_alpha(act, alpha_h, m);
   py::array y = out_h.is_none() ? py::array(empty_f32({n, m}))
-                                : checked_out(out_h, "out", {n, m}, {{"x", &x}, {"w", &w}, {"b", b ? &*b : nullptr}});
+                                : checked_out(out_h, "out", {n, m},
+                                              {{"x", &x}, {"w", &w}, {"b", b ? &*b : nullptr},
+                                               {"alpha", alpha.vec ? &*alpha.vec : nullptr}});
   std::optional<py::array> z;
   if (activation_needs_z(act)) z = empty_f32({n, m});
   {

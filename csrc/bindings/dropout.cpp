@@ -22,10 +22,7 @@ namespace {
 
 // A Python (or numpy) integer in [0, 2^bits), else TypeError / ValueError naming it.
 uint64_t unsigned_arg(py::handle h, const char* name, int bits) {
-  if (py::isinstance<py::bool_>(h) || !py::hasattr(h, "__index__"))
-    throw py::type_error(std::string(name) + ": expected an int, got " + type_name(h));
-  py::int_ v = py::reinterpret_steal<py::int_>(PyNumber_Index(h.ptr()));
-  if (!v) throw py::error_already_set();
+  const py::int_ v = int_arg(h, name);
   const py::int_ limit = py::int_(1).attr("__lshift__")(bits);
   if (v.attr("__lt__")(0).cast<bool>() || v.attr("__ge__")(limit).cast<bool>())
     throw py::value_error(std::string(name) + ": expected an integer in [0, 2**" +
@@ -34,10 +31,7 @@ uint64_t unsigned_arg(py::handle h, const char* name, int bits) {
 }
 
 double p_arg(py::handle h) {
-  if (py::isinstance<py::bool_>(h) || !(py::isinstance<py::float_>(h) || py::hasattr(h, "__index__") ||
-                                        py::hasattr(h, "__float__")))
-    throw py::type_error("p: expected a float, got " + type_name(h));
-  const double p = h.cast<double>();
+  const double p = float_arg(h, "p");
   check_dropout_p(p);  // std::invalid_argument -> ValueError naming p
   return p;
 }

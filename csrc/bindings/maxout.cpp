@@ -17,12 +17,11 @@ namespace {
 
 // pieces: an int in [1, 255] dividing `cols` (the pre-max column count).
 int pieces_arg(py::handle h, py::ssize_t cols, const char* cols_name) {
-  if (py::isinstance<py::bool_>(h) || !py::isinstance<py::int_>(h))
-    throw py::type_error("pieces: expected an int, got " + type_name(h));
-  const long long k = h.cast<long long>();
-  if (k < 1 || k > 255)
+  const py::int_ v = int_arg(h, "pieces");  // a Python or numpy int, of any size
+  if (v.attr("__lt__")(1).cast<bool>() || v.attr("__gt__")(255).cast<bool>())
     throw py::value_error("pieces: expected 1 <= pieces <= 255 (argmax is uint8), got " +
-                          std::to_string(k));
+                          std::string(py::str(v)));
+  const long long k = v.cast<long long>();
   if (cols >= 0 && cols % k != 0)
     throw py::value_error("pieces: " + std::to_string(k) + " does not divide " + cols_name +
                           " = " + std::to_string(cols) + " (units take adjacent groups of pieces columns)");

@@ -30,7 +30,9 @@ static void dz_block(const DzArgs& a, long j0) {
       if (a.s) {
         V s = full ? V::load(a.s + o) : V::load_n(a.s + o, nv);
         dz = dy * Act::df(s, alpha[v]);
-        if (a.dalpha) dal[v] = V::fma(dy, V::min(s, V::zero()), dal[v]);
+        // min(0, s), not min(s, 0): x86 min returns its second operand when unordered,
+        // so a NaN pre-activation reaches dalpha as it does in PyTorch.
+        if (a.dalpha) dal[v] = V::fma(dy, V::min(V::zero(), s), dal[v]);
       }
       if (a.dz) full ? dz.store(a.dz + o) : dz.store_n(a.dz + o, nv);
       db[v] = db[v] + dz;

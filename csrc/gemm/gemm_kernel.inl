@@ -112,12 +112,13 @@ static FASTDL_INLINE void write_mask_bits(uint8_t* mask, uint64_t s, uint64_t bi
 }
 
 // Max and first argmax over z[0 .. count): branch-free (random data would mispredict
-// every other compare), strict > so the first maximum wins ties.
+// every other compare), strict > so the first maximum wins ties; a NaN wins over any
+// number (the first NaN is kept), so NaN propagates.
 static FASTDL_INLINE void group_max(const float* z, int count, float* y, uint8_t* arg) {
   float best = z[0];
   int a = 0;
   for (int t = 1; t < count; ++t) {
-    const bool gt = z[t] > best;
+    const bool gt = z[t] > best || (z[t] != z[t] && best == best);
     a = gt ? t : a;
     best = gt ? z[t] : best;
   }
@@ -202,7 +203,8 @@ static void maxout_merge_parts(const GemmArgs& g) {
       if (col0 % k == 0) continue;
       const long grp = col0 / k;
       const float v = mo.part_val[row * mo.part_ld + t];
-      if (v > mo.y[row * mo.ldy + grp]) {
+      const float cur = mo.y[row * mo.ldy + grp];
+      if (v > cur || (v != v && cur == cur)) {  // as group_max: NaN wins, first one kept
         mo.y[row * mo.ldy + grp] = v;
         mo.argmax[row * mo.ldy + grp] = mo.part_idx[row * mo.part_ld + t];
       }

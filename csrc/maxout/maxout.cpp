@@ -23,15 +23,16 @@ void check_pieces(int pieces) {
 
 int row_threads(long n, long work) { return n < 2 || work < (1l << 15) ? 1 : get_num_threads(); }
 
-// One unit's max over k pieces: strict > keeps the first maximum (the same scan as the
-// GEMM epilogue's, so fused and unfused results match bit for bit).
+// One unit's max over k pieces: strict > keeps the first maximum, and a NaN piece wins
+// over any number (the first NaN is kept), so NaN propagates as in PyTorch's max. The
+// same scan as the GEMM epilogue's, so fused and unfused results match bit for bit.
 template <int K>
 inline void group_max(const float* z, int k, float* y, uint8_t* arg) {
   const int kk = K > 0 ? K : k;
   float best = z[0];
   int a = 0;
   for (int t = 1; t < kk; ++t)
-    if (z[t] > best) { best = z[t]; a = t; }
+    if (z[t] > best || (z[t] != z[t] && best == best)) { best = z[t]; a = t; }
   *y = best;
   *arg = (uint8_t)a;
 }

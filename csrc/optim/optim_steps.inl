@@ -79,7 +79,9 @@ struct Rmsprop {
     if constexpr (Centered) {
       V& ga = s[kState - 1];
       ga = V::fma(oma, g - ga, ga);
-      var = V::max(V::fma(ga, V::zero() - ga, sq), V::zero());
+      // max(0, v), not max(v, 0): x86 max returns its second operand when unordered, so
+      // a NaN state reaches the parameters instead of becoming a variance of 0.
+      var = V::max(V::zero(), V::fma(ga, V::zero() - ga, sq));
     }
     const V avg = V::sqrt(var) + V::set1(c.eps);
     if constexpr (Momentum) {
