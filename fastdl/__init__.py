@@ -15,7 +15,7 @@ from fastdl.layers import (
     ELU, GELU, SiLU, Activation, BatchNorm, Dense, Dropout, HardTanh, LeakyReLU, Maxout, PReLU, ReLU, Sigmoid,
     Softplus, Tanh,
 )
-from fastdl.network import Sequential
+from fastdl.network import NonFiniteLossError, Sequential
 from fastdl.serialization import ModelFileError, load
 
 __version__ = "0.1.0"
@@ -48,6 +48,7 @@ __all__ = [
     "HardTanh",
     "load",
     "ModelFileError",
+    "NonFiniteLossError",
     "optim",
     "schedules",
     "callbacks",

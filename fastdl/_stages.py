@@ -212,6 +212,18 @@ class BatchNormStage(Stage):
     def forward_eval(self, x):
         return self._fwd_eval(x, self.gamma, self.beta, self.running_mean, self.running_var, eps=self.eps)
 
+    def keep_running_stats(self):
+        """Copies the running statistics aside, so a step refused for a non-finite loss
+        can put them back (its forward pass has already folded the batch into them)."""
+        if getattr(self, "_kept", None) is None:
+            self._kept = (self.backend.empty(self.running_mean.shape), self.backend.empty(self.running_var.shape))
+        self.backend.copy(self._kept[0], self.running_mean)
+        self.backend.copy(self._kept[1], self.running_var)
+
+    def restore_running_stats(self):
+        self.backend.copy(self.running_mean, self._kept[0])
+        self.backend.copy(self.running_var, self._kept[1])
+
     def backward(self, dy):
         dx, dgamma, dbeta = self._bwd(dy, self.x, self.gamma, self.save_mean, self.save_invstd)
         self.backend.copy(self.ggamma, dgamma)

@@ -22,6 +22,7 @@ aborts all of them (``MPI.Abort``) instead of leaving the others blocked in a
 collective; ``timeout`` bounds every collective as well.
 """
 
+import math
 import os
 import sys
 import time
@@ -309,7 +310,8 @@ def _fingerprint(model):
 
 # -- training --------------------------------------------------------------------------------
 def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0, shuffle=True,
-        callbacks=None, verbose="auto", initial_epoch=0, comm=None, timeout=None, abort_on_error=True):
+        callbacks=None, verbose="auto", initial_epoch=0, comm=None, timeout=None, abort_on_error=True,
+        on_nonfinite_loss="raise"):
     """``model.fit`` data-parallel over the ranks of `comm` (an mpi4py communicator,
     COMM_WORLD by default), with the same result as ``model.fit`` in one process:
     batch_size is the *global* batch, split across the ranks. Every rank must call it
@@ -324,8 +326,12 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, validation_s
     c = comm if isinstance(comm, Communicator) else Communicator(comm, timeout)
     try:
         return _fit(model, c, x, y, epochs, batch_size, validation_data, validation_split, shuffle, callbacks,
-                    verbose, initial_epoch)
-    except BaseException:
+                    verbose, initial_epoch, on_nonfinite_loss)
+    except BaseException as e:
+        from fastdl.network import NonFiniteLossError
+
+        if isinstance(e, NonFiniteLossError):  # raised on every rank at the same step: no abort needed
+            raise
         if abort_on_error and c.size > 1:
             sys.stderr.write(f"fastdl.distributed: rank {c.rank} of {c.size} failed; aborting all ranks\n")
             traceback.print_exc(file=sys.stderr)
@@ -376,8 +382,11 @@ def _data_signature(x, y):
 
 
 def _fit(model, comm, x, y, epochs, batch_size, validation_data, validation_split, shuffle, callbacks, verbose,
-         initial_epoch):
-    from fastdl.network import _nonneg, _positive
+         initial_epoch, on_nonfinite_loss):
+    from fastdl.network import NonFiniteLossError, _nonneg, _positive
+
+    if on_nonfinite_loss not in ("raise", "skip"):
+        raise ValueError(f"on_nonfinite_loss: expected 'raise' or 'skip', got {on_nonfinite_loss!r}")
 
     model._require_compiled("fit")
     epochs = _nonneg("epochs", epochs)
@@ -407,6 +416,7 @@ def _fit(model, comm, x, y, epochs, batch_size, validation_data, validation_spli
     gpu = backend.name != "cpu"
     stages = model._stages
     batch_bufs = {}
+    bad_flag = np.zeros(1, np.float64)  # every rank learns whether any rank's loss was NaN/Inf
     cbs.on_train_begin()
     for epoch in range(initial_epoch, epochs):
         if model.stop_training:
@@ -415,6 +425,7 @@ def _fit(model, comm, x, y, epochs, batch_size, validation_data, validation_spli
         t0 = time.perf_counter()
         order = model._shuffle_rng.permutation(n) if shuffle else None
         seen = 0
+        skipped = 0
         loss_sum = 0.0
         correct = 0.0
         for b, s in enumerate(range(0, n, batch_size)):
@@ -435,10 +446,31 @@ def _fit(model, comm, x, y, epochs, batch_size, validation_data, validation_spli
                     np.take(y, idx, axis=0, out=yb)
                 for st in stages:
                     st.row_offset = lo
+                for st in model._bn_stages:
+                    st.keep_running_stats()
                 loss = float(model.compute_gradients(xb, yb))
             else:  # a last batch smaller than the world: this rank contributes nothing
                 model._step += 1  # dropout steps stay in lockstep with the other ranks
                 loss = 0.0
+            # One 8-byte allreduce per step, so that every rank refuses the same steps
+            # (a sum of 0/1 flags is exact in any reduction order).
+            bad_flag[0] = 0.0 if math.isfinite(loss) else 1.0
+            if comm.size > 1:
+                comm.allreduce_(bad_flag, "Allreduce of the non-finite-loss flags")
+            if bad_flag[0]:
+                if rows:
+                    for st in model._bn_stages:
+                        st.restore_running_stats()
+                if on_nonfinite_loss == "skip":
+                    skipped += 1
+                    continue
+                cbs.on_train_end()
+                raise NonFiniteLossError(
+                    f"fit: the training loss is {'not finite on another rank' if math.isfinite(loss) else loss} "
+                    f"at epoch {epoch + 1}, step {b + 1} (samples {s} to {s + m - 1} of this epoch's order); "
+                    "this step was not applied, so the model keeps the parameters of the last finite step. "
+                    "Lower the learning rate, check the data for NaN/Inf, or pass on_nonfinite_loss='skip' "
+                    "to drop such steps.", epoch=epoch, step=b, loss=loss, history=history)
             # this rank's mean gradient weighs rows / m (exactly 1 / N for even shards)
             share = None if comm.size == 1 else (1.0 / comm.size if rows * comm.size == m else rows / m)
             comm.allreduce_(model.flat_grads, "Allreduce of the gradients", scale=share)
@@ -455,9 +487,11 @@ def _fit(model, comm, x, y, epochs, batch_size, validation_data, validation_spli
         for st in stages:
             st.row_offset = 0
         totals = comm.sum_scalars([loss_sum, correct, seen])
-        logs = {"loss": float(totals[0] / totals[2]) if np.isfinite(totals[0]) else float("nan")}
+        logs = {"loss": float(totals[0] / totals[2]) if totals[2] else float("nan")}
         if model.metrics:
-            logs["accuracy"] = float(totals[1] / totals[2])
+            logs["accuracy"] = float(totals[1] / totals[2]) if totals[2] else float("nan")
+        if on_nonfinite_loss == "skip":
+            logs["skipped_steps"] = skipped
         if model._bn_stages:  # shard statistics differ: every replica keeps the mean
             for st in model._bn_stages:
                 for a in (st.running_mean, st.running_var):

@@ -7,6 +7,7 @@ PReLU slopes and BatchNorm's gamma/beta sit outside ``model.decay_segments`` and
 weight decay or L1.
 """
 
+import math
 import time
 
 import numpy as np
@@ -15,6 +16,15 @@ from fastdl import _device, callbacks as callbacks_mod, layers as L, losses as l
 from fastdl._stages import BatchNormStage, DenseStage, DropoutStage, MaxoutStage
 
 __all__ = ["Sequential"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """fit met a NaN or infinite training loss. epoch and step are 0-based; the message
+    gives them 1-based, as the progress display does. history: the epochs completed."""
+
+    def __init__(self, message, epoch, step, loss, history):
+        super().__init__(message)
+        self.epoch, self.step, self.loss, self.history = epoch, step, loss, history
 
 
 def _derive_seeds(seed):
@@ -436,7 +446,8 @@ class Sequential:
         return logs
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0, shuffle=True,
-            callbacks=None, verbose="auto", initial_epoch=0, augment=None, distributed=None):
+            callbacks=None, verbose="auto", initial_epoch=0, augment=None, distributed=None,
+            on_nonfinite_loss="raise"):
         """Trains for `epochs` passes over (x, y); returns a History.
 
         validation_split takes the *last* fraction of x/y (before any shuffling) as
@@ -445,7 +456,14 @@ class Sequential:
         fastdl.augment transforms applied to each training mini-batch. distributed="mpi":
         data-parallel training when started under mpirun (fastdl.distributed).
         verbose: 0 silent, 1 progress bar (on a terminal; one line per epoch otherwise),
-        2 one line per epoch, "auto" (1 on a terminal, 2 otherwise)."""
+        2 one line per epoch, "auto" (1 on a terminal, 2 otherwise).
+        on_nonfinite_loss: what a NaN or infinite mini-batch loss does. "raise" (default)
+        stops with NonFiniteLossError naming the epoch and step; "skip" drops that step and
+        goes on (the count is in the epoch's logs as "skipped_steps"). Either way the step
+        changes nothing: its update is not applied and batch-norm running statistics are
+        put back, so the model keeps the parameters of the last finite step."""
+        if on_nonfinite_loss not in ("raise", "skip"):
+            raise ValueError(f"on_nonfinite_loss: expected 'raise' or 'skip', got {on_nonfinite_loss!r}")
         if distributed is not None:
             if distributed != "mpi":
                 raise ValueError(f"distributed: expected None or 'mpi', got {distributed!r}")
@@ -455,7 +473,7 @@ class Sequential:
 
             return _dist.fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
                              validation_split=validation_split, shuffle=shuffle, callbacks=callbacks,
-                             verbose=verbose, initial_epoch=initial_epoch)
+                             verbose=verbose, initial_epoch=initial_epoch, on_nonfinite_loss=on_nonfinite_loss)
         self._require_compiled("fit")
         epochs = _nonneg("epochs", epochs)
         batch_size = _positive("batch_size", batch_size)
@@ -495,6 +513,7 @@ class Sequential:
         self._epoch_samples = n
         batch_bufs = {}
         gpu = self._backend.name != "cpu"
+        bn_stages = [st for st in self._stages if isinstance(st, BatchNormStage)]
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             if self.stop_training:
@@ -503,6 +522,7 @@ class Sequential:
             t0 = time.perf_counter()
             order = self._shuffle_rng.permutation(n) if shuffle else None
             seen = 0
+            skipped = 0
             loss_sum = 0.0
             correct = 0.0
             for b, s in enumerate(range(0, n, batch_size)):
@@ -525,7 +545,23 @@ class Sequential:
                         np.take(y, idx, axis=0, out=yb)
                     for t in augment:
                         t(xb, self._shuffle_rng)
-                loss = self.train_step(xb, yb)
+                for st in bn_stages:
+                    st.keep_running_stats()
+                loss = self.compute_gradients(xb, yb)
+                if not math.isfinite(loss):
+                    for st in bn_stages:
+                        st.restore_running_stats()
+                    if on_nonfinite_loss == "skip":
+                        skipped += 1
+                        continue
+                    cbs.on_train_end()
+                    raise NonFiniteLossError(
+                        f"fit: the training loss is {loss} at epoch {epoch + 1}, step {b + 1} (samples {s} to "
+                        f"{e - 1} of this epoch's order); this step was not applied, so the model keeps the "
+                        "parameters of the last finite step. Lower the learning rate, check the data for "
+                        "NaN/Inf, or pass on_nonfinite_loss='skip' to drop such steps.",
+                        epoch=epoch, step=b, loss=loss, history=history)
+                self.apply_gradients()
                 m = e - s
                 seen += m
                 loss_sum += loss * m
@@ -535,8 +571,12 @@ class Sequential:
                     correct += self._correct(out, yb)
                     logs["accuracy"] = correct / seen
                 cbs.on_train_batch_end(b, logs)
-            if not np.isfinite(loss_sum):
-                logs["loss"] = float("nan")
+            if seen == 0:  # every step skipped
+                logs = {"loss": float("nan")}
+                if self.metrics:
+                    logs["accuracy"] = float("nan")
+            if on_nonfinite_loss == "skip":
+                logs["skipped_steps"] = skipped
             if val is not None:
                 vlogs = self._evaluate(val[0], val[1], max(batch_size, 256))
                 logs.update({f"val_{k}": v for k, v in vlogs.items()})

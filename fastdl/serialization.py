@@ -103,7 +103,37 @@ def _read(path):
     if meta.get("version") != VERSION:
         raise ModelFileError(f"{path}: fastdl model format version {meta.get('version')!r}; this fastdl reads "
                              f"version {VERSION}")
+    for k, a in arrays.items():  # save writes only 1-D float32 arrays
+        if a.dtype != np.float32 or a.ndim != 1:
+            raise ModelFileError(f"{path}: array {k!r} is {a.dtype} with shape {a.shape}; a fastdl model file "
+                                 "holds 1-D float32 arrays only")
     return meta, arrays
+
+
+def _check_sizes(path, layer_configs, n_params):
+    """Refuses layer sizes the parameter array cannot hold, before anything is allocated:
+    a tampered width (10**12 units) must be an error, not a huge allocation."""
+    if not isinstance(layer_configs, list):
+        raise ModelFileError(f"{path}: inconsistent fastdl model file (layers is not a list)")
+    weights = 0
+    for i, c in enumerate(layer_configs):
+        if not isinstance(c, dict):
+            raise ModelFileError(f"{path}: inconsistent fastdl model file (layers[{i}] is not a layer config)")
+        sizes = {k: c.get(k) for k in ("in_features", "out_features", "num_features", "pieces") if c.get(k) is not None}
+        for k, v in sizes.items():
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= max(n_params, 1):
+                raise ModelFileError(f"{path}: inconsistent fastdl model file (layers[{i}].{k} = {v!r} with "
+                                     f"{n_params} parameters saved)")
+        cls = c.get("class")
+        if cls == "Dense":
+            weights += sizes.get("in_features", 0) * sizes.get("out_features", 0)
+        elif cls == "Maxout":
+            weights += sizes.get("in_features", 0) * sizes.get("out_features", 0) * sizes.get("pieces", 1)
+        elif cls == "BatchNorm":
+            weights += 2 * sizes.get("num_features", 0)
+    if weights > n_params:
+        raise ModelFileError(f"{path}: inconsistent fastdl model file (the layers need at least {weights} "
+                             f"parameters, {n_params} saved)")
 
 
 def load(path, device="cpu"):
@@ -116,6 +146,7 @@ def load(path, device="cpu"):
     meta, arrays = _read(path)
     try:
         cfg = meta["model"]
+        _check_sizes(path, cfg["layers"], arrays["params"].size)
         model = network.Sequential([L.from_config(c) for c in cfg["layers"]], device=device, seed=cfg["seed"],
                                    input_dim=cfg["input_dim"])
         if arrays["params"].shape != (model.num_params,):
@@ -136,6 +167,6 @@ def load(path, device="cpu"):
             model.optimizer.load_state_dict({"state": state, "param_groups": [hyper]})
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
         raise ModelFileError(f"{path}: inconsistent fastdl model file ({type(e).__name__}: {e})") from e
     return model

@@ -11,6 +11,10 @@ Modes:
   the masks of the whole batch in one process;
 - die: train, with rank 1 killing itself (SIGKILL) in epoch `die_epoch`;
 - hang: train, with rank 1 stuck (sleeping) in epoch `die_epoch`; the others time out.
+
+Config "nan_rows" puts NaN into those training samples; "on_nonfinite" is fit's
+on_nonfinite_loss. A NonFiniteLossError is caught and its (epoch, step) written to
+error.json (by every rank, as error_<rank>.json), with the parameters as usual.
 """
 
 import json
@@ -26,7 +30,7 @@ from fastdl import _device, callbacks, optim  # noqa: E402
 
 DEFAULTS = {"n": 1536, "d": 20, "classes": 3, "hidden": 48, "dropout": 0.0, "input_dropout": 0.0,
             "optimizer": "numpy_adam", "lr": 1e-3, "epochs": 4, "batch_size": 32, "seed": 7, "die_epoch": 2,
-            "timeout": None, "validation": True, "device": "cpu"}
+            "timeout": None, "validation": True, "device": "cpu", "nan_rows": [], "on_nonfinite": "raise"}
 
 
 class NumpyAdam(optim.Optimizer):
@@ -109,14 +113,15 @@ def main():
         cfg.update(json.loads(sys.argv[3]))
     fastdl.set_num_threads(1)
     x, y, val = data(cfg)
+    x[cfg["nan_rows"]] = np.nan
     model = build(cfg)
     fit_kw = dict(epochs=cfg["epochs"], batch_size=cfg["batch_size"], verbose=0,
-                  validation_data=val if cfg["validation"] else None)
+                  validation_data=val if cfg["validation"] else None, on_nonfinite_loss=cfg["on_nonfinite"])
     stop = []
     if cfg.get("early_stopping"):
         stop.append(callbacks.EarlyStopping(monitor="val_loss", patience=cfg["early_stopping"], min_delta=1e-3))
     if mode == "reference":
-        hist = model.fit(x, y, callbacks=stop, **fit_kw)
+        hist = fit_or_record(lambda: model.fit(x, y, callbacks=stop, **fit_kw), out, "error.json")
         np.save(os.path.join(out, "params.npy"), _device.to_host(model.flat_params))
         with open(os.path.join(out, "history.json"), "w") as f:
             json.dump(hist.history, f)
@@ -143,7 +148,8 @@ def main():
     cbs = [callbacks.ModelCheckpoint(os.path.join(out, "ckpt.fdl"))] + stop
     if mode in ("die", "hang"):
         cbs.append(Saboteur(r, cfg["die_epoch"], mode))
-    hist = distributed.fit(model, x, y, callbacks=cbs, timeout=cfg["timeout"], **fit_kw)
+    hist = fit_or_record(lambda: distributed.fit(model, x, y, callbacks=cbs, timeout=cfg["timeout"], **fit_kw),
+                         out, f"error_{r}.json")
     params = _device.to_host(model.flat_params).copy()
     finger = comm.gather(params, root=0)
     if r == 0:
@@ -151,6 +157,16 @@ def main():
         np.save(os.path.join(out, "params_all_ranks.npy"), np.stack(finger))
         with open(os.path.join(out, "history.json"), "w") as f:
             json.dump(hist.history, f)
+
+
+def fit_or_record(run, out, name):
+    """run(); a NonFiniteLossError becomes OUTDIR/name with its epoch and step."""
+    try:
+        return run()
+    except fastdl.NonFiniteLossError as e:
+        with open(os.path.join(out, name), "w") as f:
+            json.dump({"epoch": e.epoch, "step": e.step, "message": str(e)}, f)
+        return e.history
 
 
 def stage_masks(model, rows):

@@ -149,3 +149,29 @@ def test_refusals_from_several_threads_leave_no_state(restore_threads):
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         assert all(pool.map(worker, range(4)))
+
+
+# -- a whole fit ---------------------------------------------------------------------------
+def _fit_weights(threads, seed=5):
+    fastdl.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 40)).astype(np.float32)
+    y = rng.integers(0, 5, 300)
+    m = fastdl.Sequential([fastdl.Dense(40, 96, activation="relu"), fastdl.Dropout(0.3), fastdl.BatchNorm(96),
+                           fastdl.Maxout(96, 64, pieces=3), fastdl.Dense(64, 5)], seed=seed)
+    m.compile(optimizer=fastdl.optim.AdamW(lr=1e-2))
+    m.fit(x, y, epochs=3, batch_size=64, validation_split=0.2, verbose=0)
+    return m.flat_params.copy(), [st.running_mean.copy() for st in m._bn_stages]
+
+
+def test_fit_is_bit_identical_for_the_same_seed_at_any_thread_count(restore_threads):
+    # the docs' guarantee: same seed, same ISA path -> the same weights bit for bit,
+    # whatever the thread count (every reduction is split into fixed blocks)
+    ref_params, ref_stats = _fit_weights(1)
+    for threads in (1, 2, 3):
+        params, stats = _fit_weights(threads)
+        np.testing.assert_array_equal(params, ref_params)
+        for a, b in zip(stats, ref_stats):
+            np.testing.assert_array_equal(a, b)
+    other, _ = _fit_weights(1, seed=6)
+    assert not np.array_equal(other, ref_params)

@@ -172,6 +172,29 @@ def test_early_stopping_stops_every_rank_at_the_same_epoch(dirs):
     assert rel(params, ref_params) < 1e-5
 
 
+@pytest.mark.parametrize("how", ["raise", "skip"])
+def test_a_nan_loss_on_one_rank_is_refused_by_every_rank_at_the_same_step(dirs, how):
+    # one NaN sample: in each epoch it lands in one step, on one rank's shard only (the
+    # shuffle order is the same on every rank and in the one-process reference)
+    cfg = {"nan_rows": [1000], "on_nonfinite": how, "epochs": 2}
+    ref_params, _ = reference(dirs[0], cfg)
+    mpirun("train", dirs[1], cfg)
+    params, per_rank, hist = results(dirs[1])
+    np.testing.assert_array_equal(per_rank[0], per_rank[1])
+    assert np.isfinite(params).all()
+    assert rel(params, ref_params) < 1e-6
+    if how == "raise":
+        ref_err = read_json(dirs[0] / "error.json")
+        for r in (0, 1):
+            err = read_json(dirs[1] / f"error_{r}.json")
+            assert (err["epoch"], err["step"]) == (ref_err["epoch"], ref_err["step"]) == (0, err["step"])
+        assert "not finite on another rank" in read_json(dirs[1] / "error_0.json")["message"] + \
+            read_json(dirs[1] / "error_1.json")["message"]
+    else:
+        assert hist["skipped_steps"] == [1, 1]
+        assert hist["skipped_steps"] == read_json(dirs[0] / "history.json")["skipped_steps"]
+
+
 def test_a_killed_rank_ends_the_job_and_the_checkpoint_survives(dirs):
     from fastdl import serialization
 

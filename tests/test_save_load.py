@@ -107,3 +107,91 @@ def test_corrupt_truncated_and_foreign_files_are_clear_errors(tmp_path):
         fastdl.load(tmp_path / "missing.fdl")
     with pytest.raises(fastdl.ModelFileError, match="folder"):
         fastdl.load(tmp_path)
+
+
+# -- tampering: every damaged file is a ModelFileError, never a crash or a half-loaded model --
+def _rewrite(src, dst, edit_meta=None, edit_arrays=None):
+    """Copies the archive src to dst with its metadata and arrays edited."""
+    import json
+
+    meta, arrays = fastdl.serialization._read(str(src))
+    if edit_meta:
+        edit_meta(meta)
+    if edit_arrays:
+        edit_arrays(arrays)
+    payload = {"fastdl.json": np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays}
+    with open(dst, "wb") as f:
+        np.savez(f, **payload)
+
+
+def _tamperings():
+    def layer(i, key, value):
+        return lambda meta: meta["model"]["layers"][i].__setitem__(key, value)
+
+    def drop(key):
+        return lambda arrays: arrays.pop(key)
+
+    def put(key, value):
+        return lambda arrays: arrays.__setitem__(key, value)
+
+    return {
+        "params-short": (None, lambda a: a.__setitem__("params", a["params"][:-1])),
+        "params-2d": (None, lambda a: a.__setitem__("params", a["params"].reshape(1, -1))),
+        "params-float64": (None, lambda a: a.__setitem__("params", a["params"].astype(np.float64))),
+        "params-missing": (None, drop("params")),
+        "optimizer-state-short": (None, lambda a: a.__setitem__("optimizer/exp_avg", a["optimizer/exp_avg"][:3])),
+        "optimizer-state-missing": (None, drop("optimizer/exp_avg")),
+        "bn-stats-short": (None, lambda a: a.__setitem__("bn0_running_mean", a["bn0_running_mean"][:2])),
+        "object-array": (None, put("params", np.array([object()], dtype=object))),
+        "unknown-layer": (lambda m: m["model"]["layers"][1].__setitem__("class", "os.system"), None),
+        "negative-units": (layer(1, "out_features", -4), None),
+        "string-units": (layer(1, "out_features", "8; rm -rf /"), None),
+        "huge-units": (layer(1, "out_features", 10 ** 12), None),
+        "huge-batchnorm": (layer(3, "num_features", 10 ** 12), None),
+        "pieces-zero": (layer(4, "pieces", 0), None),
+        "unknown-activation": (layer(1, "activation", "__import__('os')"), None),
+        "dropout-p-2": (layer(0, "p", 2.0), None),
+        "layers-not-a-list": (lambda m: m["model"].__setitem__("layers", "Dense"), None),
+        "no-model": (lambda m: m.pop("model"), None),
+        "unknown-optimizer": (lambda m: m["compile"]["optimizer"].__setitem__("name", "evil"), None),
+        "negative-lr": (lambda m: m["compile"]["optimizer"].__setitem__("lr", -1.0), None),
+        "unknown-loss": (lambda m: m["compile"].__setitem__("loss", {"name": "hinge"}), None),
+        "step-string": (lambda m: m.__setitem__("step", "ten"), None),
+        "rng-garbage": (lambda m: m.__setitem__("shuffle_rng", {"bit_generator": "PCG64", "state": 3}), None),
+    }
+
+
+@pytest.mark.parametrize("name", list(_tamperings()))
+def test_tampered_files_are_model_file_errors(tmp_path, name):
+    m, _, _ = trained()
+    good = tmp_path / "good.fdl"
+    m.save(good)
+    fastdl.serialization._read(str(good))  # the helper reads the good file
+    edit_meta, edit_arrays = _tamperings()[name]
+    bad = tmp_path / f"{name}.fdl"
+    _rewrite(good, bad, edit_meta, edit_arrays)
+    with pytest.raises(fastdl.ModelFileError):
+        fastdl.load(bad)
+
+
+def test_flipped_bytes_anywhere_are_model_file_errors(tmp_path):
+    m, _, _ = trained()
+    good = tmp_path / "good.fdl"
+    m.save(good)
+    data = bytearray(good.read_bytes())
+    rng = np.random.default_rng(0)
+    bad = tmp_path / "bad.fdl"
+    loaded = 0
+    for pos in rng.choice(len(data), 150, replace=False):
+        d = bytearray(data)
+        d[pos] ^= 0xFF
+        bad.write_bytes(bytes(d))
+        try:
+            got = fastdl.load(bad)
+        except fastdl.ModelFileError:
+            continue
+        # a flip the zip format does not cover (e.g. in a header's unused field) must
+        # leave a model identical to the good one: never a half-loaded or silently altered one
+        loaded += 1
+        np.testing.assert_array_equal(got.flat_params, m.flat_params)
+    assert loaded < 150 // 2
