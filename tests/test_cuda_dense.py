@@ -75,6 +75,23 @@ def test_forward_backward_vs_reference_and_cpu(rng, act):
         np.testing.assert_allclose(host(got), want, rtol=1e-3, atol=10 * tol(max(n, m)))
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator computes with numpy scalars
+@pytest.mark.parametrize("act", list(G.ACTIVATIONS))
+def test_nan_and_inf_propagate_as_on_the_cpu(rng, act):
+    # a NaN/Inf input row must give the same non-finite pattern on both devices: a GPU
+    # relu written as max(z, 0) would turn NaN into 0 and hide a diverged run
+    n, k, m = 4, 5, 6
+    x, w, b, alpha = make(rng, n, k, m, act)
+    x[1, 2], x[3, 0] = np.nan, np.inf
+    y, z = gpu_forward(x, w, b, act, alpha)
+    cpu = K.dense_forward(x, w, b, act, alpha=alpha)
+    y_cpu = cpu[0] if act in K.NEEDS_Z else cpu
+    np.testing.assert_array_equal(np.isnan(host(y)), np.isnan(y_cpu))
+    assert np.isnan(host(y)[1]).all()
+    finite = np.isfinite(y_cpu)
+    np.testing.assert_allclose(host(y)[finite], y_cpu[finite], rtol=1e-4, atol=tol(k))
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 1), (65, 33, 70), (3, 0, 5), (0, 4, 3)])
 @pytest.mark.parametrize("act", ["relu", "linear"])
 def test_odd_shapes_and_multiple_tiles(rng, shape, act):

@@ -53,20 +53,22 @@ def activate(code, z, a):
         return sigmoid(z)
     if code == TANH:
         return math.tanh(z)
+    # Comparisons written so that a NaN z falls through to a branch returning z (or a
+    # NaN product): NaN propagates, as on the CPU, instead of becoming 0 or +-1.
     if code == RELU:
-        return z if z > ZERO else ZERO
+        return ZERO if z <= ZERO else z
     if code == LEAKY_RELU or code == PRELU:
         return z if z > ZERO else a * z
     if code == ELU:
         return z if z > ZERO else a * math.expm1(z)
-    if code == SILU:
-        return z * sigmoid(z)
+    if code == SILU:  # the limit at -inf is -0 (inf * sigmoid would give NaN), as on the CPU
+        return z * sigmoid(z) if not (math.isinf(z) and z < ZERO) else -ZERO
     if code == SOFTPLUS:
         if z > TWENTY:
             return z
         return max(z, ZERO) + math.log1p(math.exp(-abs(z)))
     if code == HARD_TANH:
-        return min(ONE, max(-ONE, z))
+        return ONE if z > ONE else (-ONE if z < -ONE else z)
     if code == GELU:
         return HALF * z * math.erfc(z * NEG_RSQRT2)
     return z
