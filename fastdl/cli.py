@@ -191,6 +191,7 @@ DELEGATED = {
 
 
 def main(argv=None):
+    from_console = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     from fastdl._paths import print_paths
 
@@ -201,6 +202,10 @@ def main(argv=None):
 
         module = importlib.import_module(DELEGATED[argv[0]][0])
         if argv[0] == "bench":
+            if from_console:  # numpy's idle BLAS threads must sleep at once (idle_threads.py)
+                from fastdl.benchmarking.idle_threads import restart_with_quiet_blas
+
+                restart_with_quiet_blas(["fastdl", *argv])
             return module.main(argv[1:], prog="fastdl bench")
         return module.main(argv[1:])
     args = build_parser().parse_args(argv)

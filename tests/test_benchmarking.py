@@ -3,6 +3,7 @@ synthetic results, and one end-to-end run at toy sizes. No assertion depends on 
 
 import gzip
 import json
+import os
 import sys
 
 import numpy as np
@@ -475,3 +476,18 @@ def test_cuda_set_on_the_simulator(tmp_path):
     status = {r["case"]: r["status"] for r in rep["results"]}
     assert status["cuda dense fwd relu 8x16x24"] == "ok" and status["cuda gemm 16^3"] == "ok", status
     assert set(status.values()) <= {"ok", "skipped"}, [(r["case"], r.get("reason")) for r in rep["results"]]
+
+
+def test_console_command_restarts_with_quiet_blas_threads(tmp_path):
+    # `python -m fastdl bench` re-executes itself with OPENBLAS_THREAD_TIMEOUT set, so
+    # numpy's spinning threads do not slow the next library timed; the header says so
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "FASTDL_BENCH_KEEP_ENV")}
+    proc = subprocess.run([sys.executable, "-m", "fastdl", "bench", "--quick", "--sizes", "tiny", "--threads", "1",
+                           "--filter", "gemm"], env=env, capture_output=True, text=True, timeout=300)
+    assert "environment: OPENBLAS_THREAD_TIMEOUT=4" in proc.stdout, proc.stdout + proc.stderr
+    kept = subprocess.run([sys.executable, "-m", "fastdl", "bench", "--quick", "--sizes", "tiny", "--threads", "1",
+                           "--filter", "gemm"], env={**env, "FASTDL_BENCH_KEEP_ENV": "1"}, capture_output=True,
+                          text=True, timeout=300)
+    assert "OPENBLAS_THREAD_TIMEOUT=unset" in kept.stdout, kept.stdout + kept.stderr

@@ -17,7 +17,7 @@ import numpy as np
 import fastdl
 from fastdl import kernels as K
 
-from . import peers
+from . import idle_threads, peers
 
 
 def cpu_model():
@@ -55,6 +55,7 @@ def info(threads, device="cpu"):
         "device": device,
         "platform": platform.platform(),
         "versions": peers.versions(),
+        "environment": idle_threads.settings(),
     }
 
 

@@ -104,6 +104,11 @@ def header_lines(machine, peak):
         + (f"; GPU {machine['gpu']}" if machine.get("gpu") else ""),
         f"versions: {libs}",
     ]
+    env = machine.get("environment") or {}
+    if env:
+        out.append("environment: " + ", ".join(f"{k}={'unset' if x is None else x}" for k, x in env.items())
+                   + ("" if all(x is not None for x in env.values())
+                      else " (numpy's idle BLAS threads spin ~0.1 s and slow whatever is timed next)"))
     if peak:
         by = ", ".join(f"{k} {x:.0f}" for k, x in peak.get("gemm_gflops_by_library", {}).items())
         out.append(f"peak: GEMM {peak['gemm_gflops']:.0f} GFLOP/s ({by}); copy {peak['copy_gbs']:.1f} GB/s")
