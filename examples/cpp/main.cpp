@@ -2,10 +2,13 @@
 //
 //   hidden = tanh(x @ w1 + b1)          fastdl::dense_forward (GEMM + bias + tanh fused)
 //   logit  = hidden @ w2 + b2           fastdl::dense_forward (linear)
-//   loss   = mean binary cross-entropy of sigmoid(logit) against the XOR labels
+//   loss   = mean binary cross-entropy of sigmoid(logit)   fastdl::binary_cross_entropy
+//   backward of each layer                                 fastdl::dense_backward
+//   Adam over all parameters at once                        fastdl::adam_step
 //
-// The gradient of the loss and the Adam update are written out below (bce_with_logits,
-// adam_update); the backward pass of each layer is fastdl::dense_backward.
+// As in fastdl's Python network, every parameter lives in one flat buffer (w1, b1, w2,
+// b2 back to back) with its gradient and Adam's moments in buffers of the same layout,
+// so the optimizer is one call per step.
 // The program checks its own result: exit status 0 only when every XOR case is
 // classified correctly and the loss fell below kTargetLoss.
 #include <cmath>
@@ -16,6 +19,8 @@
 
 #include <fastdl/activation.h>
 #include <fastdl/dense.h>
+#include <fastdl/losses.h>
+#include <fastdl/optim.h>
 #include <fastdl/runtime.h>
 
 namespace {
@@ -41,48 +46,27 @@ struct Rng {
   }
 };
 
-// One parameter tensor with its gradient and Adam's two moment buffers.
-struct Param {
-  std::vector<float> value, grad, m, v;
-  explicit Param(long size) : value(size, 0.0f), grad(size, 0.0f), m(size, 0.0f), v(size, 0.0f) {}
-};
-
-// Mean binary cross-entropy of sigmoid(logit) against targets t (both (n,)), in the
-// stable form max(z, 0) - z t + log(1 + exp(-|z|)). Writes dlogit = (sigmoid(z) - t) / n.
-float bce_with_logits(const float* logit, const float* t, float* dlogit, long n) {
-  double loss = 0.0;
-  for (long i = 0; i < n; ++i) {
-    const float z = logit[i];
-    loss += std::fmax(z, 0.0f) - z * t[i] + std::log1p(std::exp(-std::fabs(z)));
-    dlogit[i] = (1.0f / (1.0f + std::exp(-z)) - t[i]) / static_cast<float>(n);
-  }
-  return static_cast<float>(loss / n);
-}
-
-// Adam (Kingma & Ba; PyTorch's defaults beta1 0.9, beta2 0.999, eps 1e-8), step >= 1.
-void adam_update(Param& p, int step, float lr) {
-  const float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
-  const float c1 = 1.0f - std::pow(beta1, static_cast<float>(step));
-  const float c2 = 1.0f - std::pow(beta2, static_cast<float>(step));
-  for (std::size_t i = 0; i < p.value.size(); ++i) {
-    const float g = p.grad[i];
-    p.m[i] = beta1 * p.m[i] + (1.0f - beta1) * g;
-    p.v[i] = beta2 * p.v[i] + (1.0f - beta2) * g * g;
-    p.value[i] -= lr * (p.m[i] / c1) / (std::sqrt(p.v[i] / c2) + eps);
-  }
-}
+// Offsets of each tensor in the flat buffers.
+constexpr long kW1 = 0, kB1 = kW1 + kIn * kHidden, kW2 = kB1 + kHidden, kB2 = kW2 + kHidden * kOut,
+               kParams = kB2 + kOut;
 
 int run() {
   // Row-major (n, k) inputs and their XOR labels.
   const float x[kN * kIn] = {0, 0, 0, 1, 1, 0, 1, 1};
   const float t[kN] = {0, 1, 1, 0};
 
-  // Weights are stored in-by-out, (k, m), like fastdl's Python API and Keras.
-  Param w1(kIn * kHidden), b1(kHidden), w2(kHidden * kOut), b2(kOut);
+  // Weights are stored in-by-out, (k, m), like fastdl's Python API and Keras; biases
+  // start at zero, weights Glorot-uniform.
+  std::vector<float> params(kParams, 0.0f), grads(kParams, 0.0f), exp_avg(kParams, 0.0f),
+      exp_avg_sq(kParams, 0.0f);
+  float *w1 = params.data() + kW1, *b1 = params.data() + kB1, *w2 = params.data() + kW2,
+        *b2 = params.data() + kB2;
   Rng rng{0x9E3779B97F4A7C15ULL};
   const float a1 = std::sqrt(6.0f / (kIn + kHidden)), a2 = std::sqrt(6.0f / (kHidden + kOut));
-  for (float& v : w1.value) v = rng.uniform(a1);
-  for (float& v : w2.value) v = rng.uniform(a2);
+  for (long i = 0; i < kIn * kHidden; ++i) w1[i] = rng.uniform(a1);
+  for (long i = 0; i < kHidden * kOut; ++i) w2[i] = rng.uniform(a2);
+  fastdl::AdamOptions adam;  // PyTorch's defaults: betas (0.9, 0.999), eps 1e-8
+  adam.lr = kLearningRate;
 
   std::vector<float> hidden(kN * kHidden), logit(kN * kOut), dlogit(kN * kOut),
       dhidden(kN * kHidden);
@@ -92,31 +76,35 @@ int run() {
   float loss = 0.0f;
   for (int step = 1; step <= kSteps; ++step) {
     // Forward. tanh's backward works from y, so the pre-activation z is not kept (null).
-    fastdl::dense_forward(hidden.data(), nullptr, x, w1.value.data(), b1.value.data(), kN, kIn,
-                          kHidden, fastdl::Activation::tanh);
-    fastdl::dense_forward(logit.data(), nullptr, hidden.data(), w2.value.data(),
-                          b2.value.data(), kN, kHidden, kOut, fastdl::Activation::linear);
-    loss = bce_with_logits(logit.data(), t, dlogit.data(), kN * kOut);
+    fastdl::dense_forward(hidden.data(), nullptr, x, w1, b1, kN, kIn, kHidden,
+                          fastdl::Activation::tanh);
+    fastdl::dense_forward(logit.data(), nullptr, hidden.data(), w2, b2, kN, kHidden, kOut,
+                          fastdl::Activation::linear);
+    loss = static_cast<float>(
+        fastdl::binary_cross_entropy(dlogit.data(), logit.data(), t, kN * kOut));
 
     // Backward: the output layer is linear (s unused); the hidden layer gets s = y.
     // dx of the first layer is not needed: null skips that GEMM.
-    fastdl::dense_backward(dhidden.data(), w2.grad.data(), b2.grad.data(), nullptr,
-                           dlogit.data(), hidden.data(), w2.value.data(), nullptr, kN, kHidden,
-                           kOut, fastdl::Activation::linear);
-    fastdl::dense_backward(nullptr, w1.grad.data(), b1.grad.data(), nullptr, dhidden.data(), x,
-                           w1.value.data(), hidden.data(), kN, kIn, kHidden,
+    // The gradients land in their slices of the flat gradient buffer.
+    fastdl::dense_backward(dhidden.data(), grads.data() + kW2, grads.data() + kB2, nullptr,
+                           dlogit.data(), hidden.data(), w2, nullptr, kN, kHidden, kOut,
+                           fastdl::Activation::linear);
+    fastdl::dense_backward(nullptr, grads.data() + kW1, grads.data() + kB1, nullptr,
+                           dhidden.data(), x, w1, hidden.data(), kN, kIn, kHidden,
                            fastdl::Activation::tanh);
 
-    for (Param* p : {&w1, &b1, &w2, &b2}) adam_update(*p, step, kLearningRate);
+    adam.step = step;
+    fastdl::adam_step(params.data(), exp_avg.data(), exp_avg_sq.data(), grads.data(), kParams,
+                      adam);
     if (step == 1 || step % 250 == 0) std::printf("step %4d  loss %.6f\n", step, loss);
   }
 
   // Evaluate with the trained weights.
-  fastdl::dense_forward(hidden.data(), nullptr, x, w1.value.data(), b1.value.data(), kN, kIn,
-                        kHidden, fastdl::Activation::tanh);
-  fastdl::dense_forward(logit.data(), nullptr, hidden.data(), w2.value.data(), b2.value.data(),
-                        kN, kHidden, kOut, fastdl::Activation::linear);
-  loss = bce_with_logits(logit.data(), t, dlogit.data(), kN);
+  fastdl::dense_forward(hidden.data(), nullptr, x, w1, b1, kN, kIn, kHidden,
+                        fastdl::Activation::tanh);
+  fastdl::dense_forward(logit.data(), nullptr, hidden.data(), w2, b2, kN, kHidden, kOut,
+                        fastdl::Activation::linear);
+  loss = static_cast<float>(fastdl::binary_cross_entropy(dlogit.data(), logit.data(), t, kN));
   int correct = 0;
   for (long i = 0; i < kN; ++i) {
     const float p = 1.0f / (1.0f + std::exp(-logit[i]));
