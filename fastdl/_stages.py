@@ -106,17 +106,15 @@ class DenseStage(Stage):
         return y
 
     def backward(self, dy):
+        # dw (and db, dalpha) are written straight into this layer's views of the flat
+        # gradient buffer; a layer without bias gets a db it throws away.
+        out = (None, self.gw, self.gb) + ((self.galpha,) if self.prelu else ())
         if self.p:
             r = self._dbwd(dy, self.x, self.w, self.act, self.mask, self.p, y=self.y, z=self.z, alpha=self.alpha,
-                           scale=self.scale, need_dx=self.need_dx)
+                           scale=self.scale, need_dx=self.need_dx, out=out)
         else:
-            r = self._bwd(dy, self.x, self.w, self.act, y=self.y, z=self.z, alpha=self.alpha, need_dx=self.need_dx)
-        copy = self.backend.copy
-        copy(self.gw, r[1])
-        if self.gb is not None:
-            copy(self.gb, r[2])
-        if self.prelu:
-            copy(self.galpha, r[3])
+            r = self._bwd(dy, self.x, self.w, self.act, y=self.y, z=self.z, alpha=self.alpha, need_dx=self.need_dx,
+                          out=out)
         return r[0]
 
 

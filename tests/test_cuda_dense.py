@@ -169,3 +169,24 @@ def test_strided_view_is_refused(rng):
     d = to_dev(rng.standard_normal((6, 8), dtype=np.float32))
     with pytest.raises(ValueError, match="a: expected a C-contiguous array"):
         G.matmul(d[:, ::2], to_dev(np.ones((4, 3), np.float32)))
+
+
+@pytest.mark.parametrize("act", ["relu", "prelu"])
+def test_backward_out_writes_into_the_given_arrays(rng, act):
+    n, k, m = 5, 6, 7
+    x, w, b, alpha = make(rng, n, k, m, act)
+    y, z = gpu_forward(x, w, b, act, alpha)
+    dy = rng.standard_normal((n, m), dtype=np.float32)
+    dx_, w_ = to_dev(x), to_dev(w)
+    ref = G.dense_backward(to_dev(dy), dx_, w_, act, alpha=dev_alpha(alpha), **saved_kw(act, y, z))
+    outs = [cuda.device_array(s, np.float32) for s in [(n, k), (k, m), (m,)] + ([(m,)] if act == "prelu" else [])]
+    got = G.dense_backward(to_dev(dy), dx_, w_, act, alpha=dev_alpha(alpha), **saved_kw(act, y, z),
+                           out=tuple(outs))
+    for g, o, r in zip(got, outs, ref):
+        assert g is o
+        np.testing.assert_array_equal(host(g), host(r))
+    with pytest.raises(ValueError, match=r"out\[1\] \(dw\): shares memory with input 'w'"):
+        G.dense_backward(to_dev(dy), dx_, w_, act, alpha=dev_alpha(alpha), **saved_kw(act, y, z),
+                         out=(None, w_) + ((None,) * (len(outs) - 2)))
+    with pytest.raises(ValueError, match=r"out: expected"):
+        G.dense_backward(to_dev(dy), dx_, w_, act, alpha=dev_alpha(alpha), **saved_kw(act, y, z), out=(None,))

@@ -6,6 +6,7 @@
 
 #include "bindings/activation_args.h"
 #include "bindings/checks.h"
+#include "bindings/gradient_outputs.h"
 #include "fastdl/activation.h"
 #include "fastdl/dense.h"
 #include "fastdl/gemm.h"
@@ -47,7 +48,7 @@ py::object dense_forward_py(py::handle x_h, py::handle w_h, py::handle b_h,
 
 py::tuple dense_backward_py(py::handle dy_h, py::handle x_h, py::handle w_h,
                             const std::string& activation, py::handle y_h, py::handle z_h,
-                            py::handle alpha_h, bool need_dx) {
+                            py::handle alpha_h, bool need_dx, py::handle out_h) {
   const Activation act = parse_activation(activation);
   py::array dy = checked_f32(dy_h, "dy", 2, "of shape (N, M)");
   py::array x = checked_f32(x_h, "x", 2, "of shape (N, K)");
@@ -72,11 +73,16 @@ py::tuple dense_backward_py(py::handle dy_h, py::handle x_h, py::handle w_h,
     expect_dim(*s, "y", 0, n, "N = x.shape[0]");
     expect_dim(*s, "y", 1, m, "M = w.shape[1]");
   }
-  std::optional<py::array> dx;
-  if (need_dx) dx = empty_f32({n, k});
-  py::array dw = empty_f32({k, m}), db = empty_f32({m});
-  std::optional<py::array> dalpha;
-  if (act == Activation::prelu) dalpha = empty_f32({m});
+  GradientOutputs g = gradient_outputs(
+      out_h, n, k, m, need_dx, act == Activation::prelu,
+      {{"dy", &dy},
+       {"x", &x},
+       {"w", &w},
+       {activation_needs_z(act) ? "z" : "y", s ? &*s : nullptr},
+       {"alpha", alpha.vec ? &*alpha.vec : nullptr}});
+  std::optional<py::array>& dx = g.dx;
+  py::array &dw = g.dw, &db = g.db;
+  std::optional<py::array>& dalpha = g.dalpha;
   {
     const float *pdy = fptr(dy), *px = fptr(x), *pw = fptr(w), *ps = s ? fptr(*s) : nullptr,
                 *pa = alpha.vec_ptr();
@@ -114,7 +120,8 @@ void register_dense(py::module_& m) {
         py::arg("out") = py::none());
   m.def("dense_backward", &dense_backward_py, py::arg("dy"), py::arg("x"), py::arg("w"),
         py::arg("activation"), py::kw_only(), py::arg("y") = py::none(),
-        py::arg("z") = py::none(), py::arg("alpha") = py::none(), py::arg("need_dx") = true);
+        py::arg("z") = py::none(), py::arg("alpha") = py::none(), py::arg("need_dx") = true,
+        py::arg("out") = py::none());
   m.def("matmul", &matmul_py, py::arg("a"), py::arg("b"), py::kw_only(),
         py::arg("out") = py::none());
 }

@@ -6,7 +6,7 @@ import numpy as np
 
 from fastdl.cuda import activations as A
 from fastdl.cuda import column_grad, gemm
-from fastdl.cuda.arrays import checked_f32, checked_out, empty, expect_dim
+from fastdl.cuda.arrays import checked_f32, checked_out, empty, expect_dim, overlaps
 
 
 def check_dense(x, w, b):
@@ -61,21 +61,61 @@ def check_saved(activation, y, z, n, m):
     return s
 
 
-def weight_grads(dz, x, w, need_dx):
-    """(dx, dw) = (dz @ w^T, x^T @ dz): two launches of the tiled GEMM."""
+def gradient_outputs(out, n, k, m, need_dx, prelu, inputs):
+    """The optional out=(dx, dw, db[, dalpha]) of the dense backward kernels, as on the
+    CPU: each entry a device array of the result's shape or None (allocate it); no entry
+    may share memory with an input or another entry. Returns the 4 arrays (None where
+    not wanted)."""
+    count = 4 if prelu else 3
+    names = ("out[0] (dx)", "out[1] (dw)", "out[2] (db)", "out[3] (dalpha)")
+    given = [None] * count
+    if out is not None:
+        if not isinstance(out, (tuple, list)):
+            raise TypeError(f"out: expected a tuple (dx, dw, db{', dalpha' if prelu else ''}) of float32 arrays "
+                            f"or None, got {type(out).__name__}")
+        if len(out) != count:
+            raise ValueError(f"out: expected {count} entries (dx, dw, db{', dalpha' if prelu else ''}), "
+                             f"got {len(out)}")
+        given = list(out)
+        if not need_dx and given[0] is not None:
+            raise ValueError("out[0] (dx): must be None when need_dx is False")
+    shapes = ((n, k), (k, m), (m,), (m,))
+    taken = []
+    result = []
+    for i in range(4):
+        want = (i > 0 or need_dx) and (i < 3 or prelu)
+        if not want:
+            result.append(None)
+            continue
+        if i < count and given[i] is not None:
+            a = checked_out(given[i], names[i], shapes[i], inputs)
+            if any(overlaps(a, t) for t in taken):
+                raise ValueError(f"{names[i]}: shares memory with another entry of out")
+            taken.append(a)
+        else:
+            a = empty(shapes[i])
+        result.append(a)
+    return result
+
+
+def weight_grads(dz, x, w, need_dx, dx=None, dw=None):
+    """(dx, dw) = (dz @ w^T, x^T @ dz): two launches of the tiled GEMM (into dx/dw when
+    given)."""
     n, k = x.shape
     m = w.shape[1]
-    dx = None
     if need_dx:
-        dx = empty((n, k))
+        dx = empty((n, k)) if dx is None else dx
         gemm.launch(gemm.gemm_kernel(False, True), dz, w, dx, n, k, m)
-    dw = empty((k, m))
+    else:
+        dx = None
+    dw = empty((k, m)) if dw is None else dw
     gemm.launch(gemm.gemm_kernel(True, False), x, dz, dw, k, m, n)
     return dx, dw
 
 
-def dense_backward(dy, x, w, activation, *, y=None, z=None, alpha=None, need_dx=True):
-    """(dx, dw, db), plus dalpha for prelu; dx is None when need_dx is False."""
+def dense_backward(dy, x, w, activation, *, y=None, z=None, alpha=None, need_dx=True, out=None):
+    """(dx, dw, db), plus dalpha for prelu; dx is None when need_dx is False.
+    out=(dx, dw, db[, dalpha]): preallocated results (entries may be None)."""
     code = A.code_of(activation)
     dy = checked_f32(dy, "dy", 2, "of shape (N, M)")
     x, w, _ = check_dense(x, w, None)
@@ -85,13 +125,14 @@ def dense_backward(dy, x, w, activation, *, y=None, z=None, alpha=None, need_dx=
     expect_dim(dy, "dy", 1, m, "M = w.shape[1]")
     a_scalar, a_vec = parse_alpha(activation, alpha, m)
     s = check_saved(activation, y, z, n, m)
-    db = empty((m,))
-    dalpha = empty((m,)) if activation == "prelu" else None
+    dx, dw, db, dalpha = gradient_outputs(out, n, x.shape[1], m, need_dx, activation == "prelu",
+                                          [("dy", dy), ("x", x), ("w", w), ("y" if z is None else "z", s),
+                                           ("alpha", a_vec)])
     dz = empty((n, m)) if code != A.LINEAR else None
     if m:
         column_grad.launch(column_grad.ACT, code, dz=dz, db=db, dy=dy, N=n, M=m, s=s,
                            dalpha=dalpha, alpha_vec=a_vec, alpha=a_scalar)
-    dx, dw = weight_grads(dy if dz is None else dz, x, w, need_dx)
+    dx, dw = weight_grads(dy if dz is None else dz, x, w, need_dx, dx, dw)
     return (dx, dw, db, dalpha) if dalpha is not None else (dx, dw, db)
 
 

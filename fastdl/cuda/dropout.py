@@ -12,7 +12,7 @@ from numba import uint8, uint64
 from fastdl.cuda import activations as A
 from fastdl.cuda import column_grad, gemm, philox, require
 from fastdl.cuda.arrays import blocks, checked, dummy, checked_f32, checked_out, empty, expect_dim, launcher
-from fastdl.cuda.dense import check_dense, check_saved, parse_alpha, weight_grads
+from fastdl.cuda.dense import check_dense, check_saved, gradient_outputs, parse_alpha, weight_grads
 
 cuda = require()
 THREADS = 256
@@ -175,7 +175,7 @@ def dense_dropout_forward(x, w, b, activation, p, seed, step, stream=0, *, alpha
 
 
 def dense_dropout_backward(dy, x, w, activation, mask, p, *, y=None, z=None, alpha=None,
-                           scale=True, need_dx=True):
+                           scale=True, need_dx=True, out=None):
     """As dense_backward, through the dropout mask. `y` is the output of
     dense_dropout_forward (after dropout): where kept it is f(z) * scale, so the
     y-based derivatives see y * (1 - p) when scale is True."""
@@ -189,12 +189,13 @@ def dense_dropout_backward(dy, x, w, activation, mask, p, *, y=None, z=None, alp
     a_scalar, a_vec = parse_alpha(activation, alpha, m)
     s = check_saved(activation, y, z, n, m)
     mask = check_mask(mask, n * m)
-    db = empty((m,))
-    dalpha = empty((m,)) if activation == "prelu" else None
+    dx, dw, db, dalpha = gradient_outputs(out, n, x.shape[1], m, need_dx, activation == "prelu",
+                                          [("dy", dy), ("x", x), ("w", w), ("y" if z is None else "z", s),
+                                           ("mask", mask), ("alpha", a_vec)])
     dz = empty((n, m))
     if m:
         column_grad.launch(column_grad.DROPOUT, code, dz=dz, db=db, dy=dy, N=n, M=m, s=s,
                            dalpha=dalpha, alpha_vec=a_vec, alpha=a_scalar, mask=mask,
                            keep_scale=_keep_scale(p, scale), unscale=(1.0 - p) if scale else 1.0)
-    dx, dw = weight_grads(dz, x, w, need_dx)
+    dx, dw = weight_grads(dz, x, w, need_dx, dx, dw)
     return (dx, dw, db, dalpha) if dalpha is not None else (dx, dw, db)
