@@ -189,10 +189,15 @@ template <class Op>
 static void launch(const Op& op, const Buffers& b, Spans d) {
   const long nblocks = (b.n + kBlock - 1) / kBlock;
   const int nthreads = b.n < kParallelMin ? 1 : get_num_threads();
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (long blk = 0; blk < nblocks; ++blk) {
-    const long lo = blk * kBlock, hi = lo + kBlock < b.n ? lo + kBlock : b.n;
-    run_block(op, b, d, lo, hi);
+#pragma omp parallel num_threads(nthreads)
+  {
+    // Decaying state goes subnormal where gradients stay 0: flush it (flush_denormals.h).
+    FlushDenormals ftz;
+#pragma omp for schedule(static)
+    for (long blk = 0; blk < nblocks; ++blk) {
+      const long lo = blk * kBlock, hi = lo + kBlock < b.n ? lo + kBlock : b.n;
+      run_block(op, b, d, lo, hi);
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 // The fused optimizer steps for the avx2 path.
 #include "fastdl/runtime.h"
 #include "optim/optim_isa.h"
+#include "runtime/flush_denormals.h"
 #include "simd/vec_avx2.h"
 
 namespace fastdl::optim::avx2 {

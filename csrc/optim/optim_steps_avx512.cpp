@@ -1,6 +1,7 @@
 // The fused optimizer steps for the avx512 path.
 #include "fastdl/runtime.h"
 #include "optim/optim_isa.h"
+#include "runtime/flush_denormals.h"
 #include "simd/vec_avx512.h"
 
 namespace fastdl::optim::avx512 {
