@@ -312,6 +312,9 @@ struct PackBuffers {
 template <class Act>
 static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long cols,
                        long kc_step, bool direct_b) {
+  // Subnormal operands cost a microcode assist each: a network trained long on the
+  // same data drives gradients there (runtime/flush_denormals.h). Per thread.
+  FlushDenormals ftz;
   static thread_local PackBuffers bufs;
   const long k = g.k;
   const long nc_max = cols < NC ? ((cols + NR - 1) / NR) * NR : NC;
