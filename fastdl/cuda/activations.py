@@ -61,8 +61,8 @@ def activate(code, z, a):
         return z if z > ZERO else a * z
     if code == ELU:
         return z if z > ZERO else a * math.expm1(z)
-    if code == SILU:  # the limit at -inf is -0 (inf * sigmoid would give NaN), as on the CPU
-        return z * sigmoid(z) if not (math.isinf(z) and z < ZERO) else -ZERO
+    if code == SILU:  # silu(-inf) = -inf * 0 = NaN, as on the CPU and in PyTorch
+        return z * sigmoid(z)
     if code == SOFTPLUS:
         if z > TWENTY:
             return z
