@@ -343,35 +343,6 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, validation_s
             s.row_offset = 0
 
 
-def _prepare(model, x, y, validation_data, validation_split):
-    """model.fit's argument handling: (x, y, val or None)."""
-    x = model._prepare_x(x)
-    y = model.loss.prepare_targets(y, model.output_dim)
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"y: expected {x.shape[0]} targets (one per sample of x), got {y.shape[0]}")
-    if not 0.0 <= float(validation_split) < 1.0:
-        raise ValueError(f"validation_split: expected a fraction in [0, 1), got {validation_split}")
-    val = None
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data: expected a tuple (x_val, y_val)")
-        xv = model._prepare_x(validation_data[0], "validation_data[0]")
-        yv = model.loss.prepare_targets(validation_data[1], model.output_dim, "validation_data[1]")
-        if xv.shape[0] != yv.shape[0]:
-            raise ValueError("validation_data: x_val and y_val have different lengths")
-        val = (xv, yv)
-    elif validation_split:
-        split_at = int(np.floor(x.shape[0] * (1.0 - validation_split)))
-        if split_at == 0 or split_at == x.shape[0]:
-            raise ValueError(f"validation_split: {validation_split} of {x.shape[0]} samples leaves no training "
-                             "or no validation data")
-        val = (x[split_at:], y[split_at:])
-        x, y = x[:split_at], y[:split_at]
-    if x.shape[0] == 0:
-        raise ValueError("x: no training samples")
-    return x, y, val
-
-
 def _data_signature(x, y):
     """Shapes and a checksum of the first and last rows: the ranks must hold the same data."""
     k = min(16, x.shape[0])
@@ -392,7 +363,7 @@ def _fit(model, comm, x, y, epochs, batch_size, validation_data, validation_spli
     epochs = _nonneg("epochs", epochs)
     batch_size = _positive("batch_size", batch_size)
     initial_epoch = _nonneg("initial_epoch", initial_epoch)
-    x, y, val = _prepare(model, x, y, validation_data, validation_split)
+    x, y, val = model._prepare_fit_data(x, y, validation_data, validation_split)
     sigs = comm.allgather_object((_data_signature(x, y), None if val is None else _data_signature(*val),
                                   epochs, batch_size, initial_epoch, bool(shuffle)))
     for r, s in enumerate(sigs):
@@ -465,12 +436,8 @@ def _fit(model, comm, x, y, epochs, batch_size, validation_data, validation_spli
                     skipped += 1
                     continue
                 cbs.on_train_end()
-                raise NonFiniteLossError(
-                    f"fit: the training loss is {'not finite on another rank' if math.isfinite(loss) else loss} "
-                    f"at epoch {epoch + 1}, step {b + 1} (samples {s} to {s + m - 1} of this epoch's order); "
-                    "this step was not applied, so the model keeps the parameters of the last finite step. "
-                    "Lower the learning rate, check the data for NaN/Inf, or pass on_nonfinite_loss='skip' "
-                    "to drop such steps.", epoch=epoch, step=b, loss=loss, history=history)
+                raise NonFiniteLossError(epoch, b, s, s + m - 1, loss, history,
+                                         "not finite on another rank" if math.isfinite(loss) else None)
             # this rank's mean gradient weighs rows / m (exactly 1 / N for even shards)
             share = None if comm.size == 1 else (1.0 / comm.size if rows * comm.size == m else rows / m)
             comm.allreduce_(model.flat_grads, "Allreduce of the gradients", scale=share)

@@ -20,10 +20,16 @@ __all__ = ["Sequential"]
 
 class NonFiniteLossError(FloatingPointError):
     """fit met a NaN or infinite training loss. epoch and step are 0-based; the message
-    gives them 1-based, as the progress display does. history: the epochs completed."""
+    gives them 1-based, as the progress display does, with the step's samples (first to
+    last, in this epoch's order). history: the epochs completed. loss_text says what the
+    loss was when it was not this process's own (another MPI rank's)."""
 
-    def __init__(self, message, epoch, step, loss, history):
-        super().__init__(message)
+    def __init__(self, epoch, step, first, last, loss, history, loss_text=None):
+        super().__init__(
+            f"fit: the training loss is {loss if loss_text is None else loss_text} at epoch {epoch + 1}, "
+            f"step {step + 1} (samples {first} to {last} of this epoch's order); this step was not applied, "
+            "so the model keeps the parameters of the last finite step. Lower the learning rate, check the "
+            "data for NaN/Inf, or pass on_nonfinite_loss='skip' to drop such steps.")
         self.epoch, self.step, self.loss, self.history = epoch, step, loss, history
 
 
@@ -478,31 +484,8 @@ class Sequential:
         epochs = _nonneg("epochs", epochs)
         batch_size = _positive("batch_size", batch_size)
         initial_epoch = _nonneg("initial_epoch", initial_epoch)
-        x = self._prepare_x(x)
-        y = self.loss.prepare_targets(y, self.output_dim)
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(f"y: expected {x.shape[0]} targets (one per sample of x), got {y.shape[0]}")
-        if not 0.0 <= float(validation_split) < 1.0:
-            raise ValueError(f"validation_split: expected a fraction in [0, 1), got {validation_split}")
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data: expected a tuple (x_val, y_val)")
-            xv = self._prepare_x(validation_data[0], "validation_data[0]")
-            yv = self.loss.prepare_targets(validation_data[1], self.output_dim, "validation_data[1]")
-            if xv.shape[0] != yv.shape[0]:
-                raise ValueError("validation_data: x_val and y_val have different lengths")
-            val = (xv, yv)
-        elif validation_split:
-            split_at = int(np.floor(x.shape[0] * (1.0 - validation_split)))
-            if split_at == 0 or split_at == x.shape[0]:
-                raise ValueError(f"validation_split: {validation_split} of {x.shape[0]} samples leaves no training "
-                                 "or no validation data")
-            val = (x[split_at:], y[split_at:])
-            x, y = x[:split_at], y[:split_at]
+        x, y, val = self._prepare_fit_data(x, y, validation_data, validation_split)
         n = x.shape[0]
-        if n == 0:
-            raise ValueError("x: no training samples")
         augment = list(augment or [])
 
         history = callbacks_mod.History()
@@ -555,12 +538,7 @@ class Sequential:
                         skipped += 1
                         continue
                     cbs.on_train_end()
-                    raise NonFiniteLossError(
-                        f"fit: the training loss is {loss} at epoch {epoch + 1}, step {b + 1} (samples {s} to "
-                        f"{e - 1} of this epoch's order); this step was not applied, so the model keeps the "
-                        "parameters of the last finite step. Lower the learning rate, check the data for "
-                        "NaN/Inf, or pass on_nonfinite_loss='skip' to drop such steps.",
-                        epoch=epoch, step=b, loss=loss, history=history)
+                    raise NonFiniteLossError(epoch, b, s, e - 1, loss, history)
                 self.apply_gradients()
                 m = e - s
                 seen += m
@@ -585,6 +563,34 @@ class Sequential:
             cbs.on_epoch_end(epoch, logs)
         cbs.on_train_end()
         return history
+
+    def _prepare_fit_data(self, x, y, validation_data, validation_split):
+        """fit's data arguments, checked and converted once: (x, y, (x_val, y_val) or None)."""
+        x = self._prepare_x(x)
+        y = self.loss.prepare_targets(y, self.output_dim)
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"y: expected {x.shape[0]} targets (one per sample of x), got {y.shape[0]}")
+        if not 0.0 <= float(validation_split) < 1.0:
+            raise ValueError(f"validation_split: expected a fraction in [0, 1), got {validation_split}")
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data: expected a tuple (x_val, y_val)")
+            xv = self._prepare_x(validation_data[0], "validation_data[0]")
+            yv = self.loss.prepare_targets(validation_data[1], self.output_dim, "validation_data[1]")
+            if xv.shape[0] != yv.shape[0]:
+                raise ValueError("validation_data: x_val and y_val have different lengths")
+            val = (xv, yv)
+        elif validation_split:
+            split_at = int(np.floor(x.shape[0] * (1.0 - validation_split)))
+            if split_at == 0 or split_at == x.shape[0]:
+                raise ValueError(f"validation_split: {validation_split} of {x.shape[0]} samples leaves no training "
+                                 "or no validation data")
+            val = (x[split_at:], y[split_at:])
+            x, y = x[:split_at], y[:split_at]
+        if x.shape[0] == 0:
+            raise ValueError("x: no training samples")
+        return x, y, val
 
     # -- persistence -------------------------------------------------------------------
     def get_config(self):

@@ -50,4 +50,29 @@ inline AlphaArg parse_alpha(Activation act, py::handle alpha, py::ssize_t m) {
   return r;
 }
 
+// The saved forward array a backward kernel reads the derivative from: z (N, M) for the
+// NEEDS_Z activations, y (N, M) for the others, nothing for linear. `forward` names the
+// kernel that returned it, for the message.
+inline std::optional<py::array> saved_activation_input(Activation act, py::handle y_h,
+                                                       py::handle z_h, py::ssize_t n,
+                                                       py::ssize_t m, const char* forward) {
+  const std::string an = activation_name(act);
+  std::optional<py::array> s;
+  if (activation_needs_z(act)) {
+    if (z_h.is_none())
+      throw py::value_error("z: activation '" + an + "' needs the pre-activation z returned by " +
+                            forward + " (y is not enough)");
+    s = checked_f32(z_h, "z", 2, "of shape (N, M)");
+    expect_dim(*s, "z", 0, n, "N = x.shape[0]");
+    expect_dim(*s, "z", 1, m, "M = w.shape[1]");
+  } else if (act != Activation::linear) {
+    if (y_h.is_none())
+      throw py::value_error("y: activation '" + an + "' needs the forward output y of " + forward);
+    s = checked_f32(y_h, "y", 2, "of shape (N, M)");
+    expect_dim(*s, "y", 0, n, "N = x.shape[0]");
+    expect_dim(*s, "y", 1, m, "M = w.shape[1]");
+  }
+  return s;
+}
+
 }  // namespace fastdl::bind

@@ -58,21 +58,7 @@ py::tuple dense_backward_py(py::handle dy_h, py::handle x_h, py::handle w_h,
   expect_dim(dy, "dy", 0, n, "N = x.shape[0]");
   expect_dim(dy, "dy", 1, m, "M = w.shape[1]");
   AlphaArg alpha = parse_alpha(act, alpha_h, m);
-  std::optional<py::array> s;
-  if (activation_needs_z(act)) {
-    if (z_h.is_none())
-      throw py::value_error("z: activation '" + activation +
-                            "' needs the pre-activation z returned by dense_forward (y is not enough)");
-    s = checked_f32(z_h, "z", 2, "of shape (N, M)");
-    expect_dim(*s, "z", 0, n, "N = x.shape[0]");
-    expect_dim(*s, "z", 1, m, "M = w.shape[1]");
-  } else if (act != Activation::linear) {
-    if (y_h.is_none())
-      throw py::value_error("y: activation '" + activation + "' needs the forward output y");
-    s = checked_f32(y_h, "y", 2, "of shape (N, M)");
-    expect_dim(*s, "y", 0, n, "N = x.shape[0]");
-    expect_dim(*s, "y", 1, m, "M = w.shape[1]");
-  }
+  std::optional<py::array> s = saved_activation_input(act, y_h, z_h, n, m, "dense_forward");
   GradientOutputs g = gradient_outputs(
       out_h, n, k, m, need_dx, act == Activation::prelu,
       {{"dy", &dy},
