@@ -21,17 +21,29 @@ namespace fastdl::avx512 {
 
 using P = simd::PhiloxAvx512;
 using V = simd::VecAvx512;
-// Tuning knobs (-DFASTDL_AVX512_MR=...): measured on a 2-core Xeon (AVX-512), 12/144/256
-// beat 14-row tiles, KC 384/512 and software prefetch of B.
+// Tuning knobs (-DFASTDL_AVX512_MR=...), measured on a 2-core Sapphire Rapids Xeon
+// (48 KiB L1d, 2 MiB L2 per core; tools/gemm_tune.cpp): 12 x 32 tiles beat 14 x 32,
+// 8 x 48 and 6 x 64. With the A micro-panel (12 x KC) held in L1 and B streaming from
+// L2, KC can be 512 (half the passes over C of KC 256) and the B block (KC x NC,
+// 1.5 MiB) fits L2: 5-10% over the B-in-L1 order with KC 256 at 1024-4096 shapes.
 #ifndef FASTDL_AVX512_MR
 #define FASTDL_AVX512_MR 12
 #endif
 constexpr int MR = FASTDL_AVX512_MR, NRV = 2;            // micro-tile: MR x (NRV * V::width)
 #ifndef FASTDL_AVX512_MC
 #define FASTDL_AVX512_MC 144
-#define FASTDL_AVX512_KC 256
 #endif
-constexpr long MC = FASTDL_AVX512_MC, KC = FASTDL_AVX512_KC, NC = 4096;  // cache blocks (A in L2, B micro-panel in L1)
+#ifndef FASTDL_AVX512_KC
+#define FASTDL_AVX512_KC 512
+#endif
+#ifndef FASTDL_AVX512_NC
+#define FASTDL_AVX512_NC 768
+#endif
+constexpr long MC = FASTDL_AVX512_MC, KC = FASTDL_AVX512_KC, NC = FASTDL_AVX512_NC;
+constexpr bool kAPanelInL1 = true;  // A micro-panel in L1, B block (KC x NC) in L2
+// Small M: B is read in place rather than packed. Not when its row stride is a
+// multiple of 1 KiB: its rows would then share a few L1 sets.
+constexpr long kDirectBMaxRows = 12 * MR;
 
 #include "gemm/gemm_kernel.inl"
 

@@ -1,14 +1,15 @@
 // The GEMM, written once. Included inside namespace fastdl::<isa> by gemm_<isa>.cpp
 // after defining: V (vector type), P (its vectorised Philox, simd/philox_<isa>.h),
-// MR (rows per micro-tile), NRV (vectors per micro-tile row), and the cache blocks
-// MC, KC, NC. Nothing here may be included twice into one namespace.
+// MR (rows per micro-tile), NRV (vectors per micro-tile row), the cache blocks
+// MC, KC, NC, kAPanelInL1 (which operand's micro-panel the inner loop keeps in L1)
+// and kDirectBMaxRows (up to how many rows of C row-major B is read unpacked).
+// Nothing here may be included twice into one namespace.
 //
 // Loop nest (BLIS): jc over NC columns -> pc over KC of the reduction -> pack B
-// panel -> ic over MC rows -> pack A block -> micro-tiles (jr, ir), split over
-// threads. The epilogue runs in the micro-kernel on the last pc block only.
+// panel -> ic over MC rows -> pack A block -> micro-tiles (ir, jr or jr, ir), split
+// over threads. The epilogue runs in the micro-kernel on the last pc block only.
 
 constexpr int NR = NRV * V::width;
-constexpr long kDirectBMaxRows = 4 * MR;
 
 // A(i0.., p0..) -> MR-row micro-panels, p-major inside a panel, zero padded.
 static void pack_a(int mc, int kc, const float* A, long rsa, long csa, float* dst, int panel) {
@@ -277,18 +278,19 @@ static void micro_kernel(int kc, const float* a, const float* b, long ldb, float
                          bool load_c, const GemmEpilogue* ep, long col0, long row0, int rows,
                          int cols) {
   V acc[MR][NRV];
-  // The C tile is touched only after the K loop: start fetching it now.
-  if (load_c || ep)
-    for (int i = 0; i < rows; ++i) {
-      __builtin_prefetch(c + i * ldc, 1, 3);
-      __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
-    }
+  // The C tile is touched only after the K loop. Fetch it into L2 now, and into L1
+  // (for writing) kTail steps before the end: fetched into L1 now, the A and B
+  // streams of the loop would evict it before the stores.
+  constexpr int kTail = 32;
+  for (int i = 0; i < rows; ++i) {
+    __builtin_prefetch(c + i * ldc, 0, 2);  // prefetcht1 on x86
+    __builtin_prefetch(c + i * ldc + NR - 1, 0, 2);
+  }
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NRV; ++j) acc[i][j] = V::zero();
-#pragma GCC unroll 4
-  for (int p = 0; p < kc; ++p) {
+  auto k_step = [&](int p) __attribute__((always_inline)) {
     V bv[NRV];
 #pragma GCC unroll 4
     for (int j = 0; j < NRV; ++j) bv[j] = V::load(b + p * ldb + j * V::width);
@@ -298,7 +300,16 @@ static void micro_kernel(int kc, const float* a, const float* b, long ldb, float
 #pragma GCC unroll 4
       for (int j = 0; j < NRV; ++j) acc[i][j] = V::fma(ai, bv[j], acc[i][j]);
     }
+  };
+  int p = 0;
+#pragma GCC unroll 4
+  for (; p < kc - kTail; ++p) k_step(p);
+  for (int i = 0; i < rows; ++i) {
+    __builtin_prefetch(c + i * ldc, 1, 3);
+    __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
   }
+#pragma GCC unroll 4
+  for (; p < kc; ++p) k_step(p);
   store_tile<Act>(acc, c, ldc, load_c, ep, col0, row0, rows, cols);
 }
 
@@ -337,16 +348,26 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
         const int npanels_a = (mc + MR - 1) / MR;
         for (int ip = 0; ip < npanels_a; ++ip)
           pack_a(mc, kc, g.A + ic * g.rsa + pc * g.csa, g.rsa, g.csa, apack, ip);
-        for (int jp = 0; jp < npanels_b; ++jp)
-          for (int ip = 0; ip < npanels_a; ++ip) {
-            const long row = ic + (long)ip * MR, col = jc + (long)jp * NR;
-            const int rr = (int)(row0 + rows - row < MR ? row0 + rows - row : MR);
-            const int cc = (int)(col0 + cols - col < NR ? col0 + cols - col : NR);
-            const bool direct = direct_b && cc == NR;
-            const float* b = direct ? g.B + pc * g.rsb + col : bpack + (long)jp * NR * kc;
-            micro_kernel<Act>(kc, apack + (long)ip * MR * kc, b, direct ? g.rsb : NR,
-                              g.C + row * g.ldc + col, g.ldc, load_c, ep, col, row, rr, cc);
-          }
+        auto tile = [&](int ip, int jp) {
+          const long row = ic + (long)ip * MR, col = jc + (long)jp * NR;
+          const int rr = (int)(row0 + rows - row < MR ? row0 + rows - row : MR);
+          const int cc = (int)(col0 + cols - col < NR ? col0 + cols - col : NR);
+          const bool direct = direct_b && cc == NR;
+          const float* b = direct ? g.B + pc * g.rsb + col : bpack + (long)jp * NR * kc;
+          micro_kernel<Act>(kc, apack + (long)ip * MR * kc, b, direct ? g.rsb : NR,
+                            g.C + row * g.ldc + col, g.ldc, load_c, ep, col, row, rr, cc);
+        };
+        if constexpr (kAPanelInL1) {
+          // The A micro-panel stays in L1 while the B panels stream from L2, and the
+          // C tiles walk along a row: each C row is a sequential stream the hardware
+          // prefetcher follows (down a column, every tile was a fresh page).
+          for (int ip = 0; ip < npanels_a; ++ip)
+            for (int jp = 0; jp < npanels_b; ++jp) tile(ip, jp);
+        } else {
+          // The B micro-panel stays in L1 while the A panels stream from L2.
+          for (int jp = 0; jp < npanels_b; ++jp)
+            for (int ip = 0; ip < npanels_a; ++ip) tile(ip, jp);
+        }
       }
     }
   }
