@@ -1,19 +1,28 @@
 #include "fastdl/gemm.h"
 
+#include <stdexcept>
+
 #include "fastdl/runtime.h"
 #include "gemm/gemm_isa.h"
 
 namespace fastdl {
 
-void sgemm(long m, long n, long k, const float* A, long rsa, long csa, const float* B,
-           long rsb, long csb, float* C, long ldc, bool accumulate, const GemmEpilogue* ep) {
-  const GemmArgs g{m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, ep};
+void sgemm(const GemmArgs& g) {
+  if ((g.dz_a || g.dz_b) && (g.ep || (g.dz_a && g.csa != 1) || (g.dz_b && g.csb != 1) ||
+                             (g.dz_a && g.dz_b && g.dz_a->act != g.dz_b->act)))
+    throw std::invalid_argument(
+        "sgemm: dz operands need unit column stride, no epilogue and one activation");
   switch (active_isa()) {
     case Isa::avx512: avx512::sgemm(g); return;
     case Isa::avx2: avx2::sgemm(g); return;
     case Isa::generic: break;
   }
   generic::sgemm(g);
+}
+
+void sgemm(long m, long n, long k, const float* A, long rsa, long csa, const float* B,
+           long rsb, long csb, float* C, long ldc, bool accumulate, const GemmEpilogue* ep) {
+  sgemm(GemmArgs{m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, ep});
 }
 
 }  // namespace fastdl

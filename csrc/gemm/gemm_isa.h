@@ -4,6 +4,21 @@
 
 namespace fastdl {
 
+// An operand that is the dense layer's dz = dy * f'(s), formed as it is packed: the
+// GEMM reads dy (and s, laid out as dy) and never sees a dz array in memory. Used by
+// dense_backward for B of dw = x^T @ dz and A of dx = dz @ w^T; the operand must be
+// row-major (unit column stride). Its columns are the layer's output units (alpha_vec
+// is indexed by them). On B, the packing also reduces db[j] = sum_p dz(p, j) and, for
+// prelu, dalpha[j] = sum_p dy(p, j) * min(s(p, j), 0), each column over p in order.
+struct GemmDz {
+  const float* s = nullptr;  // null: dz = dy (linear), still reducing db
+  Activation act = Activation::linear;
+  float alpha = 0.0f;
+  const float* alpha_vec = nullptr;  // prelu
+  float* db = nullptr;               // B only
+  float* dalpha = nullptr;           // B only, prelu
+};
+
 struct GemmArgs {
   long m, n, k;
   const float* A; long rsa, csa;
@@ -11,7 +26,12 @@ struct GemmArgs {
   float* C; long ldc;
   bool accumulate;
   const GemmEpilogue* ep;
+  const GemmDz* dz_a = nullptr;  // A is dz (then ep must be null)
+  const GemmDz* dz_b = nullptr;  // B is dz (then ep must be null)
 };
+
+// sgemm with the internal options: dispatches on the active ISA.
+void sgemm(const GemmArgs& g);
 
 namespace avx512 { void sgemm(const GemmArgs& g); }
 namespace avx2 { void sgemm(const GemmArgs& g); }

@@ -11,30 +11,60 @@
 
 constexpr int NR = NRV * V::width;
 
-// A(i0.., p0..) -> MR-row micro-panels, p-major inside a panel, zero padded.
-static void pack_a(int mc, int kc, const float* A, long rsa, long csa, float* dst, int panel) {
+// Where a dz operand (GemmDz) stands for the block being packed: s at the block's
+// origin (same strides as the operand), alpha_vec and the B reductions at the block's
+// first column. db/dalpha are null where this thread does not reduce.
+struct DzBlock {
+  const float* s;
+  const float* alpha_vec;
+  float alpha;
+  float* db;
+  float* dalpha;
+  bool first;  // the first K block: db = sum, not db += sum
+};
+
+template <class Act>
+static FASTDL_INLINE V dz_of(V dy, const float* s, int n, V alpha) {
+  if (!s) return dy;
+  const V sv = n >= V::width ? V::load(s) : V::load_n(s, n);
+  return dy * Act::df(sv, alpha);
+}
+
+// A(i0.., p0..) -> MR-row micro-panels, p-major inside a panel, zero padded. With t,
+// A is dy and the panel holds dz = dy * f'(s) (row-major A only).
+template <class Act>
+static void pack_a(int mc, int kc, const float* A, long rsa, long csa, float* dst, int panel,
+                   const DzBlock* t) {
   const int i0 = panel * MR;
   const int rows = mc - i0 < MR ? mc - i0 : MR;
   float* d = dst + (long)panel * MR * kc;
   const float* a = A + i0 * rsa;
   if (csa == 1) {
     // Row-major A: a transpose into p-major order. MR <= V::width on every path, so
-    // W p-steps of all MR rows go through one in-register transpose (zero rows pad it).
+    // W p-steps of all MR rows go through one in-register transpose (zero rows pad it;
+    // the last, partial step loads zero-filled lanes and stores only its p-steps).
     static_assert(MR <= V::width, "pack_a's transpose needs MR <= V::width");
     constexpr int W = V::width;
-    const int pfull = kc - kc % W;
-    for (int p0 = 0; p0 < pfull; p0 += W) {
+    const float* s = t ? t->s : nullptr;
+    for (int p0 = 0; p0 < kc; p0 += W) {
+      const int np = kc - p0 < W ? kc - p0 : W;
+      V alpha = V::zero();
+      if (t) alpha = !t->alpha_vec ? V::set1(t->alpha)
+                     : np == W     ? V::load(t->alpha_vec + p0)
+                                   : V::load_n(t->alpha_vec + p0, np);
       V r[W];
-      for (int i = 0; i < W; ++i) r[i] = i < rows ? V::load(a + i * rsa + p0) : V::zero();
+      for (int i = 0; i < W; ++i) {
+        if (i >= rows) {
+          r[i] = V::zero();
+          continue;
+        }
+        const long o = (i0 + i) * rsa + p0;
+        const V v = np == W ? V::load(a + i * rsa + p0) : V::load_n(a + i * rsa + p0, np);
+        r[i] = t ? dz_of<Act>(v, s ? s + o : nullptr, np, alpha) : v;
+      }
       V::transpose(r);
-      for (int t = 0; t < W; ++t) r[t].store_n(d + (p0 + t) * MR, MR);
+      for (int q = 0; q < np; ++q) r[q].store_n(d + (p0 + q) * MR, MR);
     }
-    for (int i = 0; i < rows; ++i) {
-      const float* ai = a + i * rsa;
-      for (int p = pfull; p < kc; ++p) d[p * MR + i] = ai[p];
-    }
-    for (int i = rows; i < MR; ++i)
-      for (int p = pfull; p < kc; ++p) d[p * MR + i] = 0.0f;
     return;
   } else if (rsa == 1) {
     // A is a transposed view (dw = x^T @ dz): each p-step is MR contiguous floats.
@@ -50,13 +80,68 @@ static void pack_a(int mc, int kc, const float* A, long rsa, long csa, float* ds
     for (int p = 0; p < kc; ++p) d[p * MR + i] = 0.0f;
 }
 
-// B(p0.., j0..) -> NR-column micro-panels, p-major inside a panel, zero padded.
-static void pack_b(int nc, int kc, const float* B, long rsb, long csb, float* dst, int panel) {
+// Row-major B panel as dz (see DzBlock): packs dz = dy * f'(s) and reduces db (and
+// prelu's dalpha) over the panel's kc rows, in order, then adds them to the column's
+// running sums.
+template <class Act>
+static void pack_b_dz(int cols, int kc, const float* b, long rsb, float* d, long j0,
+                      const DzBlock& t) {
+  V alpha[NRV], db[NRV], dal[NRV];
+  int nv[NRV];
+  for (int j = 0; j < NRV; ++j) {
+    nv[j] = cols - j * V::width;
+    db[j] = dal[j] = alpha[j] = V::zero();
+    if (nv[j] <= 0) continue;
+    const float* av = t.alpha_vec ? t.alpha_vec + j0 + j * V::width : nullptr;
+    alpha[j] = !av ? V::set1(t.alpha) : nv[j] >= V::width ? V::load(av) : V::load_n(av, nv[j]);
+  }
+  for (int p = 0; p < kc; ++p) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NRV; ++j) {
+      const long o = p * rsb + j0 + j * V::width;
+      V v = V::zero();
+      if (nv[j] > 0) {
+        const V dy = nv[j] >= V::width ? V::load(b + o) : V::load_n(b + o, nv[j]);
+        v = dz_of<Act>(dy, t.s ? t.s + o : nullptr, nv[j], alpha[j]);
+        if (t.dalpha) {
+          const V s = nv[j] >= V::width ? V::load(t.s + o) : V::load_n(t.s + o, nv[j]);
+          // min(0, s), not min(s, 0): x86 min returns its second operand when
+          // unordered, so a NaN pre-activation reaches dalpha as in PyTorch.
+          dal[j] = V::fma(dy, V::min(V::zero(), s), dal[j]);
+        }
+        db[j] = db[j] + v;
+      }
+      v.store(d + p * NR + j * V::width);
+    }
+  }
+  float tmp[V::width];
+  for (int j = 0; j < NRV; ++j) {
+    if (nv[j] <= 0) break;
+    const long c0 = j0 + j * V::width;
+    const int cnt = nv[j] < V::width ? nv[j] : V::width;
+    if (t.db) {
+      db[j].store(tmp);
+      for (int q = 0; q < cnt; ++q) t.db[c0 + q] = t.first ? tmp[q] : t.db[c0 + q] + tmp[q];
+    }
+    if (t.dalpha) {
+      dal[j].store(tmp);
+      for (int q = 0; q < cnt; ++q) t.dalpha[c0 + q] = t.first ? tmp[q] : t.dalpha[c0 + q] + tmp[q];
+    }
+  }
+}
+
+// B(p0.., j0..) -> NR-column micro-panels, p-major inside a panel, zero padded. With
+// t, B is dy and the panel holds dz (pack_b_dz; row-major B only).
+template <class Act>
+static void pack_b(int nc, int kc, const float* B, long rsb, long csb, float* dst, int panel,
+                   const DzBlock* t) {
   const int j0 = panel * NR;
   const int cols = nc - j0 < NR ? nc - j0 : NR;
   float* d = dst + (long)panel * NR * kc;
   const float* b = B + j0 * csb;
-  if (csb == 1 && cols == NR) {
+  if (t) {
+    pack_b_dz<Act>(cols, kc, B, rsb, d, j0, *t);
+  } else if (csb == 1 && cols == NR) {
     for (int p = 0; p < kc; ++p) {
       const float* bp = b + p * rsb;
 #pragma GCC unroll 4
@@ -340,14 +425,37 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
       const bool first = pc == 0, last = pc + kc_step >= k;
       const bool load_c = g.accumulate || !first;
       const GemmEpilogue* ep = last ? g.ep : nullptr;
-      for (int jp = 0; jp < npanels_b; ++jp)
-        if (!direct_b || (jp + 1) * NR > nc)  // direct: only a ragged last panel is packed
-          pack_b(nc, kc, g.B + pc * g.rsb + jc * g.csb, g.rsb, g.csb, bpack, jp);
+      DzBlock tb{}, ta{};
+      if (g.dz_b) {
+        const GemmDz& z = *g.dz_b;
+        const long o = pc * g.rsb + jc;
+        // With rows split over threads each packs all of B: one of them reduces.
+        const bool reduce = row0 == 0;
+        tb = {z.s ? z.s + o : nullptr, z.alpha_vec ? z.alpha_vec + jc : nullptr, z.alpha,
+              reduce && z.db ? z.db + jc : nullptr, reduce && z.dalpha ? z.dalpha + jc : nullptr,
+              first};
+      }
+      {
+        ExactDenormals exact(g.dz_b != nullptr);
+        for (int jp = 0; jp < npanels_b; ++jp)
+          if (!direct_b || (jp + 1) * NR > nc)  // direct: only a ragged last panel is packed
+            pack_b<Act>(nc, kc, g.B + pc * g.rsb + jc * g.csb, g.rsb, g.csb, bpack, jp,
+                        g.dz_b ? &tb : nullptr);
+      }
       for (long ic = row0; ic < row0 + rows; ic += MC) {
         const int mc = (int)(row0 + rows - ic < MC ? row0 + rows - ic : MC);
         const int npanels_a = (mc + MR - 1) / MR;
-        for (int ip = 0; ip < npanels_a; ++ip)
-          pack_a(mc, kc, g.A + ic * g.rsa + pc * g.csa, g.rsa, g.csa, apack, ip);
+        if (g.dz_a) {
+          const GemmDz& z = *g.dz_a;
+          ta = {z.s ? z.s + ic * g.rsa + pc : nullptr, z.alpha_vec ? z.alpha_vec + pc : nullptr,
+                z.alpha, nullptr, nullptr, first};
+        }
+        {
+          ExactDenormals exact(g.dz_a != nullptr);
+          for (int ip = 0; ip < npanels_a; ++ip)
+            pack_a<Act>(mc, kc, g.A + ic * g.rsa + pc * g.csa, g.rsa, g.csa, apack, ip,
+                        g.dz_a ? &ta : nullptr);
+        }
         auto tile = [&](int ip, int jp) {
           const long row = ic + (long)ip * MR, col = jc + (long)jp * NR;
           const int rr = (int)(row0 + rows - row < MR ? row0 + rows - row : MR);
@@ -382,7 +490,7 @@ static void sgemm_typed(const GemmArgs& g) {
   // Small M: each element of B serves only M/MR micro-tiles, so packing it costs about
   // as much as the arithmetic. Read row-major B in place instead -- unless its row
   // stride is a multiple of 1 KiB, where the rows would alias in L1 (4 KiB sets).
-  const bool direct_b = g.csb == 1 && m <= kDirectBMaxRows && (g.rsb % 256) != 0;
+  const bool direct_b = g.csb == 1 && m <= kDirectBMaxRows && (g.rsb % 256) != 0 && !g.dz_b;
   const double flops = 2.0 * m * n * (double)(k > 0 ? k : 1);
   const long col_panels = (n + NR - 1) / NR, row_panels = (m + MR - 1) / MR;
   int nthreads = flops < 4.0e5 ? 1 : get_num_threads();
@@ -422,7 +530,11 @@ static void sgemm_typed(const GemmArgs& g) {
 
 void sgemm(const GemmArgs& g) {
   if (g.m <= 0 || g.n <= 0) return;
-  const Activation act = g.ep ? g.ep->act : Activation::linear;
+  // One activation type serves the epilogue or the dz operands (never both; gemm.cpp).
+  const Activation act = g.ep      ? g.ep->act
+                         : g.dz_a ? g.dz_a->act
+                         : g.dz_b ? g.dz_b->act
+                                  : Activation::linear;
   ops::dispatch_activation(act, [&](auto a) { sgemm_typed<decltype(a)>(g); });
   if (g.ep && g.ep->maxout) maxout_merge_parts(g);
 }

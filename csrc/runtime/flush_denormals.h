@@ -35,4 +35,30 @@ class FlushDenormals {
 #endif
 };
 
+// Undoes FlushDenormals inside its scope when `active`: for code whose result must
+// not depend on the flush, like dz = dy * f'(z) packed inside the GEMM (a subnormal
+// positive z read as 0 would pick prelu's alpha instead of 1).
+class ExactDenormals {
+ public:
+#ifdef FASTDL_HAS_MXCSR
+  explicit ExactDenormals(bool active) : saved_(_mm_getcsr()), active_(active) {
+    if (active_) _mm_setcsr(saved_ & ~(kFtz | kDaz));
+  }
+  ~ExactDenormals() {
+    if (active_) _mm_setcsr(saved_);
+  }
+#else
+  explicit ExactDenormals(bool) {}
+#endif
+  ExactDenormals(const ExactDenormals&) = delete;
+  ExactDenormals& operator=(const ExactDenormals&) = delete;
+
+ private:
+#ifdef FASTDL_HAS_MXCSR
+  static constexpr unsigned kFtz = 0x8000, kDaz = 0x0040;
+  unsigned saved_;
+  bool active_;
+#endif
+};
+
 }  // namespace fastdl
