@@ -67,6 +67,7 @@ class DenseStage(Stage):
         if self.p:
             self._dfwd, self._dbwd = k.dense_dropout_forward, k.dense_dropout_backward
         self.z = self.mask = None
+        self._dx = {}  # batch size -> dx buffer
 
     def bind(self, views, grads, seed):
         self.seed = seed
@@ -107,8 +108,15 @@ class DenseStage(Stage):
 
     def backward(self, dy):
         # dw (and db, dalpha) are written straight into this layer's views of the flat
-        # gradient buffer; a layer without bias gets a db it throws away.
-        out = (None, self.gw, self.gb) + ((self.galpha,) if self.prelu else ())
+        # gradient buffer, dx into a buffer kept per batch size (consumed by the stage
+        # below before the next step); a layer without bias gets a db it throws away.
+        dx = None
+        if self.need_dx:
+            n = dy.shape[0]
+            dx = self._dx.get(n)
+            if dx is None:
+                dx = self._dx[n] = self.backend.empty((n, self.w.shape[0]))
+        out = (dx, self.gw, self.gb) + ((self.galpha,) if self.prelu else ())
         if self.p:
             r = self._dbwd(dy, self.x, self.w, self.act, self.mask, self.p, y=self.y, z=self.z, alpha=self.alpha,
                            scale=self.scale, need_dx=self.need_dx, out=out)

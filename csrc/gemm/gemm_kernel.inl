@@ -130,6 +130,23 @@ static void pack_b_dz(int cols, int kc, const float* b, long rsb, float* d, long
   }
 }
 
+// Row-major B block (kc x nc) -> all its full NR-column micro-panels, walking B a row
+// at a time: the reads are one sequential stream (panel by panel, each row of a panel
+// is 128 bytes followed by a jump of the row stride, which the prefetchers do not
+// follow), the writes npanels sequential ones. Returns how many panels it packed.
+static int pack_b_full_panels_by_rows(int nc, int kc, const float* B, long rsb, float* dst) {
+  const int full = nc / NR;
+  for (int p = 0; p < kc; ++p) {
+    const float* bp = B + p * rsb;
+    for (int jp = 0; jp < full; ++jp) {
+      float* d = dst + (long)jp * NR * kc + p * NR;
+#pragma GCC unroll 4
+      for (int j = 0; j < NRV; ++j) V::load(bp + jp * NR + j * V::width).store(d + j * V::width);
+    }
+  }
+  return full;
+}
+
 // B(p0.., j0..) -> NR-column micro-panels, p-major inside a panel, zero padded. With
 // t, B is dy and the panel holds dz (pack_b_dz; row-major B only).
 template <class Act>
@@ -437,10 +454,15 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
       }
       {
         ExactDenormals exact(g.dz_b != nullptr);
-        for (int jp = 0; jp < npanels_b; ++jp)
-          if (!direct_b || (jp + 1) * NR > nc)  // direct: only a ragged last panel is packed
-            pack_b<Act>(nc, kc, g.B + pc * g.rsb + jc * g.csb, g.rsb, g.csb, bpack, jp,
-                        g.dz_b ? &tb : nullptr);
+        const float* b_block = g.B + pc * g.rsb + jc * g.csb;
+        // Full panels of a plain row-major B are packed row by row; direct: only a ragged
+        // last panel is packed.
+        const int jp0 = !direct_b && !g.dz_b && g.csb == 1
+                            ? pack_b_full_panels_by_rows(nc, kc, b_block, g.rsb, bpack)
+                            : 0;
+        for (int jp = jp0; jp < npanels_b; ++jp)
+          if (!direct_b || (jp + 1) * NR > nc)
+            pack_b<Act>(nc, kc, b_block, g.rsb, g.csb, bpack, jp, g.dz_b ? &tb : nullptr);
       }
       for (long ic = row0; ic < row0 + rows; ic += MC) {
         const int mc = (int)(row0 + rows - ic < MC ? row0 + rows - ic : MC);
