@@ -130,10 +130,10 @@ static void pack_b_dz(int cols, int kc, const float* b, long rsb, float* d, long
   }
 }
 
-// Row-major B block (kc x nc) -> all its full NR-column micro-panels, walking B a row
-// at a time: the reads are one sequential stream (panel by panel, each row of a panel
-// is 128 bytes followed by a jump of the row stride, which the prefetchers do not
-// follow), the writes npanels sequential ones. Returns how many panels it packed.
+// Row-major B block (kc x nc) -> all its full NR-column micro-panels, reading each row
+// of the block once, front to back (packing panel by panel reads 128 bytes, then jumps
+// a row stride, which the hardware prefetchers do not follow); the writes are npanels
+// sequential streams. Returns how many panels it packed.
 static int pack_b_full_panels_by_rows(int nc, int kc, const float* B, long rsb, float* dst) {
   const int full = nc / NR;
   for (int p = 0; p < kc; ++p) {
