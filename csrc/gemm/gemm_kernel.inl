@@ -515,11 +515,7 @@ static void sgemm_typed(const GemmArgs& g) {
   const bool direct_b = g.csb == 1 && m <= kDirectBMaxRows && (g.rsb % 256) != 0 && !g.dz_b;
   const double flops = 2.0 * m * n * (double)(k > 0 ? k : 1);
   const long col_panels = (n + NR - 1) / NR, row_panels = (m + MR - 1) / MR;
-  // Below ~4 MFLOP (~25 us on one core) one thread: splitting a small layer leaves its
-  // weights and gradients spread over two cores' caches, and the kernels after it
-  // (the optimizer, the next step) pay more to gather them than the split saved
-  // (784-64x4-10 at batch 32: 132 -> 122 us per training step).
-  int nthreads = flops < 4.0e6 ? 1 : get_num_threads();
+  int nthreads = flops < 4.0e5 ? 1 : get_num_threads();
   if (nthreads > (col_panels > row_panels ? col_panels : row_panels))
     nthreads = (int)(col_panels > row_panels ? col_panels : row_panels);
   if (nthreads <= 1) {

@@ -7,10 +7,7 @@
 // split the buffer into blocks freely and the result is thread-count independent.
 
 constexpr long kBlock = 8192;             // elements per task: 32 KB per stream
-// Below this, one thread: the step is L2-bound, and a second thread mostly pulls the
-// gradients the backward pass left in the other core's cache (Adam over 59k params
-// inside a training step: 31-35 us on one thread, 55-70 us on two).
-constexpr long kParallelMin = 1L << 18;
+constexpr long kParallelMin = 1L << 15;   // below this one thread (the fork costs more)
 
 // g + wd*theta + l1*sign(theta) inside the spans, g outside.
 template <bool Decay>
