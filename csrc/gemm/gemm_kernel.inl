@@ -261,6 +261,62 @@ __attribute__((noinline)) static void maxout_tile(const float* tile, const GemmM
   }
 }
 
+// maxout_tile for pieces k dividing NR (groups never straddle tiles), vectorised and
+// branch-free: the tile's columns are transposed into vectors over its rows, each group
+// is scanned with compares and selects (same rule as group_max: strict >, a NaN beats
+// a number, the first NaN stays), and the group results are transposed back to rows.
+// The scalar scan compiles to branches that random data mispredicts half the time.
+template <int K>
+__attribute__((noinline)) static void maxout_tile_whole_groups(const float* tile,
+                                                               const GemmMaxout& mo, long col0,
+                                                               long row0, int rows, int cols) {
+  constexpr int W = V::width;
+  static_assert(MR <= W, "rows of a tile must fit one vector");
+  const int k = K > 0 ? K : mo.pieces;
+  V col[NR];  // col[c]: column c of the tile, lane i = row i
+  for (int jb = 0; jb < NRV; ++jb) {
+    V r[W];
+    for (int i = 0; i < W; ++i) r[i] = i < rows ? V::load(tile + i * NR + jb * W) : V::zero();
+    V::transpose(r);
+    for (int c = 0; c < W; ++c) col[jb * W + c] = r[c];
+  }
+  const int groups = cols / k;
+  const long g0 = col0 / k;
+  for (int gb = 0; gb < groups; gb += W) {
+    const int ng = groups - gb < W ? groups - gb : W;
+    V best[W], arg[W];
+    for (int q = 0; q < W; ++q) {
+      best[q] = arg[q] = V::zero();
+      if (q >= ng) continue;
+      const int c0 = (gb + q) * k;
+      V b = col[c0], a = V::zero();
+      for (int t = 1; t < k; ++t) {
+        const V v = col[c0 + t], tv = V::set1((float)t);
+        const auto greater = V::gt(v, b);                               // false on NaN
+        const auto nan_wins = V::isnan(V::select(V::isnan(b), V::zero(), v));  // v NaN, b not
+        b = V::select(greater, v, b);
+        a = V::select(greater, tv, a);
+        b = V::select(nan_wins, v, b);
+        a = V::select(nan_wins, tv, a);
+      }
+      best[q] = b;
+      arg[q] = a;
+    }
+    V::transpose(best);  // best[i]: row i's results for groups gb ..
+    V::transpose(arg);
+    for (int i = 0; i < rows; ++i) {
+      const long o = (row0 + i) * mo.ldy + g0 + gb;
+      float y[W], a[W];
+      best[i].store(y);
+      arg[i].store(a);
+      for (int q = 0; q < ng; ++q) {
+        mo.y[o + q] = y[q];
+        mo.argmax[o + q] = (uint8_t)a[q];
+      }
+    }
+  }
+}
+
 // The maxout epilogue: z = acc (+ old C) + bias goes to a stack tile, never to C.
 static FASTDL_INLINE void store_tile_maxout(V (&acc)[MR][NRV], const float* c, long ldc,
                                             bool load_c, const GemmEpilogue* ep, long col0,
@@ -283,10 +339,17 @@ static FASTDL_INLINE void store_tile_maxout(V (&acc)[MR][NRV], const float* c, l
       (v + bias).store(tile + i * NR + j * V::width);
     }
   }
-  switch (ep->maxout->pieces) {
-    case 2: maxout_tile<2>(tile, *ep->maxout, col0, row0, rows, cols); break;
+  const int k = ep->maxout->pieces;
+  if (NR % k == 0) {
+    switch (k) {
+      case 2: maxout_tile_whole_groups<2>(tile, *ep->maxout, col0, row0, rows, cols); break;
+      case 4: maxout_tile_whole_groups<4>(tile, *ep->maxout, col0, row0, rows, cols); break;
+      default: maxout_tile_whole_groups<0>(tile, *ep->maxout, col0, row0, rows, cols); break;
+    }
+    return;
+  }
+  switch (k) {
     case 3: maxout_tile<3>(tile, *ep->maxout, col0, row0, rows, cols); break;
-    case 4: maxout_tile<4>(tile, *ep->maxout, col0, row0, rows, cols); break;
     default: maxout_tile<0>(tile, *ep->maxout, col0, row0, rows, cols); break;
   }
 }
