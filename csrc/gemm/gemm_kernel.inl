@@ -229,50 +229,18 @@ static FASTDL_INLINE void group_max(const float* z, int count, float* y, uint8_t
   *arg = (uint8_t)a;
 }
 
-// The maxout epilogue's reduction over a tile of z held in `tile` (MR x NR). Groups
-// that start in this tile are reduced over the columns the tile holds and written to
-// y/argmax; the part of a group that started in an earlier tile goes to the partial
-// slot of this tile, merged by maxout_merge_parts after the GEMM. Kept out of line so
-// the micro-kernel's accumulators stay in registers.
-// K > 0: pieces known at compile time (the common 2, 3, 4), 0: any.
+// The whole groups of a maxout tile, vectorised and branch-free: the tile's columns are
+// transposed into vectors over its rows, each group is scanned with compares and
+// selects (group_max's rule: strict >, a NaN beats a number, the first NaN stays), and
+// the results are transposed back to rows. Groups start at column `first` of the tile;
+// there are `groups` of them, the first being group g0 of the layer. (A scalar scan
+// compiles to branches that random data mispredicts half the time: it was 20% of
+// dense_maxout_forward.)
 template <int K>
-__attribute__((noinline)) static void maxout_tile(const float* tile, const GemmMaxout& mo,
-                                                  long col0, long row0, int rows, int cols) {
-  const int k = mo.pieces;
-  const long g0 = (col0 + k - 1) / k;  // first group starting in this tile
-  const int head = (int)(g0 * k - col0 < cols ? g0 * k - col0 : cols);
-  const long tile_idx = col0 / NR;
-  const uint8_t head_piece = (uint8_t)(col0 - (col0 / k) * k);
-  for (int i = 0; i < rows; ++i) {
-    const float* z = tile + i * NR;
-    const long row = row0 + i;
-    if (head > 0) {  // the tail of a group that began left of this tile
-      float v;
-      uint8_t a;
-      group_max(z, head, &v, &a);
-      mo.part_val[row * mo.part_ld + tile_idx] = v;
-      mo.part_idx[row * mo.part_ld + tile_idx] = (uint8_t)(head_piece + a);
-    }
-    float* y = mo.y + row * mo.ldy + g0;
-    uint8_t* am = mo.argmax + row * mo.ldy + g0;
-    int t = head;
-    for (; t + k <= cols; t += k, ++y, ++am) group_max(z + t, K > 0 ? K : k, y, am);
-    if (t < cols) group_max(z + t, cols - t, y, am);  // continues in the next tile
-  }
-}
-
-// maxout_tile for pieces k dividing NR (groups never straddle tiles), vectorised and
-// branch-free: the tile's columns are transposed into vectors over its rows, each group
-// is scanned with compares and selects (same rule as group_max: strict >, a NaN beats
-// a number, the first NaN stays), and the group results are transposed back to rows.
-// The scalar scan compiles to branches that random data mispredicts half the time.
-template <int K>
-__attribute__((noinline)) static void maxout_tile_whole_groups(const float* tile,
-                                                               const GemmMaxout& mo, long col0,
-                                                               long row0, int rows, int cols) {
+static void maxout_whole_groups(const float* tile, const GemmMaxout& mo, int k, int first,
+                                int groups, long g0, long row0, int rows) {
   constexpr int W = V::width;
   static_assert(MR <= W, "rows of a tile must fit one vector");
-  const int k = K > 0 ? K : mo.pieces;
   V col[NR];  // col[c]: column c of the tile, lane i = row i
   for (int jb = 0; jb < NRV; ++jb) {
     V r[W];
@@ -280,19 +248,17 @@ __attribute__((noinline)) static void maxout_tile_whole_groups(const float* tile
     V::transpose(r);
     for (int c = 0; c < W; ++c) col[jb * W + c] = r[c];
   }
-  const int groups = cols / k;
-  const long g0 = col0 / k;
   for (int gb = 0; gb < groups; gb += W) {
     const int ng = groups - gb < W ? groups - gb : W;
     V best[W], arg[W];
     for (int q = 0; q < W; ++q) {
       best[q] = arg[q] = V::zero();
       if (q >= ng) continue;
-      const int c0 = (gb + q) * k;
+      const int c0 = first + (gb + q) * k;
       V b = col[c0], a = V::zero();
-      for (int t = 1; t < k; ++t) {
+      for (int t = 1; t < (K > 0 ? K : k); ++t) {
         const V v = col[c0 + t], tv = V::set1((float)t);
-        const auto greater = V::gt(v, b);                               // false on NaN
+        const auto greater = V::gt(v, b);                                      // false on NaN
         const auto nan_wins = V::isnan(V::select(V::isnan(b), V::zero(), v));  // v NaN, b not
         b = V::select(greater, v, b);
         a = V::select(greater, tv, a);
@@ -306,15 +272,48 @@ __attribute__((noinline)) static void maxout_tile_whole_groups(const float* tile
     V::transpose(arg);
     for (int i = 0; i < rows; ++i) {
       const long o = (row0 + i) * mo.ldy + g0 + gb;
-      float y[W], a[W];
+      float y[W], am[W];
       best[i].store(y);
-      arg[i].store(a);
+      arg[i].store(am);
       for (int q = 0; q < ng; ++q) {
         mo.y[o + q] = y[q];
-        mo.argmax[o + q] = (uint8_t)a[q];
+        mo.argmax[o + q] = (uint8_t)am[q];
       }
     }
   }
+}
+
+// The maxout epilogue's reduction over a tile of z held in `tile` (MR x NR). Groups
+// that start in this tile are reduced over the columns the tile holds and written to
+// y/argmax; the part of a group that started in an earlier tile goes to the partial
+// slot of this tile, merged by maxout_merge_parts after the GEMM. Kept out of line so
+// the micro-kernel's accumulators stay in registers.
+// K > 0: pieces known at compile time (the common 2, 3, 4), 0: any.
+template <int K>
+__attribute__((noinline)) static void maxout_tile(const float* tile, const GemmMaxout& mo,
+                                                  long col0, long row0, int rows, int cols) {
+  const int k = K > 0 ? K : mo.pieces;
+  const long g0 = (col0 + k - 1) / k;  // first group starting in this tile
+  const int head = (int)(g0 * k - col0 < cols ? g0 * k - col0 : cols);
+  const int full = (cols - head) / k;  // groups wholly inside this tile
+  const int tail = head + full * k;    // a group that continues in the next tile
+  const long tile_idx = col0 / NR;
+  const uint8_t head_piece = (uint8_t)(col0 - (col0 / k) * k);
+  if (head > 0)  // the tail of a group that began left of this tile
+    for (int i = 0; i < rows; ++i) {
+      const long row = row0 + i;
+      float v;
+      uint8_t a;
+      group_max(tile + i * NR, head, &v, &a);
+      mo.part_val[row * mo.part_ld + tile_idx] = v;
+      mo.part_idx[row * mo.part_ld + tile_idx] = (uint8_t)(head_piece + a);
+    }
+  if (full > 0) maxout_whole_groups<K>(tile, mo, k, head, full, g0, row0, rows);
+  if (tail < cols)
+    for (int i = 0; i < rows; ++i) {
+      const long o = (row0 + i) * mo.ldy + g0 + full;
+      group_max(tile + i * NR + tail, cols - tail, mo.y + o, mo.argmax + o);
+    }
 }
 
 // The maxout epilogue: z = acc (+ old C) + bias goes to a stack tile, never to C.
@@ -339,17 +338,10 @@ static FASTDL_INLINE void store_tile_maxout(V (&acc)[MR][NRV], const float* c, l
       (v + bias).store(tile + i * NR + j * V::width);
     }
   }
-  const int k = ep->maxout->pieces;
-  if (NR % k == 0) {
-    switch (k) {
-      case 2: maxout_tile_whole_groups<2>(tile, *ep->maxout, col0, row0, rows, cols); break;
-      case 4: maxout_tile_whole_groups<4>(tile, *ep->maxout, col0, row0, rows, cols); break;
-      default: maxout_tile_whole_groups<0>(tile, *ep->maxout, col0, row0, rows, cols); break;
-    }
-    return;
-  }
-  switch (k) {
+  switch (ep->maxout->pieces) {
+    case 2: maxout_tile<2>(tile, *ep->maxout, col0, row0, rows, cols); break;
     case 3: maxout_tile<3>(tile, *ep->maxout, col0, row0, rows, cols); break;
+    case 4: maxout_tile<4>(tile, *ep->maxout, col0, row0, rows, cols); break;
     default: maxout_tile<0>(tile, *ep->maxout, col0, row0, rows, cols); break;
   }
 }
