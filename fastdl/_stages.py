@@ -23,10 +23,12 @@ class Stage:
         self.backend = backend
         self._out = {}
 
-    def _buffer(self, n, m):
-        buf = self._out.get(n)
+    def _buffer(self, n, m, cache=None):
+        """An (n, m) buffer kept per batch size n in `cache` (default: the outputs')."""
+        cache = self._out if cache is None else cache
+        buf = cache.get(n)
         if buf is None:
-            buf = self._out[n] = self.backend.empty((n, m))
+            buf = cache[n] = self.backend.empty((n, m))
         return buf
 
     def bind(self, views, grads, seed):
@@ -110,12 +112,7 @@ class DenseStage(Stage):
         # dw (and db, dalpha) are written straight into this layer's views of the flat
         # gradient buffer, dx into a buffer kept per batch size (consumed by the stage
         # below before the next step); a layer without bias gets a db it throws away.
-        dx = None
-        if self.need_dx:
-            n = dy.shape[0]
-            dx = self._dx.get(n)
-            if dx is None:
-                dx = self._dx[n] = self.backend.empty((n, self.w.shape[0]))
+        dx = self._buffer(dy.shape[0], self.w.shape[0], self._dx) if self.need_dx else None
         out = (dx, self.gw, self.gb) + ((self.galpha,) if self.prelu else ())
         if self.p:
             r = self._dbwd(dy, self.x, self.w, self.act, self.mask, self.p, y=self.y, z=self.z, alpha=self.alpha,

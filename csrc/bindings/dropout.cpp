@@ -175,13 +175,7 @@ py::tuple dense_dropout_backward_py(py::handle dy_h, py::handle x_h, py::handle 
                                     py::handle alpha_h, bool scale, bool need_dx,
                                     py::handle out_h) {
   const Activation act = parse_activation(activation);
-  py::array dy = checked_f32(dy_h, "dy", 2, "of shape (N, M)");
-  py::array x = checked_f32(x_h, "x", 2, "of shape (N, K)");
-  py::array w = checked_f32(w_h, "w", 2, "of shape (K, M)");
-  const py::ssize_t n = x.shape(0), k = x.shape(1), m = w.shape(1);
-  expect_dim(w, "w", 0, k, "K = x.shape[1]");
-  expect_dim(dy, "dy", 0, n, "N = x.shape[0]");
-  expect_dim(dy, "dy", 1, m, "M = w.shape[1]");
+  auto [dy, x, w, n, k, m] = dense_grad_inputs(dy_h, x_h, w_h);
   py::array mask = checked_mask(mask_h, n * m, "dy");
   const double p = p_arg(p_h);
   AlphaArg alpha = parse_alpha(act, alpha_h, m);
@@ -194,22 +188,16 @@ py::tuple dense_dropout_backward_py(py::handle dy_h, py::handle x_h, py::handle 
        {activation_needs_z(act) ? "z" : "y", s ? &*s : nullptr},
        {"mask", &mask},
        {"alpha", alpha.vec ? &*alpha.vec : nullptr}});
-  std::optional<py::array>& dx = g.dx;
-  py::array &dw = g.dw, &db = g.db;
-  std::optional<py::array>& dalpha = g.dalpha;
   {
     const float *pdy = fptr(dy), *px = fptr(x), *pw = fptr(w), *ps = s ? fptr(*s) : nullptr,
                 *pa = alpha.vec_ptr();
     const uint8_t* pm = u8ptr(mask);
-    float *pdx = dx ? fptr(*dx) : nullptr, *pdw = fptr(dw), *pdb = fptr(db),
-          *pdal = dalpha ? fptr(*dalpha) : nullptr;
+    float *pdx = g.dx_ptr(), *pdw = fptr(g.dw), *pdb = fptr(g.db), *pdal = g.dalpha_ptr();
     py::gil_scoped_release release;
     dense_dropout_backward(pdx, pdw, pdb, pdal, pdy, px, pw, ps, pm, n, k, m, act, p, scale,
                            alpha.scalar, pa);
   }
-  py::object dx_o = dx ? py::object(*dx) : py::object(py::none());
-  if (dalpha) return py::make_tuple(dx_o, dw, db, *dalpha);
-  return py::make_tuple(dx_o, dw, db);
+  return g.result();
 }
 
 }  // namespace

@@ -102,12 +102,13 @@ static void pack_b_dz(int cols, int kc, const float* b, long rsb, float* d, long
       V v = V::zero();
       if (nv[j] > 0) {
         const V dy = nv[j] >= V::width ? V::load(b + o) : V::load_n(b + o, nv[j]);
-        v = dz_of<Act>(dy, t.s ? t.s + o : nullptr, nv[j], alpha[j]);
-        if (t.dalpha) {
+        v = dy;
+        if (t.s) {
           const V s = nv[j] >= V::width ? V::load(t.s + o) : V::load_n(t.s + o, nv[j]);
+          v = dy * Act::df(s, alpha[j]);  // as dz_of, with s loaded once for dalpha too
           // min(0, s), not min(s, 0): x86 min returns its second operand when
           // unordered, so a NaN pre-activation reaches dalpha as in PyTorch.
-          dal[j] = V::fma(dy, V::min(V::zero(), s), dal[j]);
+          if (t.dalpha) dal[j] = V::fma(dy, V::min(V::zero(), s), dal[j]);
         }
         db[j] = db[j] + v;
       }

@@ -16,10 +16,17 @@
 
 namespace fastdl {
 
+#ifdef FASTDL_HAS_MXCSR
+namespace mxcsr {
+constexpr unsigned kFtz = 0x8000;  // flush subnormal results to zero
+constexpr unsigned kDaz = 0x0040;  // read subnormal operands as zero
+}  // namespace mxcsr
+#endif
+
 class FlushDenormals {
  public:
 #ifdef FASTDL_HAS_MXCSR
-  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | kFtz | kDaz); }
+  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | mxcsr::kFtz | mxcsr::kDaz); }
   ~FlushDenormals() { _mm_setcsr(saved_); }
 #else
   FlushDenormals() = default;
@@ -29,8 +36,6 @@ class FlushDenormals {
 
  private:
 #ifdef FASTDL_HAS_MXCSR
-  static constexpr unsigned kFtz = 0x8000;  // flush subnormal results to zero
-  static constexpr unsigned kDaz = 0x0040;  // read subnormal operands as zero
   unsigned saved_;
 #endif
 };
@@ -42,7 +47,7 @@ class ExactDenormals {
  public:
 #ifdef FASTDL_HAS_MXCSR
   explicit ExactDenormals(bool active) : saved_(_mm_getcsr()), active_(active) {
-    if (active_) _mm_setcsr(saved_ & ~(kFtz | kDaz));
+    if (active_) _mm_setcsr(saved_ & ~(mxcsr::kFtz | mxcsr::kDaz));
   }
   ~ExactDenormals() {
     if (active_) _mm_setcsr(saved_);
@@ -55,7 +60,6 @@ class ExactDenormals {
 
  private:
 #ifdef FASTDL_HAS_MXCSR
-  static constexpr unsigned kFtz = 0x8000, kDaz = 0x0040;
   unsigned saved_;
   bool active_;
 #endif
