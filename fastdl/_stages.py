@@ -5,8 +5,12 @@ functions of its device (bound once, so the hot loop does no name lookups or dis
 and, per batch size, its preallocated output buffer. ``forward_train`` keeps what
 ``backward`` needs; ``backward`` writes the parameter gradients into the flat gradient
 buffer and returns the gradient with respect to the stage's input (None for the first
-stage with parameters: nothing upstream needs it).
+stage with parameters: nothing upstream needs it). Every array a step produces goes into
+a buffer the stage keeps per batch size (the kernels' out=), so after a batch size's
+first step a training step allocates no arrays.
 """
+
+import numpy as np
 
 NEEDS_Z = ("prelu", "silu", "gelu")
 
@@ -21,15 +25,20 @@ class Stage:
 
     def __init__(self, backend):
         self.backend = backend
-        self._out = {}
+        self._kept_buffers = {}
 
-    def _buffer(self, n, m, cache=None):
-        """An (n, m) buffer kept per batch size n in `cache` (default: the outputs')."""
-        cache = self._out if cache is None else cache
-        buf = cache.get(n)
+    def _kept(self, name, shape, dtype=np.float32):
+        """This stage's buffer `name` of `shape`: allocated on the first step with that
+        shape (a new batch size), reused by every later one. What it holds is read
+        before the next step overwrites it (backward reads the forward's arrays)."""
+        key = (name, shape)
+        buf = self._kept_buffers.get(key)
         if buf is None:
-            buf = cache[n] = self.backend.empty((n, m))
+            buf = self._kept_buffers[key] = self.backend.empty(shape, dtype)
         return buf
+
+    def _mask_buffer(self, size):
+        return self._kept("mask", ((size + 7) // 8,), np.uint8)
 
     def bind(self, views, grads, seed):
         """Receives its parameter/gradient views (dicts by parameter name) and the
@@ -69,7 +78,6 @@ class DenseStage(Stage):
         if self.p:
             self._dfwd, self._dbwd = k.dense_dropout_forward, k.dense_dropout_backward
         self.z = self.mask = None
-        self._dx = {}  # batch size -> dx buffer
 
     def bind(self, views, grads, seed):
         self.seed = seed
@@ -82,28 +90,24 @@ class DenseStage(Stage):
 
     def forward_train(self, x, step):
         self.x = x
+        shape = (x.shape[0], self.m)
+        y = self._kept("y", shape)
+        z = (self._kept("z", shape),) if self.needs_z else ()
         if self.p:
-            r = self._dfwd(x, self.w, self.b, self.act, self.p, self.seed, step, self.stream, alpha=self.alpha,
-                           scale=self.scale, offset=self.row_offset * self.m)
-            if self.needs_z:
-                self.y, self.mask, self.z = r
-            else:
-                self.y, self.mask = r
-            return self.y
-        n = x.shape[0]
-        out = self._out.get(n)
-        if out is None:
-            out = self._buffer(n, self.m)
-        r = self._fwd(x, self.w, self.b, self.act, alpha=self.alpha, out=out)
-        if self.needs_z:
-            self.y, self.z = r
+            self.mask = self._mask_buffer(shape[0] * self.m)
+            self._dfwd(x, self.w, self.b, self.act, self.p, self.seed, step, self.stream, alpha=self.alpha,
+                       scale=self.scale, offset=self.row_offset * self.m, out=(y, self.mask) + z)
         else:
-            self.y = r
-        return self.y
+            self._fwd(x, self.w, self.b, self.act, alpha=self.alpha, out=(y,) + z)
+        self.y = y
+        self.z = z[0] if z else None
+        return y
 
     def forward_eval(self, x):
-        r = self._fwd(x, self.w, self.b, self.act, alpha=self.alpha, out=self._buffer(x.shape[0], self.m))
-        y = r[0] if self.needs_z else r
+        shape = (x.shape[0], self.m)
+        y = self._kept("y", shape)
+        self._fwd(x, self.w, self.b, self.act, alpha=self.alpha,
+                  out=(y, self._kept("z", shape)) if self.needs_z else y)
         if self.test_scale is not None:
             self.backend.scale_(y, self.test_scale)
         return y
@@ -112,7 +116,7 @@ class DenseStage(Stage):
         # dw (and db, dalpha) are written straight into this layer's views of the flat
         # gradient buffer, dx into a buffer kept per batch size (consumed by the stage
         # below before the next step); a layer without bias gets a db it throws away.
-        dx = self._buffer(dy.shape[0], self.w.shape[0], self._dx) if self.need_dx else None
+        dx = self._kept("dx", (dy.shape[0], self.w.shape[0])) if self.need_dx else None
         out = (dx, self.gw, self.gb) + ((self.galpha,) if self.prelu else ())
         if self.p:
             r = self._dbwd(dy, self.x, self.w, self.act, self.mask, self.p, y=self.y, z=self.z, alpha=self.alpha,
@@ -139,19 +143,23 @@ class MaxoutStage(Stage):
         self.w, self.b = views["w"], views["b"]
         self.gw, self.gb = grads["w"], grads["b"]
 
+    def _outputs(self, n):
+        shape = (n, self.w.shape[1] // self.pieces)
+        return self._kept("y", shape), self._kept("argmax", shape, np.uint8)
+
     def forward_train(self, x, step):
         self.x = x
-        self.y, self.argmax = self._fwd(x, self.w, self.b, self.pieces)
+        self.y, self.argmax = self._fwd(x, self.w, self.b, self.pieces, out=self._outputs(x.shape[0]))
         return self.y
 
     def forward_eval(self, x):
-        return self._fwd(x, self.w, self.b, self.pieces)[0]
+        return self._fwd(x, self.w, self.b, self.pieces, out=self._outputs(x.shape[0]))[0]
 
     def backward(self, dy):
-        dx, dw, db = self._bwd(dy, self.x, self.w, self.argmax, self.pieces, need_dx=self.need_dx)
-        self.backend.copy(self.gw, dw)
-        self.backend.copy(self.gb, db)
-        return dx
+        # dw and db straight into the flat gradient buffer, as DenseStage.
+        dx = self._kept("dx", self.x.shape) if self.need_dx else None
+        return self._bwd(dy, self.x, self.w, self.argmax, self.pieces, need_dx=self.need_dx,
+                         out=(dx, self.gw, self.gb))[0]
 
 
 class DropoutStage(Stage):
@@ -172,13 +180,14 @@ class DropoutStage(Stage):
         if not self.p:
             return x
         y, self.mask = self._fwd(x, self.p, self.seed, step, self.stream, scale=self.scale,
-                                 out=self._buffer(x.shape[0], self.m), offset=self.row_offset * self.m)
+                                 out=(self._kept("y", x.shape), self._mask_buffer(x.size)),
+                                 offset=self.row_offset * self.m)
         return y
 
     def forward_eval(self, x):
         if self.test_scale is None:
             return x
-        out = self._buffer(x.shape[0], self.m)
+        out = self._kept("y", x.shape)
         self.backend.copy(out, x)
         self.backend.scale_(out, self.test_scale)
         return out
@@ -186,7 +195,7 @@ class DropoutStage(Stage):
     def backward(self, dy):
         if not self.p:
             return dy
-        return self._bwd(dy, self.mask, self.p, scale=self.scale)
+        return self._bwd(dy, self.mask, self.p, scale=self.scale, out=self._kept("dx", dy.shape))
 
 
 class BatchNormStage(Stage):
@@ -208,33 +217,33 @@ class BatchNormStage(Stage):
 
     def forward_train(self, x, step):
         self.x = x
+        m = x.shape[1]
+        out = (self._kept("y", x.shape), self._kept("save_mean", (m,)), self._kept("save_invstd", (m,)))
         y, self.save_mean, self.save_invstd = self._fwd_train(
-            x, self.gamma, self.beta, self.running_mean, self.running_var, momentum=self.momentum, eps=self.eps)
+            x, self.gamma, self.beta, self.running_mean, self.running_var, momentum=self.momentum, eps=self.eps,
+            out=out)
         return y
 
     def forward_eval(self, x):
-        return self._fwd_eval(x, self.gamma, self.beta, self.running_mean, self.running_var, eps=self.eps)
+        return self._fwd_eval(x, self.gamma, self.beta, self.running_mean, self.running_var, eps=self.eps,
+                              out=self._kept("y", x.shape))
 
     def keep_running_stats(self):
         """Copies the running statistics aside, so a step refused for a non-finite loss
         can put them back (its forward pass has already folded the batch into them)."""
-        if getattr(self, "_kept", None) is None:
-            self._kept = (self.backend.empty(self.running_mean.shape), self.backend.empty(self.running_var.shape))
-        self.backend.copy(self._kept[0], self.running_mean)
-        self.backend.copy(self._kept[1], self.running_var)
+        self.backend.copy(self._kept("kept_running_mean", self.running_mean.shape), self.running_mean)
+        self.backend.copy(self._kept("kept_running_var", self.running_var.shape), self.running_var)
 
     def restore_running_stats(self):
-        self.backend.copy(self.running_mean, self._kept[0])
-        self.backend.copy(self.running_var, self._kept[1])
+        self.backend.copy(self.running_mean, self._kept("kept_running_mean", self.running_mean.shape))
+        self.backend.copy(self.running_var, self._kept("kept_running_var", self.running_var.shape))
 
     def backward(self, dy):
-        dx, dgamma, dbeta = self._bwd(dy, self.x, self.gamma, self.save_mean, self.save_invstd)
-        self.backend.copy(self.ggamma, dgamma)
-        self.backend.copy(self.gbeta, dbeta)
+        # dgamma and dbeta straight into the flat gradient buffer.
+        dx = self._bwd(dy, self.x, self.gamma, self.save_mean, self.save_invstd,
+                       out=(self._kept("dx", dy.shape), self.ggamma, self.gbeta))[0]
         return dx if self.need_dx else None
 
 
 def _ones(n):
-    import numpy as np
-
     return np.ones(n, np.float32)

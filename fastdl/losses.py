@@ -21,8 +21,10 @@ class Loss:
         self._kernel = getattr(backend.kernels, self.kernel_name)
         return self
 
-    def __call__(self, output, target):
-        return self._kernel(output, target)
+    def __call__(self, output, target, out=None):
+        """(mean loss, gradient w.r.t. output); the gradient goes into `out` when given
+        (an array of output's shape: the network passes one it keeps)."""
+        return self._kernel(output, target, out=out)
 
     def prepare_targets(self, y, output_dim, argname="y"):
         """Converts user targets once (before training) to the dtype/shape the kernel takes."""
@@ -50,10 +52,8 @@ class SoftmaxCrossEntropy(Loss):
             raise ValueError(f"label_smoothing: expected a value in [0, 1], got {label_smoothing}")
         self.label_smoothing = label_smoothing
 
-    def __call__(self, output, target):
-        if self.label_smoothing:
-            return self._kernel(output, target, label_smoothing=self.label_smoothing)
-        return self._kernel(output, target)
+    def __call__(self, output, target, out=None):
+        return self._kernel(output, target, label_smoothing=self.label_smoothing, out=out)
 
     def prepare_targets(self, y, output_dim, argname="y"):
         y = np.asarray(y)

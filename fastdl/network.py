@@ -200,6 +200,7 @@ class Sequential:
         for k, s in enumerate(stages):
             s.need_dx = k > first
         self._stages = stages
+        self._loss_grads = {}  # output shape -> the loss gradient's buffer
         self._bwd_stages = stages[first:][::-1]
         self._max_norm_stages = [s for s in stages if s.max_norm is not None]
         self._bn_stages = [s for s in stages if isinstance(s, BatchNormStage)]
@@ -303,17 +304,7 @@ class Sequential:
         on the model's device (for device="cuda", numpy input is copied per call)."""
         if self.optimizer is None:
             self._require_compiled("train_step")
-        if self._backend.name != "cpu":
-            x, y = self._device_batch(x, y)
-        self._step += 1
-        step = self._step
-        h = x
-        for stage in self._stages:
-            h = stage.forward_train(h, step)
-        self._last_output = h
-        loss, d = self.loss(h, y)
-        for stage in self._bwd_stages:
-            d = stage.backward(d)
+        loss = self._forward_backward(x, y)
         self.optimizer.step(self.flat_params, self.flat_grads)
         if self._max_norm_kernel is not None:
             for stage in self._max_norm_stages:
@@ -326,14 +317,22 @@ class Sequential:
         parameters. With ``apply_gradients`` it splits ``train_step`` for custom loops
         (e.g. averaging ``flat_grads`` across processes in between)."""
         self._require_compiled("compute_gradients")
+        return self._forward_backward(x, y)
+
+    def _forward_backward(self, x, y):
         if self._backend.name != "cpu":
             x, y = self._device_batch(x, y)
         self._step += 1
+        step = self._step
         h = x
         for stage in self._stages:
-            h = stage.forward_train(h, self._step)
+            h = stage.forward_train(h, step)
         self._last_output = h
-        loss, d = self.loss(h, y)
+        # The loss gradient goes into a buffer kept per output shape, like the stages'.
+        grad = self._loss_grads.get(h.shape)
+        if grad is None:
+            grad = self._loss_grads[h.shape] = self._backend.empty(h.shape)
+        loss, d = self.loss(h, y, out=grad)
         for stage in self._bwd_stages:
             d = stage.backward(d)
         return loss

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "bindings/checks.h"
+#include "bindings/outputs.h"
 #include "fastdl/batchnorm.h"
 
 namespace py = pybind11;
@@ -48,7 +49,7 @@ void check_in_place(const std::optional<py::array>& out, const char* name,
 }
 
 py::tuple forward_train_py(py::handle x_h, py::handle gamma_h, py::handle beta_h, py::handle rm_h,
-                           py::handle rv_h, double momentum, double eps) {
+                           py::handle rv_h, double momentum, double eps, py::handle out_h) {
   py::array x = checked_f32(x_h, "x", 2, "of shape (N, M)");
   const py::ssize_t n = x.shape(0), m = x.shape(1);
   auto gamma = feature_vec(gamma_h, "gamma", m, true);
@@ -65,7 +66,11 @@ py::tuple forward_train_py(py::handle x_h, py::handle gamma_h, py::handle beta_h
   const std::optional<py::array> xo = x;
   check_in_place(rm, "running_mean", {{"x", &xo}, {"gamma", &gamma}, {"beta", &beta}, {"running_var", &rv}});
   check_in_place(rv, "running_var", {{"x", &xo}, {"gamma", &gamma}, {"beta", &beta}});
-  py::array y = empty_f32({n, m}), save_mean = empty_f32({m}), save_invstd = empty_f32({m});
+  std::vector<py::array> outs = output_arrays(
+      out_h, {{"y", {n, m}}, {"save_mean", {m}}, {"save_invstd", {m}}},
+      {{"x", &x}, {"gamma", gamma ? &*gamma : nullptr}, {"beta", beta ? &*beta : nullptr},
+       {"running_mean", rm ? &*rm : nullptr}, {"running_var", rv ? &*rv : nullptr}});
+  py::array y = outs[0], save_mean = outs[1], save_invstd = outs[2];
   {
     const float *px = fptr(x), *pg = ptr(gamma), *pb = ptr(beta);
     float *py_ = fptr(y), *psm = fptr(save_mean), *psi = fptr(save_invstd);
@@ -77,7 +82,7 @@ py::tuple forward_train_py(py::handle x_h, py::handle gamma_h, py::handle beta_h
 }
 
 py::array forward_eval_py(py::handle x_h, py::handle gamma_h, py::handle beta_h, py::handle rm_h,
-                          py::handle rv_h, double eps) {
+                          py::handle rv_h, double eps, py::handle out_h) {
   py::array x = checked_f32(x_h, "x", 2, "of shape (N, M)");
   const py::ssize_t n = x.shape(0), m = x.shape(1);
   auto gamma = feature_vec(gamma_h, "gamma", m, true);
@@ -85,7 +90,9 @@ py::array forward_eval_py(py::handle x_h, py::handle gamma_h, py::handle beta_h,
   auto rm = feature_vec(rm_h, "running_mean", m, false);
   auto rv = feature_vec(rv_h, "running_var", m, false);
   check_eps(eps);
-  py::array y = empty_f32({n, m});
+  py::array y = output_array(out_h, {n, m},
+                             {{"x", &x}, {"gamma", gamma ? &*gamma : nullptr}, {"beta", beta ? &*beta : nullptr},
+                              {"running_mean", &*rm}, {"running_var", &*rv}});
   {
     const float *px = fptr(x), *pg = ptr(gamma), *pb = ptr(beta), *prm = ptr(rm), *prv = ptr(rv);
     float* py_ = fptr(y);
@@ -96,7 +103,7 @@ py::array forward_eval_py(py::handle x_h, py::handle gamma_h, py::handle beta_h,
 }
 
 py::tuple backward_py(py::handle dy_h, py::handle x_h, py::handle gamma_h, py::handle mean_h,
-                      py::handle invstd_h) {
+                      py::handle invstd_h, py::handle out_h) {
   py::array dy = checked_f32(dy_h, "dy", 2, "of shape (N, M)");
   py::array x = checked_f32(x_h, "x", 2, "of shape (N, M)");
   const py::ssize_t n = x.shape(0), m = x.shape(1);
@@ -105,7 +112,11 @@ py::tuple backward_py(py::handle dy_h, py::handle x_h, py::handle gamma_h, py::h
   auto gamma = feature_vec(gamma_h, "gamma", m, true);
   auto mean = feature_vec(mean_h, "save_mean", m, false);
   auto invstd = feature_vec(invstd_h, "save_invstd", m, false);
-  py::array dx = empty_f32({n, m}), dgamma = empty_f32({m}), dbeta = empty_f32({m});
+  std::vector<py::array> outs = output_arrays(
+      out_h, {{"dx", {n, m}}, {"dgamma", {m}}, {"dbeta", {m}}},
+      {{"dy", &dy}, {"x", &x}, {"gamma", gamma ? &*gamma : nullptr}, {"save_mean", &*mean},
+       {"save_invstd", &*invstd}});
+  py::array dx = outs[0], dgamma = outs[1], dbeta = outs[2];
   {
     const float *pdy = fptr(dy), *px = fptr(x), *pg = ptr(gamma), *pm = ptr(mean), *pi = ptr(invstd);
     float *pdx = fptr(dx), *pdg = fptr(dgamma), *pdb = fptr(dbeta);
@@ -120,13 +131,14 @@ py::tuple backward_py(py::handle dy_h, py::handle x_h, py::handle gamma_h, py::h
 void register_batchnorm(py::module_& m) {
   m.def("batchnorm_forward_train", &forward_train_py, py::arg("x"), py::arg("gamma"),
         py::arg("beta"), py::arg("running_mean"), py::arg("running_var"), py::kw_only(),
-        py::arg("momentum") = 0.1, py::arg("eps") = 1e-5,
+        py::arg("momentum") = 0.1, py::arg("eps") = 1e-5, py::arg("out") = py::none(),
         "(y, save_mean, save_invstd); updates running_mean/var in place (unbiased variance).");
   m.def("batchnorm_forward_eval", &forward_eval_py, py::arg("x"), py::arg("gamma"),
         py::arg("beta"), py::arg("running_mean"), py::arg("running_var"), py::kw_only(),
-        py::arg("eps") = 1e-5, "y normalised with the running statistics.");
+        py::arg("eps") = 1e-5, py::arg("out") = py::none(), "y normalised with the running statistics.");
   m.def("batchnorm_backward", &backward_py, py::arg("dy"), py::arg("x"), py::arg("gamma"),
-        py::arg("save_mean"), py::arg("save_invstd"), "(dx, dgamma, dbeta).");
+        py::arg("save_mean"), py::arg("save_invstd"), py::kw_only(), py::arg("out") = py::none(),
+        "(dx, dgamma, dbeta).");
 }
 
 }  // namespace fastdl::bind

@@ -79,11 +79,12 @@ inline bool overlaps(const py::array& a, const py::array& b) {
   return a.nbytes() > 0 && b.nbytes() > 0 && a0 < b1 && b0 < a1;
 }
 
-// An `out=` array: float32, C-contiguous, writable, exactly the given shape, and not
-// sharing memory with any input.
+// An `out=` array: float32 (or the stated dtype), C-contiguous, writable, exactly the
+// given shape, and not sharing memory with any input.
 inline py::array checked_out(py::handle h, const char* name, const std::vector<py::ssize_t>& shape,
-                             std::initializer_list<std::pair<const char*, const py::array*>> inputs) {
-  py::array out = checked_f32(h, name, (int)shape.size(), "", /*writable=*/true);
+                             std::initializer_list<std::pair<const char*, const py::array*>> inputs,
+                             char kind = 'f', int itemsize = 4) {
+  py::array out = checked_array(h, name, (int)shape.size(), "", kind, itemsize, /*writable=*/true);
   for (size_t d = 0; d < shape.size(); ++d)
     expect_dim(out, name, (int)d, shape[d], "the result's shape");
   for (auto& [in_name, in] : inputs)

@@ -7,6 +7,7 @@
 #include "bindings/activation_args.h"
 #include "bindings/checks.h"
 #include "bindings/gradient_outputs.h"
+#include "bindings/outputs.h"
 #include "fastdl/activation.h"
 #include "fastdl/dense.h"
 #include "fastdl/gemm.h"
@@ -30,12 +31,23 @@ py::object dense_forward_py(py::handle x_h, py::handle w_h, py::handle b_h,
     expect_dim(*b, "b", 0, m, "M = w.shape[1]");
   }
   AlphaArg alpha = parse_alpha(act, alpha_h, m);
-  py::array y = out_h.is_none() ? py::array(empty_f32({n, m}))
-                                : checked_out(out_h, "out", {n, m},
-                                              {{"x", &x}, {"w", &w}, {"b", b ? &*b : nullptr},
-                                               {"alpha", alpha.vec ? &*alpha.vec : nullptr}});
+  const bool needs_z = activation_needs_z(act);
+  const Inputs inputs = {{"x", &x}, {"w", &w}, {"b", b ? &*b : nullptr},
+                         {"alpha", alpha.vec ? &*alpha.vec : nullptr}};
+  // out= is y alone (an array) or every result as a tuple: (y,), or (y, z) where z is kept.
+  py::array y;
   std::optional<py::array> z;
-  if (activation_needs_z(act)) z = empty_f32({n, m});
+  // (Only a tuple: a list stands for an array, as everywhere in numpy.)
+  if (py::isinstance<py::tuple>(out_h)) {
+    std::vector<OutputSpec> specs = {{"y", {n, m}}};
+    if (needs_z) specs.push_back({"z", {n, m}});
+    std::vector<py::array> outs = output_arrays(out_h, specs, inputs);
+    y = outs[0];
+    if (needs_z) z = outs[1];
+  } else {
+    y = out_h.is_none() ? py::array(empty_f32({n, m})) : checked_out(out_h, "out", {n, m}, inputs);
+    if (needs_z) z = empty_f32({n, m});
+  }
   {
     const float *px = fptr(x), *pw = fptr(w), *pb = b ? fptr(*b) : nullptr, *pa = alpha.vec_ptr();
     float *py_ = fptr(y), *pz = z ? fptr(*z) : nullptr;

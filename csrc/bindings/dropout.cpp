@@ -10,6 +10,7 @@
 #include "bindings/activation_args.h"
 #include "bindings/checks.h"
 #include "bindings/gradient_outputs.h"
+#include "bindings/outputs.h"
 #include "dropout/dropout_isa.h"
 #include "fastdl/activation.h"
 #include "fastdl/dropout.h"
@@ -94,18 +95,26 @@ py::tuple dropout_forward_py(py::handle x_h, py::handle p_h, py::handle seed_h, 
   const uint32_t step = (uint32_t)unsigned_arg(step_h, "step", 32);
   const uint32_t stream = (uint32_t)unsigned_arg(stream_h, "stream", 32);
   std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-  py::array y;
-  if (out_h.is_none()) {
-    y = empty_f32(shape);
-  } else {
-    if (py::isinstance<py::array>(out_h) && py::reinterpret_borrow<py::array>(out_h).ndim() != x.ndim())
-      throw py::value_error("out: expected shape " + shape_str(x) + " (x's), got " +
-                            shape_str(py::reinterpret_borrow<py::array>(out_h)));
-    y = checked_out(out_h, "out", shape, {{"x", &x}});
-  }
   const py::ssize_t size = x.size();
   const uint64_t offset = offset_arg(offset_h, size);
-  py::array mask = py::array_t<uint8_t>({mask_bytes(size)});
+  // out= is y alone (an array) or the pair (y, mask), as a tuple (a list stands for an array).
+  py::array y, mask;
+  if (py::isinstance<py::tuple>(out_h)) {
+    std::vector<py::array> outs =
+        output_arrays(out_h, {{"y", shape}, {"mask", {mask_bytes(size)}, 'u', 1}}, {{"x", &x}});
+    y = outs[0];
+    mask = outs[1];
+  } else {
+    if (out_h.is_none()) {
+      y = empty_f32(shape);
+    } else {
+      if (py::isinstance<py::array>(out_h) && py::reinterpret_borrow<py::array>(out_h).ndim() != x.ndim())
+        throw py::value_error("out: expected shape " + shape_str(x) + " (x's), got " +
+                              shape_str(py::reinterpret_borrow<py::array>(out_h)));
+      y = checked_out(out_h, "out", shape, {{"x", &x}});
+    }
+    mask = py::array_t<uint8_t>({mask_bytes(size)});
+  }
   {
     const float* px = fptr(x);
     float* py_ = fptr(y);
@@ -116,12 +125,13 @@ py::tuple dropout_forward_py(py::handle x_h, py::handle p_h, py::handle seed_h, 
   return py::make_tuple(y, mask);
 }
 
-py::array dropout_backward_py(py::handle dy_h, py::handle mask_h, py::handle p_h, bool scale) {
+py::array dropout_backward_py(py::handle dy_h, py::handle mask_h, py::handle p_h, bool scale,
+                              py::handle out_h) {
   py::array dy = any_rank_f32(dy_h, "dy");
   py::array mask = checked_mask(mask_h, dy.size(), "dy");
   const double p = p_arg(p_h);
   std::vector<py::ssize_t> shape(dy.shape(), dy.shape() + dy.ndim());
-  py::array dx = empty_f32(shape);
+  py::array dx = output_array(out_h, shape, {{"dy", &dy}, {"mask", &mask}});
   {
     const float* pdy = fptr(dy);
     const uint8_t* pm = u8ptr(mask);
@@ -136,7 +146,8 @@ py::array dropout_backward_py(py::handle dy_h, py::handle mask_h, py::handle p_h
 py::tuple dense_dropout_forward_py(py::handle x_h, py::handle w_h, py::handle b_h,
                                    const std::string& activation, py::handle p_h,
                                    py::handle seed_h, py::handle step_h, py::handle stream_h,
-                                   py::handle alpha_h, bool scale, py::handle offset_h) {
+                                   py::handle alpha_h, bool scale, py::handle offset_h,
+                                   py::handle out_h) {
   const Activation act = parse_activation(activation);
   py::array x = checked_f32(x_h, "x", 2, "of shape (N, K)");
   py::array w = checked_f32(w_h, "w", 2, "of shape (K, M)");
@@ -153,10 +164,13 @@ py::tuple dense_dropout_forward_py(py::handle x_h, py::handle w_h, py::handle b_
   const uint32_t step = (uint32_t)unsigned_arg(step_h, "step", 32);
   const uint32_t stream = (uint32_t)unsigned_arg(stream_h, "stream", 32);
   const uint64_t offset = offset_arg(offset_h, n * m);
-  py::array y = empty_f32({n, m});
-  py::array mask = py::array_t<uint8_t>({mask_bytes(n * m)});
+  std::vector<OutputSpec> specs = {{"y", {n, m}}, {"mask", {mask_bytes(n * m)}, 'u', 1}};
+  if (activation_needs_z(act)) specs.push_back({"z", {n, m}});
+  std::vector<py::array> outs = output_arrays(
+      out_h, specs, {{"x", &x}, {"w", &w}, {"b", b ? &*b : nullptr}, {"alpha", alpha.vec ? &*alpha.vec : nullptr}});
+  py::array y = outs[0], mask = outs[1];
   std::optional<py::array> z;
-  if (activation_needs_z(act)) z = empty_f32({n, m});
+  if (activation_needs_z(act)) z = outs[2];
   {
     const float *px = fptr(x), *pw = fptr(w), *pb = b ? fptr(*b) : nullptr, *pa = alpha.vec_ptr();
     float *py_ = fptr(y), *pz = z ? fptr(*z) : nullptr;
@@ -212,11 +226,11 @@ void register_dropout(py::module_& m) {
         py::arg("step"), py::arg("stream") = 0, py::kw_only(), py::arg("scale") = true,
         py::arg("out") = py::none(), py::arg("offset") = 0);
   m.def("dropout_backward", &dropout_backward_py, py::arg("dy"), py::arg("mask"), py::arg("p"),
-        py::kw_only(), py::arg("scale") = true);
+        py::kw_only(), py::arg("scale") = true, py::arg("out") = py::none());
   m.def("dense_dropout_forward", &dense_dropout_forward_py, py::arg("x"), py::arg("w"),
         py::arg("b"), py::arg("activation"), py::arg("p"), py::arg("seed"), py::arg("step"),
         py::arg("stream") = 0, py::kw_only(), py::arg("alpha") = py::none(),
-        py::arg("scale") = true, py::arg("offset") = 0);
+        py::arg("scale") = true, py::arg("offset") = 0, py::arg("out") = py::none());
   m.def("dense_dropout_backward", &dense_dropout_backward_py, py::arg("dy"), py::arg("x"),
         py::arg("w"), py::arg("activation"), py::arg("mask"), py::arg("p"), py::kw_only(),
         py::arg("y") = py::none(), py::arg("z") = py::none(), py::arg("alpha") = py::none(),

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bindings/checks.h"
+#include "bindings/outputs.h"
 
 namespace fastdl::bind {
 
@@ -48,43 +49,18 @@ inline DenseGradInputs dense_grad_inputs(py::handle dy_h, py::handle x_h, py::ha
 
 // inputs: the call's read-only arrays (name, pointer or null), none of which an output
 // may overlap; the outputs may not overlap each other either.
-inline GradientOutputs gradient_outputs(
-    py::handle out_h, py::ssize_t n, py::ssize_t k, py::ssize_t m, bool need_dx, bool prelu,
-    std::initializer_list<std::pair<const char*, const py::array*>> inputs) {
-  const size_t count = prelu ? 4 : 3;
-  const char* names[4] = {"out[0] (dx)", "out[1] (dw)", "out[2] (db)", "out[3] (dalpha)"};
-  std::vector<py::handle> given(count, py::none());
-  if (!out_h.is_none()) {
-    if (!py::isinstance<py::tuple>(out_h) && !py::isinstance<py::list>(out_h))
-      throw py::type_error("out: expected a tuple (dx, dw, db" +
-                           std::string(prelu ? ", dalpha" : "") +
-                           ") of float32 arrays or None, got " + type_name(out_h));
-    py::sequence seq = py::reinterpret_borrow<py::sequence>(out_h);
-    if (seq.size() != count)
-      throw py::value_error("out: expected " + std::to_string(count) + " entries (dx, dw, db" +
-                            (prelu ? ", dalpha" : "") + "), got " + std::to_string(seq.size()));
-    for (size_t i = 0; i < count; ++i) given[i] = seq[i];
-    if (!need_dx && !given[0].is_none())
-      throw py::value_error("out[0] (dx): must be None when need_dx is False");
-  }
-  const std::vector<std::vector<py::ssize_t>> shapes = {{n, k}, {k, m}, {m}, {m}};
-  std::vector<py::array> taken;  // outputs checked so far: later ones may not overlap them
-  auto take = [&](size_t i) -> std::optional<py::array> {
-    if (given[i].is_none()) return std::nullopt;
-    py::array a = checked_out(given[i], names[i], shapes[i], inputs);
-    for (size_t j = 0; j < taken.size(); ++j)
-      if (overlaps(a, taken[j]))
-        throw py::value_error(std::string(names[i]) + ": shares memory with another entry of out");
-    taken.push_back(a);
-    return a;
-  };
+inline GradientOutputs gradient_outputs(py::handle out_h, py::ssize_t n, py::ssize_t k,
+                                        py::ssize_t m, bool need_dx, bool prelu, Inputs inputs) {
+  std::vector<OutputSpec> specs = {{"dx", {n, k}}, {"dw", {k, m}}, {"db", {m}}};
+  if (prelu) specs.push_back({"dalpha", {m}});
+  std::vector<std::optional<py::array>> given = given_outputs(out_h, specs, inputs);
+  if (!need_dx && given[0])
+    throw py::value_error("out[0] (dx): must be None when need_dx is False");
   GradientOutputs g;
-  std::optional<py::array> dx = take(0), dw = take(1), db = take(2);
-  std::optional<py::array> dalpha = prelu ? take(3) : std::nullopt;
-  if (need_dx) g.dx = dx ? *dx : py::array(empty_f32({n, k}));
-  g.dw = dw ? *dw : py::array(empty_f32({k, m}));
-  g.db = db ? *db : py::array(empty_f32({m}));
-  if (prelu) g.dalpha = dalpha ? *dalpha : py::array(empty_f32({m}));
+  if (need_dx) g.dx = given[0] ? *given[0] : py::array(empty_f32({n, k}));
+  g.dw = given[1] ? *given[1] : py::array(empty_f32({k, m}));
+  g.db = given[2] ? *given[2] : py::array(empty_f32({m}));
+  if (prelu) g.dalpha = given[3] ? *given[3] : py::array(empty_f32({m}));
   return g;
 }
 

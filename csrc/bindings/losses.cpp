@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "bindings/checks.h"
+#include "bindings/outputs.h"
 #include "fastdl/losses.h"
 
 namespace py = pybind11;
@@ -15,7 +16,8 @@ namespace fastdl::bind {
 
 namespace {
 
-py::tuple softmax_cross_entropy_py(py::handle logits_h, py::handle target_h, double label_smoothing) {
+py::tuple softmax_cross_entropy_py(py::handle logits_h, py::handle target_h, double label_smoothing,
+                                   py::handle out_h) {
   py::array logits = checked_f32(logits_h, "logits", 2, "of shape (N, C)");
   const py::ssize_t n = logits.shape(0), c = logits.shape(1);
   if (n < 1 || c < 1)
@@ -38,7 +40,7 @@ py::tuple softmax_cross_entropy_py(py::handle logits_h, py::handle target_h, dou
       : checked_f32(target_h, "target", 2, "of probabilities (N, C)");
   expect_dim(target, "target", 0, n, "N = logits.shape[0]");
   if (!label_bytes) expect_dim(target, "target", 1, c, "C = logits.shape[1]");
-  py::array dlogits = empty_f32({n, c});
+  py::array dlogits = output_array(out_h, {n, c}, {{"logits", &logits}, {"target", &target}});
   double loss;
   {
     const float* px = fptr(logits);
@@ -71,9 +73,9 @@ std::vector<py::ssize_t> shape_of(const py::array& a) {
 }
 
 template <double (*Loss)(float*, const float*, const float*, long)>
-py::tuple elementwise_py(py::handle x_h, py::handle t_h, const char* x_name) {
+py::tuple elementwise_py(py::handle x_h, py::handle t_h, py::handle out_h, const char* x_name) {
   auto [x, t] = elementwise_pair(x_h, t_h, x_name);
-  py::array grad = empty_f32(shape_of(x));
+  py::array grad = output_array(out_h, shape_of(x), {{x_name, &x}, {"target", &t}});
   double loss;
   {
     const float *px = fptr(x), *pt = fptr(t);
@@ -89,13 +91,16 @@ py::tuple elementwise_py(py::handle x_h, py::handle t_h, const char* x_name) {
 
 void register_losses(py::module_& m) {
   m.def("softmax_cross_entropy", &softmax_cross_entropy_py, py::arg("logits"), py::arg("target"),
-        py::kw_only(), py::arg("label_smoothing") = 0.0,
+        py::kw_only(), py::arg("label_smoothing") = 0.0, py::arg("out") = py::none(),
         "(loss, dlogits): mean softmax cross-entropy over the batch and its gradient.");
-  m.def("mse", [](py::handle p, py::handle t) { return elementwise_py<&mse>(p, t, "pred"); },
-        py::arg("pred"), py::arg("target"), "(loss, dpred): mean squared error over all elements.");
+  m.def("mse", [](py::handle p, py::handle t, py::handle out) { return elementwise_py<&mse>(p, t, out, "pred"); },
+        py::arg("pred"), py::arg("target"), py::kw_only(), py::arg("out") = py::none(),
+        "(loss, dpred): mean squared error over all elements.");
   m.def("binary_cross_entropy",
-        [](py::handle x, py::handle t) { return elementwise_py<&binary_cross_entropy>(x, t, "logits"); },
-        py::arg("logits"), py::arg("target"),
+        [](py::handle x, py::handle t, py::handle out) {
+          return elementwise_py<&binary_cross_entropy>(x, t, out, "logits");
+        },
+        py::arg("logits"), py::arg("target"), py::kw_only(), py::arg("out") = py::none(),
         "(loss, dlogits): mean binary cross-entropy of sigmoid(logits), stable form.");
 }
 

@@ -7,6 +7,8 @@
 #include <string>
 
 #include "bindings/checks.h"
+#include "bindings/gradient_outputs.h"
+#include "bindings/outputs.h"
 #include "fastdl/maxout.h"
 
 namespace py = pybind11;
@@ -37,13 +39,13 @@ py::array checked_argmax(py::handle h, py::ssize_t n, py::ssize_t m) {
   return a;
 }
 
-py::tuple maxout_forward_py(py::handle z_h, py::handle pieces_h) {
+py::tuple maxout_forward_py(py::handle z_h, py::handle pieces_h, py::handle out_h) {
   py::array z = checked_f32(z_h, "z", 2, "of shape (N, M * pieces)");
   const py::ssize_t n = z.shape(0), cols = z.shape(1);
   const int k = pieces_arg(pieces_h, cols, "z.shape[1]");
   const py::ssize_t m = cols / k;
-  py::array y = empty_f32({n, m});
-  py::array argmax = py::array_t<uint8_t>({n, m});
+  std::vector<py::array> outs = output_arrays(out_h, {{"y", {n, m}}, {"argmax", {n, m}, 'u', 1}}, {{"z", &z}});
+  py::array y = outs[0], argmax = outs[1];
   {
     const float* pz = fptr(z);
     float* py_ = fptr(y);
@@ -54,12 +56,13 @@ py::tuple maxout_forward_py(py::handle z_h, py::handle pieces_h) {
   return py::make_tuple(y, argmax);
 }
 
-py::array maxout_backward_py(py::handle dy_h, py::handle argmax_h, py::handle pieces_h) {
+py::array maxout_backward_py(py::handle dy_h, py::handle argmax_h, py::handle pieces_h,
+                             py::handle out_h) {
   py::array dy = checked_f32(dy_h, "dy", 2, "of shape (N, M)");
   const py::ssize_t n = dy.shape(0), m = dy.shape(1);
   py::array argmax = checked_argmax(argmax_h, n, m);
   const int k = pieces_arg(pieces_h, -1, "");
-  py::array dz = empty_f32({n, m * k});
+  py::array dz = output_array(out_h, {n, m * k}, {{"dy", &dy}, {"argmax", &argmax}});
   {
     const float* pdy = fptr(dy);
     const uint8_t* pa = u8ptr(argmax);
@@ -71,7 +74,7 @@ py::array maxout_backward_py(py::handle dy_h, py::handle argmax_h, py::handle pi
 }
 
 py::tuple dense_maxout_forward_py(py::handle x_h, py::handle w_h, py::handle b_h,
-                                  py::handle pieces_h) {
+                                  py::handle pieces_h, py::handle out_h) {
   py::array x = checked_f32(x_h, "x", 2, "of shape (N, K)");
   py::array w = checked_f32(w_h, "w", 2, "of shape (K, M * pieces)");
   const py::ssize_t n = x.shape(0), k = x.shape(1), cols = w.shape(1);
@@ -83,8 +86,9 @@ py::tuple dense_maxout_forward_py(py::handle x_h, py::handle w_h, py::handle b_h
     b = checked_f32(b_h, "b", 1, "of shape (M * pieces,)");
     expect_dim(*b, "b", 0, cols, "M * pieces = w.shape[1]");
   }
-  py::array y = empty_f32({n, m});
-  py::array argmax = py::array_t<uint8_t>({n, m});
+  std::vector<py::array> outs = output_arrays(out_h, {{"y", {n, m}}, {"argmax", {n, m}, 'u', 1}},
+                                              {{"x", &x}, {"w", &w}, {"b", b ? &*b : nullptr}});
+  py::array y = outs[0], argmax = outs[1];
   {
     const float *px = fptr(x), *pw = fptr(w), *pb = b ? fptr(*b) : nullptr;
     float* py_ = fptr(y);
@@ -96,7 +100,8 @@ py::tuple dense_maxout_forward_py(py::handle x_h, py::handle w_h, py::handle b_h
 }
 
 py::tuple dense_maxout_backward_py(py::handle dy_h, py::handle x_h, py::handle w_h,
-                                   py::handle argmax_h, py::handle pieces_h, bool need_dx) {
+                                   py::handle argmax_h, py::handle pieces_h, bool need_dx,
+                                   py::handle out_h) {
   py::array dy = checked_f32(dy_h, "dy", 2, "of shape (N, M)");
   py::array x = checked_f32(x_h, "x", 2, "of shape (N, K)");
   py::array w = checked_f32(w_h, "w", 2, "of shape (K, M * pieces)");
@@ -107,30 +112,31 @@ py::tuple dense_maxout_backward_py(py::handle dy_h, py::handle x_h, py::handle w
   expect_dim(dy, "dy", 0, n, "N = x.shape[0]");
   expect_dim(dy, "dy", 1, m, "M = w.shape[1] / pieces");
   py::array argmax = checked_argmax(argmax_h, n, m);
-  std::optional<py::array> dx;
-  if (need_dx) dx = empty_f32({n, k});
-  py::array dw = empty_f32({k, cols}), db = empty_f32({cols});
+  // dw and db have the pre-max width (cols = M * pieces); dx is (N, K).
+  GradientOutputs g = gradient_outputs(out_h, n, k, cols, need_dx, false,
+                                       {{"dy", &dy}, {"x", &x}, {"w", &w}, {"argmax", &argmax}});
   {
     const float *pdy = fptr(dy), *px = fptr(x), *pw = fptr(w);
     const uint8_t* pa = u8ptr(argmax);
-    float *pdx = dx ? fptr(*dx) : nullptr, *pdw = fptr(dw), *pdb = fptr(db);
+    float *pdx = g.dx_ptr(), *pdw = fptr(g.dw), *pdb = fptr(g.db);
     py::gil_scoped_release release;
     dense_maxout_backward(pdx, pdw, pdb, pdy, px, pw, pa, n, k, m, pieces);
   }
-  py::object dx_o = dx ? py::object(*dx) : py::object(py::none());
-  return py::make_tuple(dx_o, dw, db);
+  return g.result();
 }
 
 }  // namespace
 
 void register_maxout(py::module_& m) {
-  m.def("maxout_forward", &maxout_forward_py, py::arg("z"), py::arg("pieces"));
-  m.def("maxout_backward", &maxout_backward_py, py::arg("dy"), py::arg("argmax"), py::arg("pieces"));
+  m.def("maxout_forward", &maxout_forward_py, py::arg("z"), py::arg("pieces"), py::kw_only(),
+        py::arg("out") = py::none());
+  m.def("maxout_backward", &maxout_backward_py, py::arg("dy"), py::arg("argmax"), py::arg("pieces"),
+        py::kw_only(), py::arg("out") = py::none());
   m.def("dense_maxout_forward", &dense_maxout_forward_py, py::arg("x"), py::arg("w"),
-        py::arg("b"), py::arg("pieces"));
+        py::arg("b"), py::arg("pieces"), py::kw_only(), py::arg("out") = py::none());
   m.def("dense_maxout_backward", &dense_maxout_backward_py, py::arg("dy"), py::arg("x"),
         py::arg("w"), py::arg("argmax"), py::arg("pieces"), py::kw_only(),
-        py::arg("need_dx") = true);
+        py::arg("need_dx") = true, py::arg("out") = py::none());
 }
 
 }  // namespace fastdl::bind

@@ -77,15 +77,52 @@ def overlaps(a, b):
     return sa[0] < sb[1] and sb[0] < sa[1]
 
 
-def checked_out(out, name, shape, inputs):
-    """An out= argument: float32, C-contiguous, exactly `shape`, sharing memory with no input."""
-    d = checked_f32(out, name, len(shape))
+def checked_out(out, name, shape, inputs, dtype=np.float32):
+    """An out= argument: float32 (or `dtype`), C-contiguous, exactly `shape`, sharing
+    memory with no input."""
+    d = checked(out, name, len(shape), "", dtype)
     for axis, s in enumerate(shape):
         expect_dim(d, name, axis, s, "the result's shape")
     for in_name, arr in inputs:
         if arr is not None and overlaps(d, arr):
             raise ValueError(f"{name}: shares memory with input '{in_name}'; the kernels do not run in place")
     return d
+
+
+def given_outputs(out, specs, inputs):
+    """The arrays given in a multi-result out= (a tuple or list with one entry per spec
+    (name, shape[, dtype]), each a device array or None), checked as on the CPU: entry i
+    is named "out[i] (name)"; none may share memory with an input or another entry.
+    None where an entry (or out itself) is None."""
+    got = [None] * len(specs)
+    if out is None:
+        return got
+    names = ", ".join(spec[0] for spec in specs)
+    if not isinstance(out, (tuple, list)):
+        raise TypeError(f"out: expected a tuple ({names}) of arrays or None, got {type(out).__name__}")
+    if len(out) != len(specs):
+        raise ValueError(f"out: expected {len(specs)} entries ({names}), got {len(out)}")
+    for i, (spec, entry) in enumerate(zip(specs, out)):
+        if entry is None:
+            continue
+        name = f"out[{i}] ({spec[0]})"
+        a = checked_out(entry, name, spec[1], inputs, spec[2] if len(spec) > 2 else np.float32)
+        if any(g is not None and overlaps(a, g) for g in got):
+            raise ValueError(f"{name}: shares memory with another entry of out")
+        got[i] = a
+    return got
+
+
+def output_arrays(out, specs, inputs):
+    """Every result of a multi-result out=: the given array, or a fresh one for None."""
+    got = given_outputs(out, specs, inputs)
+    return [g if g is not None else empty(spec[1], spec[2] if len(spec) > 2 else np.float32)
+            for g, spec in zip(got, specs)]
+
+
+def output_array(out, shape, inputs):
+    """A single-result out=: the given array (checked as above) or a fresh float32 one."""
+    return empty(shape) if out is None else checked_out(out, "out", shape, inputs)
 
 
 def empty(shape, dtype=np.float32):

@@ -10,7 +10,7 @@ import numpy as np
 from numba import float32
 
 from fastdl.cuda import require
-from fastdl.cuda.arrays import blocks, checked_f32, empty, expect_dim, launcher
+from fastdl.cuda.arrays import blocks, checked_f32, expect_dim, launcher, output_array, output_arrays
 
 cuda = require()
 COLS = 32
@@ -112,7 +112,7 @@ def _vec(a, name, m):
     return d
 
 
-def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, *, momentum=0.1, eps=1e-5):
+def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, *, momentum=0.1, eps=1e-5, out=None):
     """(y, save_mean, save_invstd); running_mean/var updated in place (unbiased var)."""
     x = checked_f32(x, "x", 2, "of shape (N, M)")
     n, m = x.shape
@@ -120,7 +120,9 @@ def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, *, moment
         raise ValueError(f"x: batch norm in training needs more than one row per feature, got shape ({n}, {m})")
     gamma, beta = _vec(gamma, "gamma", m), _vec(beta, "beta", m)
     running_mean, running_var = _vec(running_mean, "running_mean", m), _vec(running_var, "running_var", m)
-    y, save_mean, save_invstd = empty((n, m)), empty((m,)), empty((m,))
+    y, save_mean, save_invstd = output_arrays(
+        out, [("y", (n, m)), ("save_mean", (m,)), ("save_invstd", (m,))],
+        (("x", x), ("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)))
     if m:
         launcher(_forward_train, (blocks(m, COLS),), (COLS * ROWS,))(
             y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, n, m,
@@ -128,19 +130,20 @@ def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, *, moment
     return y, save_mean, save_invstd
 
 
-def batchnorm_forward_eval(x, gamma, beta, running_mean, running_var, *, eps=1e-5):
+def batchnorm_forward_eval(x, gamma, beta, running_mean, running_var, *, eps=1e-5, out=None):
     """y normalised with the running statistics."""
     x = checked_f32(x, "x", 2, "of shape (N, M)")
     n, m = x.shape
     args = [_vec(a, nm, m) for a, nm in ((gamma, "gamma"), (beta, "beta"),
                                         (running_mean, "running_mean"), (running_var, "running_var"))]
-    y = empty((n, m))
+    y = output_array(out, (n, m), (("x", x), ("gamma", args[0]), ("beta", args[1]), ("running_mean", args[2]),
+                                   ("running_var", args[3])))
     if n * m:
         launcher(_forward_eval, (blocks(n * m, 256),), (256,))(y, x, *args, n, m, np.float32(eps))
     return y
 
 
-def batchnorm_backward(dy, x, gamma, save_mean, save_invstd):
+def batchnorm_backward(dy, x, gamma, save_mean, save_invstd, *, out=None):
     """(dx, dgamma, dbeta) from the statistics saved by batchnorm_forward_train."""
     x = checked_f32(x, "x", 2, "of shape (N, M)")
     n, m = x.shape
@@ -149,7 +152,9 @@ def batchnorm_backward(dy, x, gamma, save_mean, save_invstd):
     expect_dim(dy, "dy", 1, m, "M = x.shape[1]")
     gamma, save_mean, save_invstd = (_vec(a, nm, m) for a, nm in ((gamma, "gamma"), (save_mean, "save_mean"),
                                                                   (save_invstd, "save_invstd")))
-    dx, dgamma, dbeta = empty((n, m)), empty((m,)), empty((m,))
+    dx, dgamma, dbeta = output_arrays(
+        out, [("dx", (n, m)), ("dgamma", (m,)), ("dbeta", (m,))],
+        (("dy", dy), ("x", x), ("gamma", gamma), ("save_mean", save_mean), ("save_invstd", save_invstd)))
     if m:
         launcher(_backward, (blocks(m, COLS),), (COLS * ROWS,))(
             dx, dgamma, dbeta, dy, x, gamma, save_mean, save_invstd, n, m, np.float32(1.0 / max(n, 1)))

@@ -2,11 +2,9 @@
 dz + db, dx = dz @ w^T, dw = x^T @ dz). Same API and checks as the CPU kernels
 (docs/kernels.md)."""
 
-import numpy as np
-
 from fastdl.cuda import activations as A
 from fastdl.cuda import column_grad, gemm
-from fastdl.cuda.arrays import checked_f32, checked_out, empty, expect_dim, overlaps
+from fastdl.cuda.arrays import checked_f32, checked_out, empty, expect_dim, given_outputs, output_arrays
 
 
 def check_dense(x, w, b):
@@ -34,9 +32,15 @@ def dense_forward(x, w, b, activation="linear", *, alpha=None, out=None):
     n, k = x.shape
     m = w.shape[1]
     a_scalar, a_vec = parse_alpha(activation, alpha, m)
-    y = empty((n, m)) if out is None else checked_out(out, "out", (n, m), (("x", x), ("w", w), ("b", b)))
     needs_z = activation in A.NEEDS_Z
-    z = empty((n, m)) if needs_z else None
+    inputs = (("x", x), ("w", w), ("b", b), ("alpha", a_vec))
+    # out= is y alone (an array) or every result as a tuple: (y,), or (y, z) where z is kept.
+    if isinstance(out, tuple):
+        outs = output_arrays(out, [("y", (n, m))] + ([("z", (n, m))] if needs_z else []), inputs)
+        y, z = outs[0], (outs[1] if needs_z else None)
+    else:
+        y = empty((n, m)) if out is None else checked_out(out, "out", (n, m), inputs)
+        z = empty((n, m)) if needs_z else None
     kernel = gemm.gemm_kernel(False, False, gemm.DENSE, code, b is not None, needs_z)
     gemm.launch(kernel, x, w, y, n, m, k, Z=z, bias=b, alpha_vec=a_vec, alpha=a_scalar)
     return (y, z) if needs_z else y
@@ -66,36 +70,14 @@ def gradient_outputs(out, n, k, m, need_dx, prelu, inputs):
     CPU: each entry a device array of the result's shape or None (allocate it); no entry
     may share memory with an input or another entry. Returns the 4 arrays (None where
     not wanted)."""
-    count = 4 if prelu else 3
-    names = ("out[0] (dx)", "out[1] (dw)", "out[2] (db)", "out[3] (dalpha)")
-    given = [None] * count
-    if out is not None:
-        if not isinstance(out, (tuple, list)):
-            raise TypeError(f"out: expected a tuple (dx, dw, db{', dalpha' if prelu else ''}) of float32 arrays "
-                            f"or None, got {type(out).__name__}")
-        if len(out) != count:
-            raise ValueError(f"out: expected {count} entries (dx, dw, db{', dalpha' if prelu else ''}), "
-                             f"got {len(out)}")
-        given = list(out)
-        if not need_dx and given[0] is not None:
-            raise ValueError("out[0] (dx): must be None when need_dx is False")
-    shapes = ((n, k), (k, m), (m,), (m,))
-    taken = []
-    result = []
-    for i in range(4):
-        want = (i > 0 or need_dx) and (i < 3 or prelu)
-        if not want:
-            result.append(None)
-            continue
-        if i < count and given[i] is not None:
-            a = checked_out(given[i], names[i], shapes[i], inputs)
-            if any(overlaps(a, t) for t in taken):
-                raise ValueError(f"{names[i]}: shares memory with another entry of out")
-            taken.append(a)
-        else:
-            a = empty(shapes[i])
-        result.append(a)
-    return result
+    specs = [("dx", (n, k)), ("dw", (k, m)), ("db", (m,))] + ([("dalpha", (m,))] if prelu else [])
+    given = given_outputs(out, specs, inputs)
+    if not need_dx and given[0] is not None:
+        raise ValueError("out[0] (dx): must be None when need_dx is False")
+    result = [g if g is not None else empty(spec[1]) for g, spec in zip(given, specs)]
+    if not need_dx:
+        result[0] = None
+    return result + [None] * (4 - len(result))
 
 
 def weight_grads(dz, x, w, need_dx, dx=None, dw=None):

@@ -11,7 +11,8 @@ from numba import uint8, uint64
 
 from fastdl.cuda import activations as A
 from fastdl.cuda import column_grad, gemm, philox, require
-from fastdl.cuda.arrays import blocks, checked, dummy, checked_f32, checked_out, empty, expect_dim, launcher
+from fastdl.cuda.arrays import (blocks, checked, checked_f32, checked_out, dummy, empty, expect_dim, launcher,
+                                output_array, output_arrays)
 from fastdl.cuda.dense import check_dense, check_saved, gradient_outputs, parse_alpha, weight_grads
 
 cuda = require()
@@ -133,25 +134,30 @@ def dropout_forward(x, p, seed, step, stream=0, *, scale=True, out=None, offset=
     x = checked(x, "x", x.ndim if hasattr(x, "ndim") else 1, "", np.float32)
     words = philox.key_words(seed, step, stream)
     offset = check_offset(offset, x.size)
-    y = empty(x.shape) if out is None else checked_out(out, "out", x.shape, (("x", x),))
-    mask = empty(((x.size + 7) // 8,), np.uint8)
+    # out= is y alone (an array) or the pair (y, mask) as a tuple, as on the CPU.
+    if isinstance(out, tuple):
+        y, mask = output_arrays(out, [("y", x.shape), ("mask", ((x.size + 7) // 8,), np.uint8)], (("x", x),))
+    else:
+        y = empty(x.shape) if out is None else checked_out(out, "out", x.shape, (("x", x),))
+        mask = empty(((x.size + 7) // 8,), np.uint8)
     _write_mask(mask, x.size, words, philox.threshold(p), _flat(y), _flat(x), _keep_scale(p, scale), offset)
     return y, mask
 
 
-def dropout_backward(dy, mask, p, *, scale=True):
+def dropout_backward(dy, mask, p, *, scale=True, out=None):
     """dx = dy * keep (/ (1 - p))."""
     p = philox.check_p(p)
     dy = checked(dy, "dy", dy.ndim if hasattr(dy, "ndim") else 1, "", np.float32)
     mask = check_mask(mask, dy.size)
-    dx = empty(dy.shape)
+    dx = output_array(out, dy.shape, (("dy", dy), ("mask", mask)))
     if dy.size:
         launcher(_dropout_backward, (blocks(dy.size, THREADS),), (THREADS,))(
             _flat(dx), _flat(dy), mask, dy.size, _keep_scale(p, scale))
     return dx
 
 
-def dense_dropout_forward(x, w, b, activation, p, seed, step, stream=0, *, alpha=None, scale=True, offset=0):
+def dense_dropout_forward(x, w, b, activation, p, seed, step, stream=0, *, alpha=None, scale=True, offset=0,
+                          out=None):
     """(y, mask) or (y, mask, z): dense + activation + dropout in the GEMM epilogue, then
     the packed mask from the same Philox words (a second, small launch)."""
     code = A.code_of(activation)
@@ -163,13 +169,14 @@ def dense_dropout_forward(x, w, b, activation, p, seed, step, stream=0, *, alpha
     offset = check_offset(offset, n * m)
     a_scalar, a_vec = parse_alpha(activation, alpha, m)
     needs_z = activation in A.NEEDS_Z
-    y = empty((n, m))
-    z = empty((n, m)) if needs_z else None
+    specs = [("y", (n, m)), ("mask", ((n * m + 7) // 8,), np.uint8)] + ([("z", (n, m))] if needs_z else [])
+    outs = output_arrays(out, specs, (("x", x), ("w", w), ("b", b), ("alpha", a_vec)))
+    y, mask = outs[0], outs[1]
+    z = outs[2] if needs_z else None
     thr = philox.threshold(p)
     kernel = gemm.gemm_kernel(False, False, gemm.DROPOUT, code, b is not None, needs_z)
     gemm.launch(kernel, x, w, y, n, m, k, Z=z, bias=b, alpha_vec=a_vec, alpha=a_scalar,
                 dropout=(*words, thr, _keep_scale(p, scale)), drop_offset=offset)
-    mask = empty(((n * m + 7) // 8,), np.uint8)
     _write_mask(mask, n * m, words, thr, offset=offset)
     return (y, mask, z) if needs_z else (y, mask)
 

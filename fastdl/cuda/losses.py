@@ -8,7 +8,7 @@ from numba import float32, float64, int64
 
 from fastdl.cuda import activations as A
 from fastdl.cuda import reduce, require
-from fastdl.cuda.arrays import checked, checked_f32, empty, expect_dim, launcher
+from fastdl.cuda.arrays import checked, checked_f32, empty, expect_dim, launcher, output_array
 
 cuda = require()
 ZERO = np.float32(0.0)
@@ -116,7 +116,7 @@ def _bce(dlogits, partials, logits, target, size, inv_size):
         partials[cuda.blockIdx.x] = total
 
 
-def softmax_cross_entropy(logits, target, *, label_smoothing=0.0):
+def softmax_cross_entropy(logits, target, *, label_smoothing=0.0, out=None):
     """(loss, dlogits) for logits (N, C) and int labels (N,) or float32 probabilities (N, C)."""
     logits = checked_f32(logits, "logits", 2, "of shape (N, C)")
     n, c = logits.shape
@@ -137,7 +137,7 @@ def softmax_cross_entropy(logits, target, *, label_smoothing=0.0):
         labels, use_labels = empty((1,), np.int64), False
     else:
         raise TypeError(f"target: expected int32/int64 labels or float32 probabilities, got {dtype}")
-    dlogits = empty((n, c))
+    dlogits = output_array(out, (n, c), (("logits", logits), ("target", target)))
     if n == 0:
         return 0.0, dlogits
     row_loss = empty((n,))
@@ -154,14 +154,14 @@ def softmax_cross_entropy(logits, target, *, label_smoothing=0.0):
     return loss, dlogits
 
 
-def _elementwise_loss(kernel, pred, target, pred_name):
+def _elementwise_loss(kernel, pred, target, pred_name, out):
     shape = pred.shape
     pred = checked_f32(pred, pred_name, len(shape))
     target = checked_f32(target, "target", len(shape))
     for axis, s in enumerate(shape):
         expect_dim(target, "target", axis, s, f"the shape of {pred_name}")
     size = pred.size
-    grad = empty(shape)
+    grad = output_array(out, shape, ((pred_name, pred), ("target", target)))
     if size == 0:
         return float("nan"), grad
     blocks = reduce.grid_for(size)
@@ -172,11 +172,11 @@ def _elementwise_loss(kernel, pred, target, pred_name):
     return reduce.finish(partials, blocks, 1.0 / size), grad
 
 
-def mse(pred, target):
+def mse(pred, target, *, out=None):
     """(loss, dpred): mean squared error over all elements."""
-    return _elementwise_loss(_mse, pred, target, "pred")
+    return _elementwise_loss(_mse, pred, target, "pred", out)
 
 
-def binary_cross_entropy(logits, target):
+def binary_cross_entropy(logits, target, *, out=None):
     """(loss, dlogits): BCE from logits in the stable form, mean over all elements."""
-    return _elementwise_loss(_bce, logits, target, "logits")
+    return _elementwise_loss(_bce, logits, target, "logits", out)

@@ -6,8 +6,8 @@ import numpy as np
 from numba import uint8
 
 from fastdl.cuda import column_grad, gemm, require
-from fastdl.cuda.arrays import blocks, checked, checked_f32, empty, expect_dim, launcher
-from fastdl.cuda.dense import check_dense, weight_grads
+from fastdl.cuda.arrays import blocks, checked, checked_f32, empty, expect_dim, launcher, output_array, output_arrays
+from fastdl.cuda.dense import check_dense, gradient_outputs, weight_grads
 
 cuda = require()
 THREADS = 256
@@ -58,41 +58,39 @@ def check_argmax(argmax, dy):
     return argmax
 
 
-def maxout_forward(z, pieces):
+def maxout_forward(z, pieces, *, out=None):
     """(y, argmax) for z (N, M * pieces)."""
     z = checked_f32(z, "z", 2, "of shape (N, M * pieces)")
     k = check_pieces(pieces, z.shape[1])
     n, m = z.shape[0], z.shape[1] // k
-    y = empty((n, m))
-    argmax = empty((n, m), np.uint8)
+    y, argmax = output_arrays(out, [("y", (n, m)), ("argmax", (n, m), np.uint8)], (("z", z),))
     size = n * m
     if size:
         launcher(_maxout_forward, (blocks(size, THREADS),), (THREADS,))(y, argmax, z, m, k, size)
     return y, argmax
 
 
-def maxout_backward(dy, argmax, pieces):
+def maxout_backward(dy, argmax, pieces, *, out=None):
     """dz (N, M * pieces): dy routed to the winning piece of each unit."""
     dy = checked_f32(dy, "dy", 2, "of shape (N, M)")
     k = check_pieces(pieces)
     argmax = check_argmax(argmax, dy)
     n, width = dy.shape[0], dy.shape[1] * k
-    dz = empty((n, width))
+    dz = output_array(out, (n, width), (("dy", dy), ("argmax", argmax)))
     size = n * width
     if size:
         launcher(_maxout_backward, (blocks(size, THREADS),), (THREADS,))(dz, dy, argmax, k, width, size)
     return dz
 
 
-def dense_maxout_forward(x, w, b, pieces):
+def dense_maxout_forward(x, w, b, pieces, *, out=None):
     """(y, argmax) for y = maxout(x @ w + b), w (K, M * pieces)."""
     x, w, b = check_dense(x, w, b)
     k = check_pieces(pieces, w.shape[1], "w")
     n, kin = x.shape
     width = w.shape[1]
     m = width // k
-    y = empty((n, m))
-    argmax = empty((n, m), np.uint8)
+    y, argmax = output_arrays(out, [("y", (n, m)), ("argmax", (n, m), np.uint8)], (("x", x), ("w", w), ("b", b)))
     if k > gemm.BN:
         # A unit wider than the GEMM tile: z goes through memory once.
         z = empty((n, width))
@@ -106,7 +104,7 @@ def dense_maxout_forward(x, w, b, pieces):
     return y, argmax
 
 
-def dense_maxout_backward(dy, x, w, argmax, pieces, *, need_dx=True):
+def dense_maxout_backward(dy, x, w, argmax, pieces, *, need_dx=True, out=None):
     """(dx, dw, db) of dense_maxout_forward."""
     x, w, _ = check_dense(x, w, None)
     k = check_pieces(pieces, w.shape[1], "w")
@@ -115,10 +113,11 @@ def dense_maxout_backward(dy, x, w, argmax, pieces, *, need_dx=True):
     expect_dim(dy, "dy", 0, n, "N = x.shape[0]")
     expect_dim(dy, "dy", 1, width // k, "M = w.shape[1] // pieces")
     argmax = check_argmax(argmax, dy)
+    dx, dw, db, _ = gradient_outputs(out, n, x.shape[1], width, need_dx, False,
+                                     [("dy", dy), ("x", x), ("w", w), ("argmax", argmax)])
     dz = empty((n, width))
-    db = empty((width,))
     if width:
         column_grad.launch(column_grad.MAXOUT, 0, dz=dz, db=db, dy=dy, N=n, M=width,
                            argmax=argmax, pieces=k)
-    dx, dw = weight_grads(dz, x, w, need_dx)
+    dx, dw = weight_grads(dz, x, w, need_dx, dx, dw)
     return dx, dw, db

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from fastdl.cuda import require
-from fastdl.cuda.arrays import as_device, blocks, checked, checked_f32, empty, expect_dim, launcher
+from fastdl.cuda.arrays import blocks, checked, checked_f32, expect_dim, launcher
 
 cuda = require()
 THREADS = 256

@@ -1,0 +1,76 @@
+// The optional out= of a kernel with several results: a tuple (or list) with one entry
+// per result, each a preallocated array or None ("allocate it"). A network passes the
+// buffers it keeps per batch size here, so a training step allocates nothing.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bindings/checks.h"
+
+namespace fastdl::bind {
+
+// One result: its name ("y", "mask", ...), shape and dtype (numpy kind + itemsize).
+struct OutputSpec {
+  const char* name;
+  std::vector<py::ssize_t> shape;
+  char kind = 'f';
+  int itemsize = 4;
+};
+
+using Inputs = std::initializer_list<std::pair<const char*, const py::array*>>;
+
+// The given arrays of out_h, entry i named "out[i] (name)", checked (dtype, shape,
+// C-contiguous, writable, overlapping no input and no other entry) before anything is
+// written; nullopt where the entry is None or out_h is None.
+inline std::vector<std::optional<py::array>> given_outputs(py::handle out_h,
+                                                           const std::vector<OutputSpec>& specs,
+                                                           Inputs inputs) {
+  std::vector<std::optional<py::array>> got(specs.size());
+  if (out_h.is_none()) return got;
+  std::string names;
+  for (size_t i = 0; i < specs.size(); ++i) names += (i ? ", " : "") + std::string(specs[i].name);
+  if (!py::isinstance<py::tuple>(out_h) && !py::isinstance<py::list>(out_h))
+    throw py::type_error("out: expected a tuple (" + names + ") of arrays or None, got " +
+                         type_name(out_h));
+  py::sequence seq = py::reinterpret_borrow<py::sequence>(out_h);
+  if (seq.size() != specs.size())
+    throw py::value_error("out: expected " + std::to_string(specs.size()) + " entries (" + names +
+                          "), got " + std::to_string(seq.size()));
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (seq[i].is_none()) continue;
+    const std::string name = "out[" + std::to_string(i) + "] (" + specs[i].name + ")";
+    py::array a = checked_out(seq[i], name.c_str(), specs[i].shape, inputs, specs[i].kind,
+                              specs[i].itemsize);
+    for (size_t j = 0; j < i; ++j)
+      if (got[j] && overlaps(a, *got[j]))
+        throw py::value_error(name + ": shares memory with another entry of out");
+    got[i] = a;
+  }
+  return got;
+}
+
+// Every result: the given array, or a fresh one where its entry was None.
+inline std::vector<py::array> output_arrays(py::handle out_h, const std::vector<OutputSpec>& specs,
+                                            Inputs inputs) {
+  std::vector<std::optional<py::array>> got = given_outputs(out_h, specs, inputs);
+  std::vector<py::array> arrays;
+  arrays.reserve(specs.size());
+  for (size_t i = 0; i < specs.size(); ++i)
+    arrays.push_back(got[i] ? *got[i]
+                            : py::array(py::dtype(std::string(1, specs[i].kind) +
+                                                  std::to_string(specs[i].itemsize)),
+                                        specs[i].shape));
+  return arrays;
+}
+
+// A single-result out=: the given array (checked as above) or a fresh float32 one.
+inline py::array output_array(py::handle out_h, const std::vector<py::ssize_t>& shape, Inputs inputs) {
+  return out_h.is_none() ? py::array(empty_f32(shape)) : checked_out(out_h, "out", shape, inputs);
+}
+
+}  // namespace fastdl::bind

@@ -1,0 +1,84 @@
+"""A training step allocates no arrays (issue: "no per-step allocation on this path"):
+after a batch size's first step, every stage writes into buffers it keeps and the loss
+gradient into one the network keeps. numpy reports its allocations to tracemalloc, so the
+peak of traced memory over a few steps stays below the size of any array of the step."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import BatchNorm, Dense, Dropout, Maxout, Sequential
+
+# Every array a step makes is at least 16 KiB at these sizes (dropout masks are one bit
+# per element, batch-norm statistics one float per feature), so a single array allocated
+# per step would show; the Python objects of a step (ints, tuples, the loss) peak at a
+# few KiB.
+BATCH, WIDTH, BN_WIDTH = 128, 1024, 4096
+LIMIT = 12 * 1024
+
+
+def _network():
+    return Sequential([
+        Dropout(0.2),
+        Dense(WIDTH, WIDTH, activation="relu"), Dropout(0.5),
+        Dense(WIDTH, BN_WIDTH, activation="gelu"),
+        BatchNorm(BN_WIDTH),
+        Maxout(BN_WIDTH, WIDTH, pieces=4), Dropout(0.3),
+        Dense(WIDTH, WIDTH, activation="prelu"),
+        Dense(WIDTH, WIDTH),
+    ], seed=0)
+
+
+def _peak_over_steps(step, steps=3):
+    tracemalloc.start()
+    try:
+        step()  # tracing's own first-use bookkeeping
+        step()
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        for _ in range(steps):
+            step()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("loss", ["softmax_cross_entropy", "mse", "binary_cross_entropy"])
+def test_train_step_allocates_no_arrays_after_the_first(loss):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((BATCH, WIDTH)).astype(np.float32)
+    if loss == "softmax_cross_entropy":
+        y = rng.integers(0, WIDTH, BATCH).astype(np.int64)
+    else:
+        y = rng.uniform(0, 1, (BATCH, WIDTH)).astype(np.float32)
+    model = _network()
+    model.compile(optimizer=fastdl.optim.Adam(1e-3), loss=loss)
+    model.train_step(x, y)  # the batch size's first step allocates the buffers
+    peak = _peak_over_steps(lambda: model.train_step(x, y))
+    assert peak < LIMIT, f"a training step allocated {peak} bytes"
+
+
+def test_the_check_sees_an_array_allocated_per_step():
+    # The same measurement around a step that also makes one of the step's arrays.
+    x = np.ones((BATCH, WIDTH), np.float32)
+    peak = _peak_over_steps(lambda: fastdl.kernels.dropout_forward(x, 0.5, 0, 1))
+    assert peak > LIMIT
+
+
+def test_reused_buffers_give_the_gradients_of_fresh_ones_for_every_batch_size():
+    # One network alternating batch sizes (so its kept buffers are reused, per size)
+    # against a fresh network for every call (every buffer new): same gradients, bit for bit.
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((BATCH, WIDTH)).astype(np.float32)
+    y = rng.integers(0, WIDTH, BATCH).astype(np.int64)
+    reused = _network()
+    reused.compile(optimizer="adam", loss="softmax_cross_entropy")
+    for k in range(5):
+        n = BATCH if k % 2 == 0 else BATCH // 2 + 1
+        fresh = _network()
+        fresh.compile(optimizer="adam", loss="softmax_cross_entropy")
+        fresh._step = reused._step  # the same dropout masks
+        assert reused.compute_gradients(x[:n], y[:n]) == fresh.compute_gradients(x[:n], y[:n])
+        np.testing.assert_array_equal(reused.flat_grads, fresh.flat_grads)
