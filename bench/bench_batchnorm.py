@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from fastdl import kernels as K
+from fastdl.benchmarking.cases import bn_data as data, bn_reference as reference
 
 from conftest import torch
 
@@ -23,27 +24,6 @@ def _id(s):
 
 def gbps(benchmark, nbytes):
     benchmark.extra_info["GB/s"] = round(nbytes / benchmark.stats.stats.median / 1e9, 2)
-
-
-def data(n, m):
-    rng = np.random.default_rng(0)
-    x = (2 * rng.standard_normal((n, m)) + 1).astype(np.float32)
-    gamma = rng.uniform(0.5, 1.5, m).astype(np.float32)
-    beta = rng.standard_normal(m, dtype=np.float32)
-    dy = rng.standard_normal((n, m), dtype=np.float32)
-    return x, gamma, beta, dy
-
-
-def reference(x, gamma, beta, dy, eps=1e-5):
-    x = x.astype(np.float64)
-    n = x.shape[0]
-    mean = x.mean(0)
-    invstd = 1 / np.sqrt(((x - mean) ** 2).mean(0) + eps)
-    xhat = (x - mean) * invstd
-    dbeta = dy.sum(0, dtype=np.float64)
-    dgamma = (dy * xhat).sum(0)
-    dx = gamma * invstd * (dy - dbeta / n - xhat * dgamma / n)
-    return xhat * gamma + beta, dx, dgamma, dbeta
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=_id)

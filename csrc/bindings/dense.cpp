@@ -6,6 +6,7 @@
 
 #include "bindings/activation_args.h"
 #include "bindings/checks.h"
+#include "bindings/dense_args.h"
 #include "bindings/gradient_outputs.h"
 #include "bindings/outputs.h"
 #include "fastdl/activation.h"
@@ -21,15 +22,7 @@ namespace {
 py::object dense_forward_py(py::handle x_h, py::handle w_h, py::handle b_h,
                             const std::string& activation, py::handle alpha_h, py::handle out_h) {
   const Activation act = parse_activation(activation);
-  py::array x = checked_f32(x_h, "x", 2, "of shape (N, K)");
-  py::array w = checked_f32(w_h, "w", 2, "of shape (K, M)");
-  const py::ssize_t n = x.shape(0), k = x.shape(1), m = w.shape(1);
-  expect_dim(w, "w", 0, k, "K = x.shape[1]; w is stored (in, out)");
-  std::optional<py::array> b;
-  if (!b_h.is_none()) {
-    b = checked_f32(b_h, "b", 1, "of shape (M,)");
-    expect_dim(*b, "b", 0, m, "M = w.shape[1]");
-  }
+  auto [x, w, b, n, k, m] = dense_inputs(x_h, w_h, b_h);
   AlphaArg alpha = parse_alpha(act, alpha_h, m);
   const bool needs_z = activation_needs_z(act);
   const Inputs inputs = {{"x", &x}, {"w", &w}, {"b", b ? &*b : nullptr},

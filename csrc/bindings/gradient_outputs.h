@@ -30,23 +30,6 @@ struct GradientOutputs {
   }
 };
 
-// The inputs every dense backward binding takes: dy (N, M), x (N, K), w (K, M).
-struct DenseGradInputs {
-  py::array dy, x, w;
-  py::ssize_t n, k, m;
-};
-
-inline DenseGradInputs dense_grad_inputs(py::handle dy_h, py::handle x_h, py::handle w_h) {
-  py::array dy = checked_f32(dy_h, "dy", 2, "of shape (N, M)");
-  py::array x = checked_f32(x_h, "x", 2, "of shape (N, K)");
-  py::array w = checked_f32(w_h, "w", 2, "of shape (K, M)");
-  const py::ssize_t n = x.shape(0), k = x.shape(1), m = w.shape(1);
-  expect_dim(w, "w", 0, k, "K = x.shape[1]");
-  expect_dim(dy, "dy", 0, n, "N = x.shape[0]");
-  expect_dim(dy, "dy", 1, m, "M = w.shape[1]");
-  return {dy, x, w, n, k, m};
-}
-
 // inputs: the call's read-only arrays (name, pointer or null), none of which an output
 // may overlap; the outputs may not overlap each other either.
 inline GradientOutputs gradient_outputs(py::handle out_h, py::ssize_t n, py::ssize_t k,

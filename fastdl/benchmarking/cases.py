@@ -222,7 +222,8 @@ def softmax_ce_case(shape):
 
 
 # ---------------------------------------------------------------- batch norm
-def _bn_data(n, m):
+def bn_data(n, m):
+    """Batch-norm inputs (x, gamma, beta, dy) of shape (n, m) (also used by bench/)."""
     rng = np.random.default_rng(0)
     x = (2 * rng.standard_normal((n, m)) + 1).astype(np.float32)
     gamma = rng.uniform(0.5, 1.5, m).astype(np.float32)
@@ -231,7 +232,8 @@ def _bn_data(n, m):
     return x, gamma, beta, dy
 
 
-def _bn_reference(x, gamma, beta, dy, eps=1e-5):
+def bn_reference(x, gamma, beta, dy, eps=1e-5):
+    """float64 (y, dx, dgamma, dbeta) of training-mode batch norm (also used by bench/)."""
     x = x.astype(np.float64)
     n = x.shape[0]
     mean = x.mean(0)
@@ -247,8 +249,8 @@ def batchnorm_forward_case(shape):
     def build(ctx):
         need_kernel("batchnorm_forward_train")
         n, m = shape
-        x, gamma, beta, dy = _bn_data(n, m)
-        y_ref = _bn_reference(x, gamma, beta, dy)[0]
+        x, gamma, beta, dy = bn_data(n, m)
+        y_ref = bn_reference(x, gamma, beta, dy)[0]
         check = lambda y: close(y, y_ref, 1e-4, 1e-4, "y")  # noqa: E731
         rm, rv = np.zeros(m, np.float32), np.ones(m, np.float32)
         impls = [Impl("fastdl", lambda: K.batchnorm_forward_train(x, gamma, beta, rm, rv)[0], check)]
@@ -275,8 +277,8 @@ def batchnorm_backward_case(shape):
     def build(ctx):
         need_kernel("batchnorm_forward_train", "batchnorm_backward")
         n, m = shape
-        x, gamma, beta, dy = _bn_data(n, m)
-        _, dx_r, dg_r, db_r = _bn_reference(x, gamma, beta, dy)
+        x, gamma, beta, dy = bn_data(n, m)
+        _, dx_r, dg_r, db_r = bn_reference(x, gamma, beta, dy)
 
         def check(r):
             for a, e, what in zip(r, (dx_r, dg_r, db_r), ("dx", "dgamma", "dbeta")):
