@@ -180,7 +180,6 @@ def _bad_cases(name):
             cases.append((f"{ename}-overlaps-{entries[0][0]}",
                           entry(i, lambda a, g, s=shape, d=dt: _inside(g[0], s, d)), ValueError, label))
     if tuple_form:
-        count = len(entries)
         cases += [
             ("too-long", lambda a, g: tuple(g) + (None,), ValueError, "out"),
             ("too-short", lambda a, g: tuple(g)[:-1], ValueError, "out"),

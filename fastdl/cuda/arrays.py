@@ -4,6 +4,7 @@ configurations built once."""
 
 import functools
 import math
+import threading
 
 import numpy as np
 
@@ -127,6 +128,29 @@ def output_array(out, shape, inputs):
 
 def empty(shape, dtype=np.float32):
     return cuda.device_array(shape, dtype=dtype)
+
+
+_scratch = threading.local()
+_SCRATCH_MAX = 64  # kept intermediates per thread; a network needs a few per layer
+
+
+def scratch(name, shape, dtype=np.float32):
+    """A device array for a kernel's internal intermediate (dz, partial sums), kept per
+    (name, shape, dtype) and Python thread and handed to the next call that asks: the
+    kernels run in order on the default stream, so that call's launches start after this
+    one's are done with it. Numba allocates and frees device memory per array
+    (cuMemAlloc, and cuMemFree synchronizes the device), which a training step would
+    pay for every intermediate. Never return a scratch array to the caller."""
+    cache = getattr(_scratch, "arrays", None)
+    if cache is None:
+        cache = _scratch.arrays = {}
+    key = (name, tuple(shape), np.dtype(dtype))
+    d = cache.get(key)
+    if d is None:
+        if len(cache) >= _SCRATCH_MAX:  # many shapes (a sweep of sizes): start over
+            cache.clear()
+        d = cache[key] = empty(shape, dtype)
+    return d
 
 
 @functools.lru_cache(maxsize=None)

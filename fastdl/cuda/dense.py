@@ -4,7 +4,7 @@ dz + db, dx = dz @ w^T, dw = x^T @ dz). Same API and checks as the CPU kernels
 
 from fastdl.cuda import activations as A
 from fastdl.cuda import column_grad, gemm
-from fastdl.cuda.arrays import checked_f32, checked_out, empty, expect_dim, given_outputs, output_arrays
+from fastdl.cuda.arrays import checked_f32, checked_out, empty, expect_dim, given_outputs, output_arrays, scratch
 
 
 def check_dense(x, w, b):
@@ -74,9 +74,8 @@ def gradient_outputs(out, n, k, m, need_dx, prelu, inputs):
     given = given_outputs(out, specs, inputs)
     if not need_dx and given[0] is not None:
         raise ValueError("out[0] (dx): must be None when need_dx is False")
-    result = [g if g is not None else empty(spec[1]) for g, spec in zip(given, specs)]
-    if not need_dx:
-        result[0] = None
+    result = [g if g is not None or (i == 0 and not need_dx) else empty(spec[1])
+              for i, (g, spec) in enumerate(zip(given, specs))]
     return result + [None] * (4 - len(result))
 
 
@@ -110,7 +109,7 @@ def dense_backward(dy, x, w, activation, *, y=None, z=None, alpha=None, need_dx=
     dx, dw, db, dalpha = gradient_outputs(out, n, x.shape[1], m, need_dx, activation == "prelu",
                                           [("dy", dy), ("x", x), ("w", w), ("y" if z is None else "z", s),
                                            ("alpha", a_vec)])
-    dz = empty((n, m)) if code != A.LINEAR else None
+    dz = scratch("dense_backward.dz", (n, m)) if code != A.LINEAR else None
     if m:
         column_grad.launch(column_grad.ACT, code, dz=dz, db=db, dy=dy, N=n, M=m, s=s,
                            dalpha=dalpha, alpha_vec=a_vec, alpha=a_scalar)

@@ -12,7 +12,7 @@ from numba import uint8, uint64
 from fastdl.cuda import activations as A
 from fastdl.cuda import column_grad, gemm, philox, require
 from fastdl.cuda.arrays import (blocks, checked, checked_f32, checked_out, dummy, empty, expect_dim, launcher,
-                                output_array, output_arrays)
+                                output_array, output_arrays, scratch)
 from fastdl.cuda.dense import check_dense, check_saved, gradient_outputs, parse_alpha, weight_grads
 
 cuda = require()
@@ -199,7 +199,7 @@ def dense_dropout_backward(dy, x, w, activation, mask, p, *, y=None, z=None, alp
     dx, dw, db, dalpha = gradient_outputs(out, n, x.shape[1], m, need_dx, activation == "prelu",
                                           [("dy", dy), ("x", x), ("w", w), ("y" if z is None else "z", s),
                                            ("mask", mask), ("alpha", a_vec)])
-    dz = empty((n, m))
+    dz = scratch("dense_dropout_backward.dz", (n, m))
     if m:
         column_grad.launch(column_grad.DROPOUT, code, dz=dz, db=db, dy=dy, N=n, M=m, s=s,
                            dalpha=dalpha, alpha_vec=a_vec, alpha=a_scalar, mask=mask,

@@ -8,7 +8,7 @@ from numba import float32, float64, int64
 
 from fastdl.cuda import activations as A
 from fastdl.cuda import reduce, require
-from fastdl.cuda.arrays import checked, checked_f32, empty, expect_dim, launcher, output_array
+from fastdl.cuda.arrays import checked, checked_f32, expect_dim, launcher, output_array, scratch
 
 cuda = require()
 ZERO = np.float32(0.0)
@@ -125,7 +125,7 @@ def softmax_cross_entropy(logits, target, *, label_smoothing=0.0, out=None):
     dtype = getattr(target, "dtype", None)
     from fastdl.cuda.arrays import as_device
     target = as_device(target, "target")
-    f1 = empty((1, 1))
+    f1 = scratch("softmax_cross_entropy.no_probs", (1, 1))
     if target.dtype in (np.dtype(np.int32), np.dtype(np.int64)):
         labels = checked(target, "target", 1, "of labels, shape (N,)", target.dtype)
         expect_dim(labels, "target", 0, n, "N = logits.shape[0]")
@@ -134,14 +134,15 @@ def softmax_cross_entropy(logits, target, *, label_smoothing=0.0, out=None):
         probs = checked_f32(target, "target", 2, "of probabilities, shape (N, C)")
         expect_dim(probs, "target", 0, n, "N = logits.shape[0]")
         expect_dim(probs, "target", 1, c, "C = logits.shape[1]")
-        labels, use_labels = empty((1,), np.int64), False
+        labels, use_labels = scratch("softmax_cross_entropy.no_labels", (1,), np.int64), False
     else:
         raise TypeError(f"target: expected int32/int64 labels or float32 probabilities, got {dtype}")
     dlogits = output_array(out, (n, c), (("logits", logits), ("target", target)))
     if n == 0:
         return 0.0, dlogits
-    row_loss = empty((n,))
-    bad = cuda.to_device(np.array([n], dtype=np.int64))
+    row_loss = scratch("softmax_cross_entropy.row_loss", (n,))
+    bad = scratch("softmax_cross_entropy.first_bad", (1,), np.int64)
+    bad.copy_to_device(np.array([n], dtype=np.int64))
     launcher(_softmax_xent_rows, ((n + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK,), (ROWS_PER_BLOCK * GROUP,))(
         dlogits, row_loss, bad, logits, labels, probs, use_labels, n, c,
         np.float32(label_smoothing), np.float32(label_smoothing / c if c else 0.0),
@@ -165,7 +166,7 @@ def _elementwise_loss(kernel, pred, target, pred_name, out):
     if size == 0:
         return float("nan"), grad
     blocks = reduce.grid_for(size)
-    partials = empty((blocks,), np.float64)
+    partials = scratch("elementwise_loss.partials", (blocks,), np.float64)
     flat = (lambda d: d.reshape(size))
     launcher(kernel, (blocks,), (reduce.THREADS,))(flat(grad), partials, flat(pred), flat(target), size,
                                                    np.float32(1.0 / size))

@@ -6,7 +6,8 @@ import numpy as np
 from numba import uint8
 
 from fastdl.cuda import column_grad, gemm, require
-from fastdl.cuda.arrays import blocks, checked, checked_f32, empty, expect_dim, launcher, output_array, output_arrays
+from fastdl.cuda.arrays import (blocks, checked, checked_f32, expect_dim, launcher, output_array, output_arrays,
+                                scratch)
 from fastdl.cuda.dense import check_dense, gradient_outputs, weight_grads
 
 cuda = require()
@@ -93,7 +94,7 @@ def dense_maxout_forward(x, w, b, pieces, *, out=None):
     y, argmax = output_arrays(out, [("y", (n, m)), ("argmax", (n, m), np.uint8)], (("x", x), ("w", w), ("b", b)))
     if k > gemm.BN:
         # A unit wider than the GEMM tile: z goes through memory once.
-        z = empty((n, width))
+        z = scratch("dense_maxout_forward.z", (n, width))
         gemm.launch(gemm.gemm_kernel(False, False, gemm.DENSE, 0, b is not None, False), x, w, z, n, width, kin, bias=b)
         if n * m:
             launcher(_maxout_forward, (blocks(n * m, THREADS),), (THREADS,))(y, argmax, z, m, k, n * m)
@@ -115,7 +116,7 @@ def dense_maxout_backward(dy, x, w, argmax, pieces, *, need_dx=True, out=None):
     argmax = check_argmax(argmax, dy)
     dx, dw, db, _ = gradient_outputs(out, n, x.shape[1], width, need_dx, False,
                                      [("dy", dy), ("x", x), ("w", w), ("argmax", argmax)])
-    dz = empty((n, width))
+    dz = scratch("dense_maxout_backward.dz", (n, width))
     if width:
         column_grad.launch(column_grad.MAXOUT, 0, dz=dz, db=db, dy=dy, N=n, M=width,
                            argmax=argmax, pieces=k)

@@ -169,11 +169,12 @@ def _buffers(params, grads, **state):
 
 
 _NO_SEGS = None
+_SEGMENTS_ON_DEVICE = {}  # (table bytes, n) -> its device copy
 
 
 def _segments(decay_segments, n):
     """(device int64 (S, 2) array, S), with S = -1 for 'everywhere'. A numpy array is
-    copied to the device (small); pass a device array on hot paths."""
+    checked and copied to the device the first time its contents are seen, then reused."""
     global _NO_SEGS
     if decay_segments is None:
         if _NO_SEGS is None:
@@ -183,12 +184,17 @@ def _segments(decay_segments, n):
         if decay_segments.dtype != np.int64 or decay_segments.ndim != 2 or decay_segments.shape[1] != 2:
             raise ValueError(f"decay_segments: expected an int64 array of shape (S, 2), got "
                              f"{decay_segments.dtype} {decay_segments.shape}")
-        bad = (decay_segments[:, 0] < 0) | (decay_segments[:, 0] > decay_segments[:, 1]) | (decay_segments[:, 1] > n)
-        if bad.any():
-            r = int(np.argmax(bad))
-            raise ValueError(f"decay_segments: row {r} = {decay_segments[r].tolist()} is not a range "
-                             f"[start, stop) inside [0, {n}]")
-        segs = cuda.to_device(np.ascontiguousarray(decay_segments))
+        key = (decay_segments.tobytes(), n)
+        segs = _SEGMENTS_ON_DEVICE.get(key)
+        if segs is None:  # checked and copied once per distinct table (a network has one)
+            bad = (decay_segments[:, 0] < 0) | (decay_segments[:, 0] > decay_segments[:, 1]) | (decay_segments[:, 1] > n)
+            if bad.any():
+                r = int(np.argmax(bad))
+                raise ValueError(f"decay_segments: row {r} = {decay_segments[r].tolist()} is not a range "
+                                 f"[start, stop) inside [0, {n}]")
+            if len(_SEGMENTS_ON_DEVICE) >= 64:
+                _SEGMENTS_ON_DEVICE.clear()
+            segs = _SEGMENTS_ON_DEVICE[key] = cuda.to_device(np.ascontiguousarray(decay_segments))
     else:
         segs = checked(decay_segments, "decay_segments", 2, "of shape (S, 2)", np.int64)
         expect_dim(segs, "decay_segments", 1, 2, "[start, stop) rows")

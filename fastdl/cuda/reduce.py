@@ -50,8 +50,8 @@ def grid_for(size):
 
 def finish(partials, count, scale):
     """The scalar scale * sum(partials[:count]) as a Python float (one launch + a copy)."""
-    from fastdl.cuda.arrays import empty, launcher
+    from fastdl.cuda.arrays import launcher, scratch
 
-    out = empty((1,), np.float64)
+    out = scratch("reduce.finish", (1,), np.float64)
     launcher(final_sum, (1,), (THREADS,))(out, partials, count, np.float64(scale))
     return float(out.copy_to_host()[0])
