@@ -24,6 +24,21 @@ struct OutputSpec {
 
 using Inputs = std::initializer_list<std::pair<const char*, const py::array*>>;
 
+// "out[i] (name)", the name errors give entry i, assembled without printf or the heap:
+// it is made for every entry of every call (a few per layer per training step).
+struct EntryLabel {
+  char text[48];
+  EntryLabel(size_t i, const char* name) {
+    size_t n = 0;
+    for (const char* p = "out["; *p;) text[n++] = *p++;
+    text[n++] = (char)('0' + i % 10);  // results never number ten
+    for (const char* p = "] ("; *p;) text[n++] = *p++;
+    for (const char* p = name; *p && n < sizeof text - 2;) text[n++] = *p++;
+    text[n++] = ')';
+    text[n] = '\0';
+  }
+};
+
 // The given arrays of out_h, entry i named "out[i] (name)", checked (dtype, shape,
 // C-contiguous, writable, overlapping no input and no other entry) before anything is
 // written; nullopt where the entry is None or out_h is None.
@@ -32,23 +47,28 @@ inline std::vector<std::optional<py::array>> given_outputs(py::handle out_h,
                                                            Inputs inputs) {
   std::vector<std::optional<py::array>> got(specs.size());
   if (out_h.is_none()) return got;
-  std::string names;
-  for (size_t i = 0; i < specs.size(); ++i) names += (i ? ", " : "") + std::string(specs[i].name);
+  // The messages' strings are built only on the way to an error: this runs every step.
+  auto names = [&] {
+    std::string s;
+    for (size_t i = 0; i < specs.size(); ++i) s += (i ? ", " : "") + std::string(specs[i].name);
+    return s;
+  };
   if (!py::isinstance<py::tuple>(out_h) && !py::isinstance<py::list>(out_h))
-    throw py::type_error("out: expected a tuple (" + names + ") of arrays or None, got " +
+    throw py::type_error("out: expected a tuple (" + names() + ") of arrays or None, got " +
                          type_name(out_h));
   py::sequence seq = py::reinterpret_borrow<py::sequence>(out_h);
   if (seq.size() != specs.size())
-    throw py::value_error("out: expected " + std::to_string(specs.size()) + " entries (" + names +
+    throw py::value_error("out: expected " + std::to_string(specs.size()) + " entries (" + names() +
                           "), got " + std::to_string(seq.size()));
   for (size_t i = 0; i < specs.size(); ++i) {
-    if (seq[i].is_none()) continue;
-    const std::string name = "out[" + std::to_string(i) + "] (" + specs[i].name + ")";
-    py::array a = checked_out(seq[i], name.c_str(), specs[i].shape, inputs, specs[i].kind,
-                              specs[i].itemsize);
+    py::object entry = seq[i];
+    if (entry.is_none()) continue;
+    const EntryLabel label(i, specs[i].name);
+    const char* name = label.text;
+    py::array a = checked_out(entry, name, specs[i].shape, inputs, specs[i].kind, specs[i].itemsize);
     for (size_t j = 0; j < i; ++j)
       if (got[j] && overlaps(a, *got[j]))
-        throw py::value_error(name + ": shares memory with another entry of out");
+        throw py::value_error(std::string(name) + ": shares memory with another entry of out");
     got[i] = a;
   }
   return got;
