@@ -495,7 +495,6 @@ class Sequential:
         self._epoch_samples = n
         batch_bufs = {}
         gpu = self._backend.name != "cpu"
-        bn_stages = [st for st in self._stages if isinstance(st, BatchNormStage)]
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             if self.stop_training:
@@ -527,11 +526,11 @@ class Sequential:
                         np.take(y, idx, axis=0, out=yb)
                     for t in augment:
                         t(xb, self._shuffle_rng)
-                for st in bn_stages:
+                for st in self._bn_stages:
                     st.keep_running_stats()
                 loss = self.compute_gradients(xb, yb)
                 if not math.isfinite(loss):
-                    for st in bn_stages:
+                    for st in self._bn_stages:
                         st.restore_running_stats()
                     if on_nonfinite_loss == "skip":
                         skipped += 1

@@ -28,19 +28,12 @@ py::object dense_forward_py(py::handle x_h, py::handle w_h, py::handle b_h,
   const Inputs inputs = {{"x", &x}, {"w", &w}, {"b", b ? &*b : nullptr},
                          {"alpha", alpha.vec ? &*alpha.vec : nullptr}};
   // out= is y alone (an array) or every result as a tuple: (y,), or (y, z) where z is kept.
-  py::array y;
+  std::vector<OutputSpec> specs = {{"y", {n, m}}};
+  if (needs_z) specs.push_back({"z", {n, m}});
+  std::vector<py::array> outs = output_arrays_or_first(out_h, specs, inputs);
+  py::array y = outs[0];
   std::optional<py::array> z;
-  // (Only a tuple: a list stands for an array, as everywhere in numpy.)
-  if (py::isinstance<py::tuple>(out_h)) {
-    std::vector<OutputSpec> specs = {{"y", {n, m}}};
-    if (needs_z) specs.push_back({"z", {n, m}});
-    std::vector<py::array> outs = output_arrays(out_h, specs, inputs);
-    y = outs[0];
-    if (needs_z) z = outs[1];
-  } else {
-    y = out_h.is_none() ? py::array(empty_f32({n, m})) : checked_out(out_h, "out", {n, m}, inputs);
-    if (needs_z) z = empty_f32({n, m});
-  }
+  if (needs_z) z = outs[1];
   {
     const float *px = fptr(x), *pw = fptr(w), *pb = b ? fptr(*b) : nullptr, *pa = alpha.vec_ptr();
     float *py_ = fptr(y), *pz = z ? fptr(*z) : nullptr;

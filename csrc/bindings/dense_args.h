@@ -14,7 +14,6 @@ struct DenseInputs {
   py::array x, w;
   std::optional<py::array> b;
   py::ssize_t n, k, m;
-  const float* b_ptr() const { return b ? fptr(*b) : nullptr; }
 };
 
 inline DenseInputs dense_inputs(py::handle x_h, py::handle w_h, py::handle b_h) {

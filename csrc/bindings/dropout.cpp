@@ -98,24 +98,13 @@ py::tuple dropout_forward_py(py::handle x_h, py::handle p_h, py::handle seed_h, 
   std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
   const py::ssize_t size = x.size();
   const uint64_t offset = offset_arg(offset_h, size);
-  // out= is y alone (an array) or the pair (y, mask), as a tuple (a list stands for an array).
-  py::array y, mask;
-  if (py::isinstance<py::tuple>(out_h)) {
-    std::vector<py::array> outs =
-        output_arrays(out_h, {{"y", shape}, {"mask", {mask_bytes(size)}, 'u', 1}}, {{"x", &x}});
-    y = outs[0];
-    mask = outs[1];
-  } else {
-    if (out_h.is_none()) {
-      y = empty_f32(shape);
-    } else {
-      if (py::isinstance<py::array>(out_h) && py::reinterpret_borrow<py::array>(out_h).ndim() != x.ndim())
-        throw py::value_error("out: expected shape " + shape_str(x) + " (x's), got " +
-                              shape_str(py::reinterpret_borrow<py::array>(out_h)));
-      y = checked_out(out_h, "out", shape, {{"x", &x}});
-    }
-    mask = py::array_t<uint8_t>({mask_bytes(size)});
-  }
+  // out= is y alone (an array) or the pair (y, mask) as a tuple.
+  if (py::isinstance<py::array>(out_h) && py::reinterpret_borrow<py::array>(out_h).ndim() != x.ndim())
+    throw py::value_error("out: expected shape " + shape_str(x) + " (x's), got " +
+                          shape_str(py::reinterpret_borrow<py::array>(out_h)));
+  std::vector<py::array> outs = output_arrays_or_first(
+      out_h, {{"y", shape}, {"mask", {mask_bytes(size)}, 'u', 1}}, {{"x", &x}});
+  py::array y = outs[0], mask = outs[1];
   {
     const float* px = fptr(x);
     float* py_ = fptr(y);

@@ -74,17 +74,34 @@ inline std::vector<std::optional<py::array>> given_outputs(py::handle out_h,
   return got;
 }
 
+inline py::array fresh_output(const OutputSpec& spec) {
+  return py::array(py::dtype(std::string(1, spec.kind) + std::to_string(spec.itemsize)), spec.shape);
+}
+
 // Every result: the given array, or a fresh one where its entry was None.
 inline std::vector<py::array> output_arrays(py::handle out_h, const std::vector<OutputSpec>& specs,
                                             Inputs inputs) {
   std::vector<std::optional<py::array>> got = given_outputs(out_h, specs, inputs);
   std::vector<py::array> arrays;
   arrays.reserve(specs.size());
-  for (size_t i = 0; i < specs.size(); ++i)
-    arrays.push_back(got[i] ? *got[i]
-                            : py::array(py::dtype(std::string(1, specs[i].kind) +
-                                                  std::to_string(specs[i].itemsize)),
-                                        specs[i].shape));
+  for (size_t i = 0; i < specs.size(); ++i) arrays.push_back(got[i] ? *got[i] : fresh_output(specs[i]));
+  return arrays;
+}
+
+// out= of a kernel that took its first result alone before it took the tuple
+// (dense_forward, dropout_forward): a tuple lists every result; anything else is the
+// first result alone ("out", the others allocated). Only a tuple: a list stands for an
+// array, as everywhere in numpy.
+inline std::vector<py::array> output_arrays_or_first(py::handle out_h,
+                                                     const std::vector<OutputSpec>& specs,
+                                                     Inputs inputs) {
+  if (py::isinstance<py::tuple>(out_h)) return output_arrays(out_h, specs, inputs);
+  std::vector<py::array> arrays;
+  arrays.reserve(specs.size());
+  arrays.push_back(out_h.is_none() ? fresh_output(specs[0])
+                                   : checked_out(out_h, "out", specs[0].shape, inputs,
+                                                 specs[0].kind, specs[0].itemsize));
+  for (size_t i = 1; i < specs.size(); ++i) arrays.push_back(fresh_output(specs[i]));
   return arrays;
 }
 

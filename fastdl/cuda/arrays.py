@@ -107,18 +107,33 @@ def given_outputs(out, specs, inputs):
         if entry is None:
             continue
         name = f"out[{i}] ({spec[0]})"
-        a = checked_out(entry, name, spec[1], inputs, spec[2] if len(spec) > 2 else np.float32)
+        a = checked_out(entry, name, spec[1], inputs, _spec_dtype(spec))
         if any(g is not None and overlaps(a, g) for g in got):
             raise ValueError(f"{name}: shares memory with another entry of out")
         got[i] = a
     return got
 
 
+def _spec_dtype(spec):
+    return spec[2] if len(spec) > 2 else np.float32
+
+
 def output_arrays(out, specs, inputs):
     """Every result of a multi-result out=: the given array, or a fresh one for None."""
     got = given_outputs(out, specs, inputs)
-    return [g if g is not None else empty(spec[1], spec[2] if len(spec) > 2 else np.float32)
-            for g, spec in zip(got, specs)]
+    return [g if g is not None else empty(spec[1], _spec_dtype(spec)) for g, spec in zip(got, specs)]
+
+
+def output_arrays_or_first(out, specs, inputs):
+    """out= of a kernel that took its first result alone before it took the tuple
+    (dense_forward, dropout_forward), as on the CPU: a tuple lists every result;
+    anything else is the first result alone ("out", the others allocated)."""
+    if isinstance(out, tuple):
+        return output_arrays(out, specs, inputs)
+    first = specs[0]
+    return ([empty(first[1], _spec_dtype(first)) if out is None
+             else checked_out(out, "out", first[1], inputs, _spec_dtype(first))]
+            + [empty(spec[1], _spec_dtype(spec)) for spec in specs[1:]])
 
 
 def output_array(out, shape, inputs):

@@ -4,7 +4,7 @@ dz + db, dx = dz @ w^T, dw = x^T @ dz). Same API and checks as the CPU kernels
 
 from fastdl.cuda import activations as A
 from fastdl.cuda import column_grad, gemm
-from fastdl.cuda.arrays import checked_f32, checked_out, empty, expect_dim, given_outputs, output_arrays, scratch
+from fastdl.cuda.arrays import checked_f32, checked_out, empty, expect_dim, given_outputs, output_arrays_or_first, scratch
 
 
 def check_dense(x, w, b):
@@ -35,12 +35,8 @@ def dense_forward(x, w, b, activation="linear", *, alpha=None, out=None):
     needs_z = activation in A.NEEDS_Z
     inputs = (("x", x), ("w", w), ("b", b), ("alpha", a_vec))
     # out= is y alone (an array) or every result as a tuple: (y,), or (y, z) where z is kept.
-    if isinstance(out, tuple):
-        outs = output_arrays(out, [("y", (n, m))] + ([("z", (n, m))] if needs_z else []), inputs)
-        y, z = outs[0], (outs[1] if needs_z else None)
-    else:
-        y = empty((n, m)) if out is None else checked_out(out, "out", (n, m), inputs)
-        z = empty((n, m)) if needs_z else None
+    outs = output_arrays_or_first(out, [("y", (n, m))] + ([("z", (n, m))] if needs_z else []), inputs)
+    y, z = outs[0], (outs[1] if needs_z else None)
     kernel = gemm.gemm_kernel(False, False, gemm.DENSE, code, b is not None, needs_z)
     gemm.launch(kernel, x, w, y, n, m, k, Z=z, bias=b, alpha_vec=a_vec, alpha=a_scalar)
     return (y, z) if needs_z else y

@@ -11,8 +11,8 @@ from numba import uint8, uint64
 
 from fastdl.cuda import activations as A
 from fastdl.cuda import column_grad, gemm, philox, require
-from fastdl.cuda.arrays import (blocks, checked, checked_f32, checked_out, dummy, empty, expect_dim, launcher,
-                                output_array, output_arrays, scratch)
+from fastdl.cuda.arrays import (blocks, checked, checked_f32, dummy, expect_dim, launcher, output_array, output_arrays,
+                                output_arrays_or_first, scratch)
 from fastdl.cuda.dense import check_dense, check_saved, gradient_outputs, parse_alpha, weight_grads
 
 cuda = require()
@@ -135,11 +135,7 @@ def dropout_forward(x, p, seed, step, stream=0, *, scale=True, out=None, offset=
     words = philox.key_words(seed, step, stream)
     offset = check_offset(offset, x.size)
     # out= is y alone (an array) or the pair (y, mask) as a tuple, as on the CPU.
-    if isinstance(out, tuple):
-        y, mask = output_arrays(out, [("y", x.shape), ("mask", ((x.size + 7) // 8,), np.uint8)], (("x", x),))
-    else:
-        y = empty(x.shape) if out is None else checked_out(out, "out", x.shape, (("x", x),))
-        mask = empty(((x.size + 7) // 8,), np.uint8)
+    y, mask = output_arrays_or_first(out, [("y", x.shape), ("mask", ((x.size + 7) // 8,), np.uint8)], (("x", x),))
     _write_mask(mask, x.size, words, philox.threshold(p), _flat(y), _flat(x), _keep_scale(p, scale), offset)
     return y, mask
 
