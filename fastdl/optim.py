@@ -83,13 +83,30 @@ class Optimizer:
 
     def step(self, params, grads):
         """One update of `params` in place from `grads` (flat float32 buffers)."""
-        if self._size is None or self._size != params.shape[0]:
-            device = "cuda" if _device.is_device_array(params) else "cpu"
-            self.bind(params.shape[0], device)
+        self._bind_to(params)
         self.step_count += 1
         self._kernel_step(params, grads)
 
+    def prepare_step(self, params):
+        """Counts one step and returns it prepared, not applied: a
+        ``fastdl.kernels.OptimizerStep`` over `params` (numpy, CPU) that the dense kernels'
+        ``update=`` apply to their weight matrices as the gradients are computed, and
+        ``.apply(grads, segments=...)`` to the rest. Applying every element once gives
+        exactly what ``step`` gives."""
+        if _device.is_device_array(params):
+            raise TypeError("prepare_step: the step in the backward pass is CPU only; use step() "
+                            "on device buffers")
+        self._bind_to(params)
+        self.step_count += 1
+        return self._kernel_step(params, None)
+
+    def _bind_to(self, params):
+        if self._size is None or self._size != params.shape[0]:
+            device = "cuda" if _device.is_device_array(params) else "cpu"
+            self.bind(params.shape[0], device)
+
     def _kernel_step(self, params, grads):
+        """Calls the step kernel (grads None: returns the prepared step)."""
         raise NotImplementedError
 
     # -- hyperparameters and state ---------------------------------------------------
@@ -191,10 +208,10 @@ class SGD(Optimizer):
                 "nesterov": self.nesterov, "classic": self.classic}
 
     def _kernel_step(self, params, grads):
-        self._kernel(params, grads, self.state.get("momentum_buf"), lr=self._lr, momentum=self.momentum,
-                     dampening=self.dampening, weight_decay=self.weight_decay, nesterov=self.nesterov,
-                     first_step=self.step_count == 1, classic=self.classic, l1=self.l1,
-                     decay_segments=self._segments)
+        return self._kernel(params, grads, self.state.get("momentum_buf"), lr=self._lr, momentum=self.momentum,
+                            dampening=self.dampening, weight_decay=self.weight_decay, nesterov=self.nesterov,
+                            first_step=self.step_count == 1, classic=self.classic, l1=self.l1,
+                            decay_segments=self._segments)
 
 
 class Adagrad(Optimizer):
@@ -219,9 +236,9 @@ class Adagrad(Optimizer):
                 "initial_accumulator_value": self.initial_accumulator_value, "eps": self.eps}
 
     def _kernel_step(self, params, grads):
-        self._kernel(params, grads, self.state["sum_sq"], lr=self._lr, step=self.step_count,
-                     lr_decay=self.lr_decay, weight_decay=self.weight_decay, eps=self.eps, l1=self.l1,
-                     decay_segments=self._segments)
+        return self._kernel(params, grads, self.state["sum_sq"], lr=self._lr, step=self.step_count,
+                            lr_decay=self.lr_decay, weight_decay=self.weight_decay, eps=self.eps, l1=self.l1,
+                            decay_segments=self._segments)
 
 
 class RMSProp(Optimizer):
@@ -250,10 +267,10 @@ class RMSProp(Optimizer):
 
     def _kernel_step(self, params, grads):
         s = self.state
-        self._kernel(params, grads, s["square_avg"], lr=self._lr, alpha=self.alpha, eps=self.eps,
-                     weight_decay=self.weight_decay, momentum=self.momentum, centered=self.centered,
-                     momentum_buf=s.get("momentum_buf"), grad_avg=s.get("grad_avg"), l1=self.l1,
-                     decay_segments=self._segments)
+        return self._kernel(params, grads, s["square_avg"], lr=self._lr, alpha=self.alpha, eps=self.eps,
+                            weight_decay=self.weight_decay, momentum=self.momentum, centered=self.centered,
+                            momentum_buf=s.get("momentum_buf"), grad_avg=s.get("grad_avg"), l1=self.l1,
+                            decay_segments=self._segments)
 
 
 RMSprop = RMSProp  # PyTorch's spelling
@@ -273,9 +290,9 @@ class Adadelta(Optimizer):
         return {**super().hyperparameters(), "rho": self.rho, "eps": self.eps}
 
     def _kernel_step(self, params, grads):
-        self._kernel(params, grads, self.state["square_avg"], self.state["acc_delta"], lr=self._lr,
-                     rho=self.rho, eps=self.eps, weight_decay=self.weight_decay, l1=self.l1,
-                     decay_segments=self._segments)
+        return self._kernel(params, grads, self.state["square_avg"], self.state["acc_delta"], lr=self._lr,
+                            rho=self.rho, eps=self.eps, weight_decay=self.weight_decay, l1=self.l1,
+                            decay_segments=self._segments)
 
 
 class Adam(Optimizer):
@@ -310,10 +327,10 @@ class Adam(Optimizer):
         return {**super().hyperparameters(), "betas": list(self.betas), "eps": self.eps}
 
     def _kernel_step(self, params, grads):
-        self._kernel(params, grads, self.state["exp_avg"], self.state["exp_avg_sq"], lr=self._lr,
-                     step=self.step_count, beta1=self._betas[0], beta2=self._betas[1], eps=self.eps,
-                     weight_decay=self.weight_decay, decoupled=self.decoupled, l1=self.l1,
-                     decay_segments=self._segments)
+        return self._kernel(params, grads, self.state["exp_avg"], self.state["exp_avg_sq"], lr=self._lr,
+                            step=self.step_count, beta1=self._betas[0], beta2=self._betas[1], eps=self.eps,
+                            weight_decay=self.weight_decay, decoupled=self.decoupled, l1=self.l1,
+                            decay_segments=self._segments)
 
 
 class AdamW(Adam):

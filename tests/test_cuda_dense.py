@@ -190,3 +190,13 @@ def test_backward_out_writes_into_the_given_arrays(rng, act):
                          out=(None, w_) + ((None,) * (len(outs) - 2)))
     with pytest.raises(ValueError, match=r"out: expected"):
         G.dense_backward(to_dev(dy), dx_, w_, act, alpha=dev_alpha(alpha), **saved_kw(act, y, z), out=(None,))
+
+
+def test_update_in_the_backward_is_refused_on_the_gpu(rng):
+    # The step inside the dw GEMM is a CPU kernel feature; the GPU kernels say so.
+    x, w, b, _ = make(rng, 4, 6, 8, "relu")
+    dy = rng.standard_normal((4, 8), dtype=np.float32)
+    p = np.zeros(10, np.float32)
+    step = K.adam_step(p, None, np.zeros_like(p), np.zeros_like(p), lr=1e-3, step=1)
+    with pytest.raises(TypeError, match="update: the optimizer step inside the backward kernel is CPU only"):
+        G.dense_backward(to_dev(dy), to_dev(x), to_dev(w), "linear", update=step)

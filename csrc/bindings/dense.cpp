@@ -8,6 +8,7 @@
 #include "bindings/checks.h"
 #include "bindings/dense_args.h"
 #include "bindings/gradient_outputs.h"
+#include "bindings/optimizer_step.h"
 #include "bindings/outputs.h"
 #include "fastdl/activation.h"
 #include "fastdl/dense.h"
@@ -46,24 +47,28 @@ py::object dense_forward_py(py::handle x_h, py::handle w_h, py::handle b_h,
 
 py::tuple dense_backward_py(py::handle dy_h, py::handle x_h, py::handle w_h,
                             const std::string& activation, py::handle y_h, py::handle z_h,
-                            py::handle alpha_h, bool need_dx, py::handle out_h) {
+                            py::handle alpha_h, bool need_dx, py::handle out_h,
+                            py::handle update_h) {
   const Activation act = parse_activation(activation);
   auto [dy, x, w, n, k, m] = dense_grad_inputs(dy_h, x_h, w_h);
   AlphaArg alpha = parse_alpha(act, alpha_h, m);
   std::optional<py::array> s = saved_activation_input(act, y_h, z_h, n, m, "dense_forward");
+  const char* s_name = activation_needs_z(act) ? "z" : "y";
+  const py::array* alpha_vec = alpha.vec ? &*alpha.vec : nullptr;
   GradientOutputs g = gradient_outputs(
       out_h, n, k, m, need_dx, act == Activation::prelu,
-      {{"dy", &dy},
-       {"x", &x},
-       {"w", &w},
-       {activation_needs_z(act) ? "z" : "y", s ? &*s : nullptr},
-       {"alpha", alpha.vec ? &*alpha.vec : nullptr}});
+      {{"dy", &dy}, {"x", &x}, {"w", &w}, {s_name, s ? &*s : nullptr}, {"alpha", alpha_vec}},
+      !update_h.is_none());
+  const std::optional<WeightUpdate> update = weight_update(
+      update_h, w, g.named({{"dy", &dy}, {"x", &x}, {s_name, s ? &*s : nullptr}, {"alpha", alpha_vec}}),
+      g.dw.has_value());
   {
     const float *pdy = fptr(dy), *px = fptr(x), *pw = fptr(w), *ps = s ? fptr(*s) : nullptr,
                 *pa = alpha.vec_ptr();
-    float *pdx = g.dx_ptr(), *pdw = fptr(g.dw), *pdb = fptr(g.db), *pdal = g.dalpha_ptr();
+    float *pdx = g.dx_ptr(), *pdw = g.dw_ptr(), *pdb = fptr(g.db), *pdal = g.dalpha_ptr();
+    const WeightUpdate* pu = update ? &*update : nullptr;
     py::gil_scoped_release release;
-    dense_backward(pdx, pdw, pdb, pdal, pdy, px, pw, ps, n, k, m, act, alpha.scalar, pa);
+    dense_backward(pdx, pdw, pdb, pdal, pdy, px, pw, ps, n, k, m, act, alpha.scalar, pa, pu);
   }
   return g.result();
 }
@@ -93,7 +98,7 @@ void register_dense(py::module_& m) {
   m.def("dense_backward", &dense_backward_py, py::arg("dy"), py::arg("x"), py::arg("w"),
         py::arg("activation"), py::kw_only(), py::arg("y") = py::none(),
         py::arg("z") = py::none(), py::arg("alpha") = py::none(), py::arg("need_dx") = true,
-        py::arg("out") = py::none());
+        py::arg("out") = py::none(), py::arg("update") = py::none());
   m.def("matmul", &matmul_py, py::arg("a"), py::arg("b"), py::kw_only(),
         py::arg("out") = py::none());
 }

@@ -11,6 +11,7 @@
 #include "bindings/checks.h"
 #include "bindings/dense_args.h"
 #include "bindings/gradient_outputs.h"
+#include "bindings/optimizer_step.h"
 #include "bindings/outputs.h"
 #include "dropout/dropout_isa.h"
 #include "fastdl/activation.h"
@@ -169,29 +170,36 @@ py::tuple dense_dropout_backward_py(py::handle dy_h, py::handle x_h, py::handle 
                                     const std::string& activation, py::handle mask_h,
                                     py::handle p_h, py::handle y_h, py::handle z_h,
                                     py::handle alpha_h, bool scale, bool need_dx,
-                                    py::handle out_h) {
+                                    py::handle out_h, py::handle update_h) {
   const Activation act = parse_activation(activation);
   auto [dy, x, w, n, k, m] = dense_grad_inputs(dy_h, x_h, w_h);
   py::array mask = checked_mask(mask_h, n * m, "dy");
   const double p = p_arg(p_h);
   AlphaArg alpha = parse_alpha(act, alpha_h, m);
   std::optional<py::array> s = saved_activation_input(act, y_h, z_h, n, m, "dense_dropout_forward");
-  GradientOutputs g = gradient_outputs(
-      out_h, n, k, m, need_dx, act == Activation::prelu,
-      {{"dy", &dy},
-       {"x", &x},
-       {"w", &w},
-       {activation_needs_z(act) ? "z" : "y", s ? &*s : nullptr},
-       {"mask", &mask},
-       {"alpha", alpha.vec ? &*alpha.vec : nullptr}});
+  const char* s_name = activation_needs_z(act) ? "z" : "y";
+  const py::array* alpha_vec = alpha.vec ? &*alpha.vec : nullptr;
+  GradientOutputs g = gradient_outputs(out_h, n, k, m, need_dx, act == Activation::prelu,
+                                       {{"dy", &dy},
+                                        {"x", &x},
+                                        {"w", &w},
+                                        {s_name, s ? &*s : nullptr},
+                                        {"mask", &mask},
+                                        {"alpha", alpha_vec}},
+                                       !update_h.is_none());
+  const std::optional<WeightUpdate> update = weight_update(
+      update_h, w,
+      g.named({{"dy", &dy}, {"x", &x}, {s_name, s ? &*s : nullptr}, {"mask", &mask}, {"alpha", alpha_vec}}),
+      g.dw.has_value());
   {
     const float *pdy = fptr(dy), *px = fptr(x), *pw = fptr(w), *ps = s ? fptr(*s) : nullptr,
                 *pa = alpha.vec_ptr();
     const uint8_t* pm = u8ptr(mask);
-    float *pdx = g.dx_ptr(), *pdw = fptr(g.dw), *pdb = fptr(g.db), *pdal = g.dalpha_ptr();
+    float *pdx = g.dx_ptr(), *pdw = g.dw_ptr(), *pdb = fptr(g.db), *pdal = g.dalpha_ptr();
+    const WeightUpdate* pu = update ? &*update : nullptr;
     py::gil_scoped_release release;
     dense_dropout_backward(pdx, pdw, pdb, pdal, pdy, px, pw, ps, pm, n, k, m, act, p, scale,
-                           alpha.scalar, pa);
+                           alpha.scalar, pa, pu);
   }
   return g.result();
 }
@@ -216,7 +224,8 @@ void register_dropout(py::module_& m) {
   m.def("dense_dropout_backward", &dense_dropout_backward_py, py::arg("dy"), py::arg("x"),
         py::arg("w"), py::arg("activation"), py::arg("mask"), py::arg("p"), py::kw_only(),
         py::arg("y") = py::none(), py::arg("z") = py::none(), py::arg("alpha") = py::none(),
-        py::arg("scale") = true, py::arg("need_dx") = true, py::arg("out") = py::none());
+        py::arg("scale") = true, py::arg("need_dx") = true, py::arg("out") = py::none(),
+        py::arg("update") = py::none());
 }
 
 }  // namespace fastdl::bind

@@ -8,6 +8,7 @@
 
 #include "bindings/checks.h"
 #include "bindings/gradient_outputs.h"
+#include "bindings/optimizer_step.h"
 #include "bindings/outputs.h"
 #include "fastdl/maxout.h"
 
@@ -101,7 +102,7 @@ py::tuple dense_maxout_forward_py(py::handle x_h, py::handle w_h, py::handle b_h
 
 py::tuple dense_maxout_backward_py(py::handle dy_h, py::handle x_h, py::handle w_h,
                                    py::handle argmax_h, py::handle pieces_h, bool need_dx,
-                                   py::handle out_h) {
+                                   py::handle out_h, py::handle update_h) {
   py::array dy = checked_f32(dy_h, "dy", 2, "of shape (N, M)");
   py::array x = checked_f32(x_h, "x", 2, "of shape (N, K)");
   py::array w = checked_f32(w_h, "w", 2, "of shape (K, M * pieces)");
@@ -114,13 +115,17 @@ py::tuple dense_maxout_backward_py(py::handle dy_h, py::handle x_h, py::handle w
   py::array argmax = checked_argmax(argmax_h, n, m);
   // dw and db have the pre-max width (cols = M * pieces); dx is (N, K).
   GradientOutputs g = gradient_outputs(out_h, n, k, cols, need_dx, false,
-                                       {{"dy", &dy}, {"x", &x}, {"w", &w}, {"argmax", &argmax}});
+                                       {{"dy", &dy}, {"x", &x}, {"w", &w}, {"argmax", &argmax}},
+                                       !update_h.is_none());
+  const std::optional<WeightUpdate> update = weight_update(
+      update_h, w, g.named({{"dy", &dy}, {"x", &x}, {"argmax", &argmax}}), g.dw.has_value());
   {
     const float *pdy = fptr(dy), *px = fptr(x), *pw = fptr(w);
     const uint8_t* pa = u8ptr(argmax);
-    float *pdx = g.dx_ptr(), *pdw = fptr(g.dw), *pdb = fptr(g.db);
+    float *pdx = g.dx_ptr(), *pdw = g.dw_ptr(), *pdb = fptr(g.db);
+    const WeightUpdate* pu = update ? &*update : nullptr;
     py::gil_scoped_release release;
-    dense_maxout_backward(pdx, pdw, pdb, pdy, px, pw, pa, n, k, m, pieces);
+    dense_maxout_backward(pdx, pdw, pdb, pdy, px, pw, pa, n, k, m, pieces, pu);
   }
   return g.result();
 }
@@ -136,7 +141,7 @@ void register_maxout(py::module_& m) {
         py::arg("b"), py::arg("pieces"), py::kw_only(), py::arg("out") = py::none());
   m.def("dense_maxout_backward", &dense_maxout_backward_py, py::arg("dy"), py::arg("x"),
         py::arg("w"), py::arg("argmax"), py::arg("pieces"), py::kw_only(),
-        py::arg("need_dx") = true, py::arg("out") = py::none());
+        py::arg("need_dx") = true, py::arg("out") = py::none(), py::arg("update") = py::none());
 }
 
 }  // namespace fastdl::bind

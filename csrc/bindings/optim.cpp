@@ -1,6 +1,8 @@
 // Bindings for the fused optimizer steps. Every buffer is updated in place, so each is
 // checked (float32, 1-D, C-contiguous, writable, the parameters' length) and never
 // converted: a converted copy would take the update and be thrown away.
+// With grads=None a step kernel applies nothing and returns the prepared step
+// (OptimizerStep, bindings/optimizer_step.h) to apply in pieces.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -9,6 +11,7 @@
 #include <utility>
 
 #include "bindings/checks.h"
+#include "bindings/optimizer_step.h"
 #include "fastdl/optim.h"
 
 namespace py = pybind11;
@@ -20,11 +23,32 @@ namespace {
 // The flat buffers of one step, checked against params and against each other.
 class StepBuffers {
  public:
+  // grads None: the step is prepared, not applied (finish returns it).
   StepBuffers(py::handle params, py::handle grads) {
     add(checked_f32(params, "params", 1, "(the flat parameter buffer)", /*writable=*/true), "params");
     n_ = arrays_[0].shape(0);
-    add(checked_f32(grads, "grads", 1, "(the flat gradient buffer)"), "grads");
+    if (grads.is_none()) return;
+    has_grads_ = true;
+    add(checked_f32(grads, "grads", 1, "(the flat gradient buffer, or None to prepare the step)"),
+        "grads");
     expect_dim(arrays_[1], "grads", 0, n_, "the length of params");
+  }
+
+  // Applies the step to the whole buffer (returns None), or returns it prepared.
+  py::object finish(OptimizerStep step) {
+    if (has_grads_) {
+      const float* g = fptr(arrays_[1]);
+      const long n = (long)n_;
+      py::gil_scoped_release release;
+      step.apply(g, 0, n);
+      return py::none();
+    }
+    PyOptimizerStep s{std::move(step), {}, {}};
+    for (int i = 0; i < count_; ++i) {
+      s.buffers.push_back(arrays_[i]);
+      s.names.emplace_back(names_[i]);
+    }
+    return py::cast(std::move(s));
   }
 
   // A state buffer written in place; None is allowed when `optional`.
@@ -45,13 +69,13 @@ class StepBuffers {
   }
 
   float* params() const { return fptr(arrays_[0]); }
-  const float* grads() const { return fptr(arrays_[1]); }
+  bool has_grads() const { return has_grads_; }
   long n() const { return (long)n_; }
 
  private:
   static constexpr int kMax = 5;  // params, grads and at most three state buffers
   void add(py::array a, const char* name) {
-    if (count_ == 1 && overlaps(a, arrays_[0]))
+    if (count_ == 1 && has_grads_ && overlaps(a, arrays_[0]))
       throw py::value_error("grads: shares memory with 'params'; every optimizer buffer must be separate");
     arrays_[count_] = std::move(a);
     names_[count_++] = name;
@@ -60,6 +84,7 @@ class StepBuffers {
   const char* names_[kMax] = {};
   int count_ = 0;
   py::ssize_t n_ = 0;
+  bool has_grads_ = false;
 };
 
 // decay_segments: None (decay everywhere) or an int64 (S, 2) array of [start, stop).
@@ -79,7 +104,7 @@ Segments parse_segments(py::handle h) {
   return s;
 }
 
-void sgd_py(py::handle params, py::handle grads, py::handle momentum_buf, float lr, float momentum,
+py::object sgd_py(py::handle params, py::handle grads, py::handle momentum_buf, float lr, float momentum,
             float dampening, float weight_decay, bool nesterov, bool first_step, bool classic,
             float l1, py::handle decay_segments) {
   StepBuffers b(params, grads);
@@ -89,13 +114,11 @@ void sgd_py(py::handle params, py::handle grads, py::handle momentum_buf, float 
   o.lr = lr, o.momentum = momentum, o.dampening = dampening, o.weight_decay = weight_decay;
   o.nesterov = nesterov, o.first_step = first_step, o.classic = classic, o.l1 = l1;
   float* p = b.params();
-  const float* g = b.grads();
   const long n = b.n();
-  py::gil_scoped_release release;
-  sgd_step(p, buf, g, n, o, seg.ranges());
+  return b.finish(OptimizerStep::sgd(p, buf, n, o, seg.ranges()));
 }
 
-void adagrad_py(py::handle params, py::handle grads, py::handle sum_sq, float lr, long step,
+py::object adagrad_py(py::handle params, py::handle grads, py::handle sum_sq, float lr, long step,
                 float lr_decay, float weight_decay, float eps, float l1, py::handle decay_segments) {
   StepBuffers b(params, grads);
   float* s = b.state(sum_sq, "sum_sq");
@@ -103,13 +126,11 @@ void adagrad_py(py::handle params, py::handle grads, py::handle sum_sq, float lr
   AdagradOptions o;
   o.lr = lr, o.step = step, o.lr_decay = lr_decay, o.weight_decay = weight_decay, o.eps = eps, o.l1 = l1;
   float* p = b.params();
-  const float* g = b.grads();
   const long n = b.n();
-  py::gil_scoped_release release;
-  adagrad_step(p, s, g, n, o, seg.ranges());
+  return b.finish(OptimizerStep::adagrad(p, s, n, o, seg.ranges()));
 }
 
-void rmsprop_py(py::handle params, py::handle grads, py::handle square_avg, float lr, float alpha,
+py::object rmsprop_py(py::handle params, py::handle grads, py::handle square_avg, float lr, float alpha,
                 float eps, float weight_decay, float momentum, bool centered, py::handle momentum_buf,
                 py::handle grad_avg, float l1, py::handle decay_segments) {
   StepBuffers b(params, grads);
@@ -121,13 +142,11 @@ void rmsprop_py(py::handle params, py::handle grads, py::handle square_avg, floa
   o.lr = lr, o.alpha = alpha, o.eps = eps, o.weight_decay = weight_decay, o.momentum = momentum;
   o.centered = centered, o.l1 = l1;
   float* p = b.params();
-  const float* g = b.grads();
   const long n = b.n();
-  py::gil_scoped_release release;
-  rmsprop_step(p, sq, mb, ga, g, n, o, seg.ranges());
+  return b.finish(OptimizerStep::rmsprop(p, sq, mb, ga, n, o, seg.ranges()));
 }
 
-void adadelta_py(py::handle params, py::handle grads, py::handle square_avg, py::handle acc_delta,
+py::object adadelta_py(py::handle params, py::handle grads, py::handle square_avg, py::handle acc_delta,
                  float lr, float rho, float eps, float weight_decay, float l1,
                  py::handle decay_segments) {
   StepBuffers b(params, grads);
@@ -137,13 +156,11 @@ void adadelta_py(py::handle params, py::handle grads, py::handle square_avg, py:
   AdadeltaOptions o;
   o.lr = lr, o.rho = rho, o.eps = eps, o.weight_decay = weight_decay, o.l1 = l1;
   float* p = b.params();
-  const float* g = b.grads();
   const long n = b.n();
-  py::gil_scoped_release release;
-  adadelta_step(p, sq, acc, g, n, o, seg.ranges());
+  return b.finish(OptimizerStep::adadelta(p, sq, acc, n, o, seg.ranges()));
 }
 
-void adam_py(py::handle params, py::handle grads, py::handle exp_avg, py::handle exp_avg_sq,
+py::object adam_py(py::handle params, py::handle grads, py::handle exp_avg, py::handle exp_avg_sq,
              float lr, long step, float beta1, float beta2, float eps, float weight_decay,
              bool decoupled, float l1, py::handle decay_segments) {
   StepBuffers b(params, grads);
@@ -154,10 +171,43 @@ void adam_py(py::handle params, py::handle grads, py::handle exp_avg, py::handle
   o.lr = lr, o.step = step, o.beta1 = beta1, o.beta2 = beta2, o.eps = eps;
   o.weight_decay = weight_decay, o.decoupled = decoupled, o.l1 = l1;
   float* p = b.params();
-  const float* g = b.grads();
   const long n = b.n();
+  return b.finish(OptimizerStep::adam(p, m, v, n, o, seg.ranges()));
+}
+
+// step.apply(grads, segments): the step over the [start, stop) rows of segments (sorted,
+// disjoint) or over the whole buffer.
+void apply_py(const PyOptimizerStep& s, py::handle grads_h, py::handle segments_h) {
+  const long n = s.step.size();
+  py::array grads = checked_f32(grads_h, "grads", 1, "(the flat gradient buffer)");
+  expect_dim(grads, "grads", 0, n, "the length of the step's params");
+  for (size_t i = 0; i < s.buffers.size(); ++i)
+    if (overlaps(grads, s.buffers[i]))
+      throw py::value_error("grads: shares memory with '" + s.names[i] +
+                            "'; every optimizer buffer must be separate");
+  std::optional<py::array> seg;
+  const int64_t* r = nullptr;
+  long count = 1;
+  if (!segments_h.is_none()) {
+    seg = checked_array(segments_h, "segments", 2, "of [start, stop) rows, shape (S, 2)", 'i', 8);
+    expect_dim(*seg, "segments", 1, 2, "one [start, stop) pair per row");
+    r = static_cast<const int64_t*>(seg->data());
+    count = (long)seg->shape(0);
+    for (long i = 0; i < count; ++i) {
+      const int64_t a = r[2 * i], b = r[2 * i + 1], prev = i ? r[2 * i - 1] : 0;
+      if (a < prev || b < a || b > n)
+        throw py::value_error("segments: row " + std::to_string(i) + " is [" + std::to_string(a) +
+                              ", " + std::to_string(b) + "); expected sorted, disjoint rows with " +
+                              "0 <= start <= stop <= " + std::to_string(n) +
+                              " (each element is updated at most once)");
+    }
+  }
+  const float* g = fptr(grads);
   py::gil_scoped_release release;
-  adam_step(p, m, v, g, n, o, seg.ranges());
+  for (long i = 0; i < count; ++i) {
+    const long a = r ? (long)r[2 * i] : 0, b = r ? (long)r[2 * i + 1] : n;
+    s.step.apply(g + a, a, b);
+  }
 }
 
 void max_norm_py(py::handle w_h, float max_norm_value) {
@@ -171,6 +221,18 @@ void max_norm_py(py::handle w_h, float max_norm_value) {
 }  // namespace
 
 void register_optim(py::module_& m) {
+  py::class_<PyOptimizerStep>(m, "OptimizerStep",
+                              "One optimizer step, prepared by a step kernel called with "
+                              "grads=None, applied in pieces: dense_backward(..., update=step) "
+                              "updates the layer's w as its gradient is computed, "
+                              "step.apply(grads, segments) the rest.")
+      .def("apply", &apply_py, py::arg("grads"), py::kw_only(), py::arg("segments") = py::none(),
+           "Applies the step to the [start, stop) rows of segments (int64 (S, 2), sorted, "
+           "disjoint; None: the whole buffer), reading their gradients from grads.")
+      .def_property_readonly("size", [](const PyOptimizerStep& s) { return s.step.size(); })
+      .def("__repr__", [](const PyOptimizerStep& s) {
+        return "<fastdl OptimizerStep over " + std::to_string(s.step.size()) + " parameters>";
+      });
   const auto segs = py::arg("decay_segments") = py::none();
   m.def("sgd_step", &sgd_py, py::arg("params"), py::arg("grads"), py::arg("momentum_buf"),
         py::kw_only(), py::arg("lr"), py::arg("momentum") = 0.0f, py::arg("dampening") = 0.0f,

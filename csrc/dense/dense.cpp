@@ -5,6 +5,9 @@
 #include "fastdl/runtime.h"
 #include "runtime/scratch.h"
 
+#include <stdexcept>
+#include <string>
+
 namespace fastdl {
 
 void dense_forward(float* y, float* z, const float* x, const float* w, const float* b, long n,
@@ -23,13 +26,26 @@ void dense_forward(float* y, float* z, const float* x, const float* w, const flo
 
 void dense_backward(float* dx, float* dw, float* db, float* dalpha, const float* dy,
                     const float* x, const float* w, const float* s, long n, long k, long m,
-                    Activation act, float alpha, const float* alpha_vec) {
+                    Activation act, float alpha, const float* alpha_vec,
+                    const WeightUpdate* update) {
+  if (update && k > 0 && m > 0) {
+    if (!update->step)
+      throw std::invalid_argument("update: the WeightUpdate has no optimizer step");
+    if (update->offset < 0 || update->offset + k * m > update->step->size())
+      throw std::out_of_range("update: w (" + std::to_string(k * m) + " elements at offset " +
+                              std::to_string(update->offset) + ") is outside the step's buffer of " +
+                              std::to_string(update->step->size()));
+  }
+  // An update that does not keep dw still needs C for the sums between K blocks.
+  static thread_local ScratchBuffer dw_scratch;
+  if (!dw && update && k > 0 && m > 0) dw = dw_scratch.get<float>((size_t)(k * m));
   if (n <= 0) {  // no rows: every sum is empty
     for (long j = 0; j < m; ++j) {
       if (db) db[j] = 0.0f;
       if (dalpha && act == Activation::prelu) dalpha[j] = 0.0f;
     }
     for (long i = 0; i < k * m; ++i) dw[i] = 0.0f;
+    if (update && k > 0 && m > 0) update->step->apply_block(dw, m, update->offset, m, k, m);
     return;
   }
   // dz = dy * f'(s) is never stored: both GEMMs form it as they pack dy (GemmDz), and
@@ -53,15 +69,41 @@ void dense_backward(float* dx, float* dw, float* db, float* dalpha, const float*
     gw = GemmArgs{1, m, n, buf, 1, 1, dy, m, 1, buf + n, m, false, nullptr};
   }
   gw.dz_b = &dz;
-  sgemm(gw);
   // dx (n, k) = dz (n, m) @ w^T (m, k); no reductions on this side.
-  if (dx) {
+  auto dx_gemm = [&] {
     GemmDz dz_a = dz;
     dz_a.db = dz_a.dalpha = nullptr;
     GemmArgs gx{n, k, m, dy, m, 1, w, 1, m, dx, k, false, nullptr};
     gx.dz_a = &dz_a;
     sgemm(gx);
+  };
+  if (!update || k <= 0) {
+    sgemm(gw);
+    if (dx) dx_gemm();
+    return;
   }
+  // The update rewrites w: dx must read it first.
+  if (dx) dx_gemm();
+  struct Target {
+    const OptimizerStep* step;
+    long offset, ld;
+  } target{update->step, update->offset, m};
+  GemmTileSink sink;
+  sink.fn = [](const void* ctx, const float* tile, long ldt, long row0, long col0, long rows,
+               long cols) {
+    const Target& t = *static_cast<const Target*>(ctx);
+    t.step->apply_block(tile, ldt, t.offset + row0 * t.ld + col0, t.ld, rows, cols);
+  };
+  sink.prefetch = [](const void* ctx, long row0, long col0, long rows, long cols) {
+    const Target& t = *static_cast<const Target*>(ctx);
+    t.step->prefetch_block(t.offset + row0 * t.ld + col0, t.ld, rows, cols);
+  };
+  sink.ctx = &target;
+  sink.store_c = update->keep_dw;
+  GemmEpilogue ep;
+  ep.sink = &sink;
+  gw.ep = &ep;
+  sgemm(gw);
 }
 
 }  // namespace fastdl

@@ -86,7 +86,7 @@ void dense_dropout_forward(float* y, uint8_t* mask, float* z, const float* x, co
 void dense_dropout_backward(float* dx, float* dw, float* db, float* dalpha, const float* dy,
                             const float* x, const float* w, const float* s, const uint8_t* mask,
                             long n, long k, long m, Activation act, double p, bool scale,
-                            float alpha, const float* alpha_vec) {
+                            float alpha, const float* alpha_vec, const WeightUpdate* update) {
   check_dropout_p(p);
   static thread_local ScratchBuffer dy_buf, s_buf;
   const long size = n * m;
@@ -102,7 +102,7 @@ void dense_dropout_backward(float* dx, float* dw, float* db, float* dalpha, cons
     for (long i = 0; i < size; ++i) s_un[i] = s[i] / sc;
     s = s_un;
   }
-  dense_backward(dx, dw, db, dalpha, dy_kept, x, w, s, n, k, m, act, alpha, alpha_vec);
+  dense_backward(dx, dw, db, dalpha, dy_kept, x, w, s, n, k, m, act, alpha, alpha_vec, update);
 }
 
 }  // namespace fastdl

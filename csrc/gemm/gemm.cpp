@@ -7,11 +7,22 @@
 
 namespace fastdl {
 
+namespace {
+// A tile sink replaces the whole epilogue: nothing else may be asked of it.
+bool sink_alone(const GemmEpilogue& ep) {
+  return ep.sink && ep.sink->fn && !ep.bias && ep.act == Activation::linear && !ep.alpha_vec &&
+         !ep.z && !ep.dropout && !ep.maxout;
+}
+}  // namespace
+
 void sgemm(const GemmArgs& g) {
-  if ((g.dz_a || g.dz_b) && (g.ep || (g.dz_a && g.csa != 1) || (g.dz_b && g.csb != 1) ||
+  if (g.ep && g.ep->sink && !sink_alone(*g.ep))
+    throw std::invalid_argument("sgemm: a tile sink needs an epilogue with nothing else set");
+  if ((g.dz_a || g.dz_b) && ((g.ep && !g.ep->sink) || (g.dz_a && g.csa != 1) ||
+                             (g.dz_b && g.csb != 1) ||
                              (g.dz_a && g.dz_b && g.dz_a->act != g.dz_b->act)))
     throw std::invalid_argument(
-        "sgemm: dz operands need unit column stride, no epilogue and one activation");
+        "sgemm: dz operands need unit column stride, no epilogue but a sink and one activation");
   switch (active_isa()) {
     case Isa::avx512: avx512::sgemm(g); return;
     case Isa::avx2: avx2::sgemm(g); return;

@@ -26,8 +26,8 @@ struct GemmArgs {
   float* C; long ldc;
   bool accumulate;
   const GemmEpilogue* ep;
-  const GemmDz* dz_a = nullptr;  // A is dz (then ep must be null)
-  const GemmDz* dz_b = nullptr;  // B is dz (then ep must be null)
+  const GemmDz* dz_a = nullptr;  // A is dz (then ep must be null or a sink alone)
+  const GemmDz* dz_b = nullptr;  // B is dz (then ep must be null or a sink alone)
 };
 
 // sgemm with the internal options: dispatches on the active ISA.

@@ -110,14 +110,15 @@ void dense_maxout_forward(float* y, uint8_t* argmax, const float* x, const float
 
 void dense_maxout_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                            const float* w, const uint8_t* argmax, long n, long k, long m,
-                           int pieces) {
+                           int pieces, const WeightUpdate* update) {
   check_pieces(pieces);
   static thread_local ScratchBuffer dz_buf;
   const long cols = m * pieces;
   float* dz = dz_buf.get<float>((size_t)(n * cols > 0 ? n * cols : 1));
   maxout_backward(dz, dy, argmax, n, m, pieces);
   // A linear dense backward from dz: db = column sums, then dw and dx GEMMs.
-  dense_backward(dx, dw, db, nullptr, dz, x, w, nullptr, n, k, cols, Activation::linear);
+  dense_backward(dx, dw, db, nullptr, dz, x, w, nullptr, n, k, cols, Activation::linear, 0.0f,
+                 nullptr, update);
 }
 
 }  // namespace fastdl

@@ -7,7 +7,9 @@
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fastdl/runtime.h"
@@ -46,15 +48,10 @@ void check_reg(float weight_decay, float l1) {
 }
 
 // The decay ranges as sorted, disjoint, non-empty spans (the whole buffer when none).
-struct SpanSet {
-  std::vector<long> bounds;
-  optim::Spans spans() const { return {bounds.data(), (long)bounds.size() / 2}; }
-};
-
-SpanSet normalise(DecayRanges d, long n) {
-  SpanSet out;
+std::vector<long> normalise(DecayRanges d, long n) {
+  std::vector<long> out;
   if (!d.ranges) {
-    if (n > 0) out.bounds = {0, n};
+    if (n > 0) out = {0, n};
     return out;
   }
   std::vector<std::pair<long, long>> r;
@@ -70,14 +67,23 @@ SpanSet normalise(DecayRanges d, long n) {
   }
   std::sort(r.begin(), r.end());
   for (auto [a, b] : r) {
-    if (!out.bounds.empty() && a <= out.bounds.back()) {
-      out.bounds.back() = std::max(out.bounds.back(), b);
+    if (!out.empty() && a <= out.back()) {
+      out.back() = std::max(out.back(), b);
     } else {
-      out.bounds.push_back(a);
-      out.bounds.push_back(b);
+      out.push_back(a);
+      out.push_back(b);
     }
   }
   return out;
+}
+
+std::shared_ptr<optim::StepDesc> new_desc(optim::Kind kind, float* params, long n,
+                                          DecayRanges decay) {
+  auto d = std::make_shared<optim::StepDesc>();
+  d->kind = kind;
+  d->b = {params, {nullptr, nullptr, nullptr}, n};
+  d->bounds = normalise(decay, n);
+  return d;
 }
 
 #define FASTDL_OPTIM_DISPATCH(fn, ...)                           \
@@ -89,8 +95,8 @@ SpanSet normalise(DecayRanges d, long n) {
 
 }  // namespace
 
-void sgd_step(float* params, float* momentum_buf, const float* grads, long n,
-              const SgdOptions& o, DecayRanges decay) {
+OptimizerStep OptimizerStep::sgd(float* params, float* momentum_buf, long n, const SgdOptions& o,
+                                 DecayRanges decay) {
   check_lr(o.lr);
   check_nonneg("momentum", o.momentum);
   if (!std::isfinite(o.dampening)) bad("dampening", "a finite number", o.dampening);
@@ -102,9 +108,8 @@ void sgd_step(float* params, float* momentum_buf, const float* grads, long n,
   if (has_buf && !momentum_buf)
     throw std::invalid_argument("momentum_buf: momentum=" + num(o.momentum) +
                                 " needs a float32 buffer of the parameters' length");
-  const SpanSet spans = normalise(decay, n);
-  if (n == 0) return;
-  optim::SgdScalars c;
+  auto d = new_desc(optim::Kind::sgd, params, n, decay);
+  optim::SgdScalars& c = d->sgd;
   c.reg = {o.weight_decay, o.l1};
   c.neg_lr = -o.lr;
   c.mu = o.momentum;
@@ -114,29 +119,29 @@ void sgd_step(float* params, float* momentum_buf, const float* grads, long n,
   c.nesterov = o.nesterov;
   c.first_step = o.first_step;
   c.classic = o.classic;
-  const optim::Buffers b{params, {momentum_buf, nullptr, nullptr}, grads, n};
-  FASTDL_OPTIM_DISPATCH(sgd, b, c, spans.spans());
+  d->b.s[0] = momentum_buf;
+  return OptimizerStep(std::move(d));
 }
 
-void adagrad_step(float* params, float* sum_sq, const float* grads, long n,
-                  const AdagradOptions& o, DecayRanges decay) {
+OptimizerStep OptimizerStep::adagrad(float* params, float* sum_sq, long n, const AdagradOptions& o,
+                                     DecayRanges decay) {
   check_lr(o.lr);
   check_step(o.step);
   check_nonneg("lr_decay", o.lr_decay);
   check_nonneg("eps", o.eps);
   check_reg(o.weight_decay, o.l1);
-  const SpanSet spans = normalise(decay, n);
-  if (n == 0) return;
-  optim::AdagradScalars c;
+  auto d = new_desc(optim::Kind::adagrad, params, n, decay);
+  optim::AdagradScalars& c = d->adagrad;
   c.reg = {o.weight_decay, o.l1};
   c.neg_clr = (float)(-(double)o.lr / (1.0 + (double)(o.step - 1) * o.lr_decay));
   c.eps = o.eps;
-  const optim::Buffers b{params, {sum_sq, nullptr, nullptr}, grads, n};
-  FASTDL_OPTIM_DISPATCH(adagrad, b, c, spans.spans());
+  d->b.s[0] = sum_sq;
+  return OptimizerStep(std::move(d));
 }
 
-void rmsprop_step(float* params, float* square_avg, float* momentum_buf, float* grad_avg,
-                  const float* grads, long n, const RmspropOptions& o, DecayRanges decay) {
+OptimizerStep OptimizerStep::rmsprop(float* params, float* square_avg, float* momentum_buf,
+                                     float* grad_avg, long n, const RmspropOptions& o,
+                                     DecayRanges decay) {
   check_lr(o.lr);
   check_nonneg("alpha", o.alpha);
   check_nonneg("eps", o.eps);
@@ -149,9 +154,8 @@ void rmsprop_step(float* params, float* square_avg, float* momentum_buf, float* 
   if (o.centered && !grad_avg)
     throw std::invalid_argument("grad_avg: centered=True needs a float32 buffer of the "
                                 "parameters' length (zeros at first)");
-  const SpanSet spans = normalise(decay, n);
-  if (n == 0) return;
-  optim::RmspropScalars c;
+  auto d = new_desc(optim::Kind::rmsprop, params, n, decay);
+  optim::RmspropScalars& c = d->rmsprop;
   c.reg = {o.weight_decay, o.l1};
   c.neg_lr = -o.lr;
   c.alpha = o.alpha;
@@ -160,42 +164,41 @@ void rmsprop_step(float* params, float* square_avg, float* momentum_buf, float* 
   c.mu = o.momentum;
   c.momentum = momentum;
   c.centered = o.centered;
-  optim::Buffers b{params, {square_avg, nullptr, nullptr}, grads, n};
-  int k = 1;
-  if (momentum) b.s[k++] = momentum_buf;
-  if (o.centered) b.s[k++] = grad_avg;
-  FASTDL_OPTIM_DISPATCH(rmsprop, b, c, spans.spans());
+  int k = 0;
+  d->b.s[k++] = square_avg;
+  if (momentum) d->b.s[k++] = momentum_buf;
+  if (o.centered) d->b.s[k++] = grad_avg;
+  return OptimizerStep(std::move(d));
 }
 
-void adadelta_step(float* params, float* square_avg, float* acc_delta, const float* grads,
-                   long n, const AdadeltaOptions& o, DecayRanges decay) {
+OptimizerStep OptimizerStep::adadelta(float* params, float* square_avg, float* acc_delta, long n,
+                                      const AdadeltaOptions& o, DecayRanges decay) {
   check_lr(o.lr);
   check_unit("rho", o.rho, /*closed=*/true);
   check_nonneg("eps", o.eps);
   check_reg(o.weight_decay, o.l1);
-  const SpanSet spans = normalise(decay, n);
-  if (n == 0) return;
-  optim::AdadeltaScalars c;
+  auto d = new_desc(optim::Kind::adadelta, params, n, decay);
+  optim::AdadeltaScalars& c = d->adadelta;
   c.reg = {o.weight_decay, o.l1};
   c.neg_lr = -o.lr;
   c.rho = o.rho;
   c.one_minus_rho = 1.0f - o.rho;
   c.eps = o.eps;
-  const optim::Buffers b{params, {square_avg, acc_delta, nullptr}, grads, n};
-  FASTDL_OPTIM_DISPATCH(adadelta, b, c, spans.spans());
+  d->b.s[0] = square_avg;
+  d->b.s[1] = acc_delta;
+  return OptimizerStep(std::move(d));
 }
 
-void adam_step(float* params, float* exp_avg, float* exp_avg_sq, const float* grads, long n,
-               const AdamOptions& o, DecayRanges decay) {
+OptimizerStep OptimizerStep::adam(float* params, float* exp_avg, float* exp_avg_sq, long n,
+                                  const AdamOptions& o, DecayRanges decay) {
   check_lr(o.lr);
   check_step(o.step);
   check_unit("beta1", o.beta1, /*closed=*/false);
   check_unit("beta2", o.beta2, /*closed=*/false);
   check_nonneg("eps", o.eps);
   check_reg(o.weight_decay, o.l1);
-  const SpanSet spans = normalise(decay, n);
-  if (n == 0) return;
-  optim::AdamScalars c;
+  auto d = new_desc(optim::Kind::adam, params, n, decay);
+  optim::AdamScalars& c = d->adam;
   c.reg = {o.decoupled ? 0.0f : o.weight_decay, o.l1};
   c.one_minus_beta1 = 1.0f - o.beta1;
   c.beta2 = o.beta2;
@@ -207,8 +210,63 @@ void adam_step(float* params, float* exp_avg, float* exp_avg_sq, const float* gr
   c.neg_step_size = (float)(-(double)o.lr / bc1);
   c.inv_bc2_sqrt = (float)(1.0 / std::sqrt(bc2));
   c.decay_factor = o.decoupled ? (float)(1.0 - (double)o.lr * o.weight_decay) : 1.0f;
-  const optim::Buffers b{params, {exp_avg, exp_avg_sq, nullptr}, grads, n};
-  FASTDL_OPTIM_DISPATCH(adam, b, c, spans.spans());
+  d->b.s[0] = exp_avg;
+  d->b.s[1] = exp_avg_sq;
+  return OptimizerStep(std::move(d));
+}
+
+long OptimizerStep::size() const { return d_->b.n; }
+
+void OptimizerStep::apply(const float* g, long begin, long end) const {
+  if (begin < 0 || end > d_->b.n || begin > end)
+    throw std::out_of_range("apply: range [" + std::to_string(begin) + ", " + std::to_string(end) +
+                            ") is outside the buffer [0, " + std::to_string(d_->b.n) + ")");
+  FASTDL_OPTIM_DISPATCH(run, *d_, g, begin, end);
+}
+
+void OptimizerStep::apply_block(const float* g, long ldg, long offset, long ld, long rows,
+                                long cols) const {
+  FASTDL_OPTIM_DISPATCH(run_block, *d_, g, ldg, offset, ld, rows, cols);
+}
+
+void OptimizerStep::prefetch_block(long offset, long ld, long rows, long cols) const {
+  const optim::Buffers& b = d_->b;
+  constexpr long kLine = 64 / sizeof(float);
+  for (long r = 0; r < rows; ++r) {
+    const long lo = offset + r * ld, hi = lo + cols;
+    for (long i = lo; i < hi + kLine - 1; i += kLine) {
+      const long e = i < hi ? i : hi - 1;  // the last line of the row, once
+      __builtin_prefetch(b.p + e, 1, 2);
+      for (float* s : b.s)
+        if (s) __builtin_prefetch(s + e, 1, 2);
+    }
+  }
+}
+
+void sgd_step(float* params, float* momentum_buf, const float* grads, long n,
+              const SgdOptions& o, DecayRanges decay) {
+  OptimizerStep::sgd(params, momentum_buf, n, o, decay).apply(grads, 0, n);
+}
+
+void adagrad_step(float* params, float* sum_sq, const float* grads, long n,
+                  const AdagradOptions& o, DecayRanges decay) {
+  OptimizerStep::adagrad(params, sum_sq, n, o, decay).apply(grads, 0, n);
+}
+
+void rmsprop_step(float* params, float* square_avg, float* momentum_buf, float* grad_avg,
+                  const float* grads, long n, const RmspropOptions& o, DecayRanges decay) {
+  OptimizerStep::rmsprop(params, square_avg, momentum_buf, grad_avg, n, o, decay)
+      .apply(grads, 0, n);
+}
+
+void adadelta_step(float* params, float* square_avg, float* acc_delta, const float* grads,
+                   long n, const AdadeltaOptions& o, DecayRanges decay) {
+  OptimizerStep::adadelta(params, square_avg, acc_delta, n, o, decay).apply(grads, 0, n);
+}
+
+void adam_step(float* params, float* exp_avg, float* exp_avg_sq, const float* grads, long n,
+               const AdamOptions& o, DecayRanges decay) {
+  OptimizerStep::adam(params, exp_avg, exp_avg_sq, n, o, decay).apply(grads, 0, n);
 }
 
 void max_norm(float* w, long k, long m, float max_norm) {

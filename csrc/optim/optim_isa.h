@@ -2,6 +2,7 @@
 // side validates the options, normalises the decay ranges and folds every per-call
 // scalar (bias corrections, 1 - beta, -lr...) so the hot loop only does the math.
 #pragma once
+#include <vector>
 
 namespace fastdl::optim {
 
@@ -47,16 +48,28 @@ struct AdamScalars {
 struct Buffers {
   float* p;
   float* s[3];
-  const float* g;
   long n;
 };
 
-#define FASTDL_OPTIM_ISA_DECLS                                              \
-  void sgd(const Buffers& b, const SgdScalars& c, Spans d);                 \
-  void adagrad(const Buffers& b, const AdagradScalars& c, Spans d);         \
-  void rmsprop(const Buffers& b, const RmspropScalars& c, Spans d);         \
-  void adadelta(const Buffers& b, const AdadeltaScalars& c, Spans d);       \
-  void adam(const Buffers& b, const AdamScalars& c, Spans d);               \
+// A prepared step (fastdl::OptimizerStep): which optimizer, its folded scalars (only
+// the kind's own are set), its buffers and its decay spans.
+enum class Kind { sgd, adagrad, rmsprop, adadelta, adam };
+struct StepDesc {
+  Kind kind;
+  Buffers b;
+  SgdScalars sgd;
+  AdagradScalars adagrad;
+  RmspropScalars rmsprop;
+  AdadeltaScalars adadelta;
+  AdamScalars adam;
+  std::vector<long> bounds;  // the sorted, disjoint decay spans, 2 per span
+  Spans spans() const { return {bounds.data(), (long)bounds.size() / 2}; }
+};
+
+#define FASTDL_OPTIM_ISA_DECLS                                                          \
+  void run(const StepDesc& d, const float* g, long begin, long end);                    \
+  void run_block(const StepDesc& d, const float* g, long ldg, long offset, long ld,     \
+                 long rows, long cols);                                                 \
   void max_norm(float* w, long k, long m, float max_norm);
 
 namespace avx512 { FASTDL_OPTIM_ISA_DECLS }

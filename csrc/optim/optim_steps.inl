@@ -126,21 +126,22 @@ struct Adam {
 
 // ---------------------------------------------------------------- the launcher
 
-// Updates the r < V::width elements at i with partial loads and stores.
+// Updates the r < V::width elements at i with partial loads and stores; g: their gradient.
 template <bool Decay, class Op>
-FASTDL_INLINE void run_partial(const Op& op, const Buffers& b, long i, int r) {
+FASTDL_INLINE void run_partial(const Op& op, const Buffers& b, const float* g, long i, int r) {
   constexpr int NS = Op::kState;
   V s[NS > 0 ? NS : 1];
   V p = V::load_n(b.p + i, r);
-  const V g = V::load_n(b.g + i, r);
+  const V gv = V::load_n(g, r);
   for (int k = 0; k < NS; ++k) s[k] = V::load_n(b.s[k] + i, r);
-  op.template operator()<Decay>(p, g, s);
+  op.template operator()<Decay>(p, gv, s);
   p.store_n(b.p + i, r);
   for (int k = 0; k < NS; ++k) s[k].store_n(b.s[k] + i, r);
 }
 
+// Elements [i, end); g: the gradient of element i (and on).
 template <bool Decay, class Op>
-FASTDL_INLINE void run_range(const Op& op, const Buffers& b, long i, long end) {
+FASTDL_INLINE void run_range(const Op& op, const Buffers& b, const float* g, long i, long end) {
   constexpr int NS = Op::kState;
   // Peel up to the params' vector alignment: a full-width access that straddles two
   // cache lines costs a second one, and numpy gives 16-byte aligned arrays (buffers
@@ -150,24 +151,26 @@ FASTDL_INLINE void run_range(const Op& op, const Buffers& b, long i, long end) {
   if (mis != 0 && mis % sizeof(float) == 0) {
     const long head = (long)((kAlign - mis) / sizeof(float));
     const int r = (int)(head < end - i ? head : end - i);
-    run_partial<Decay>(op, b, i, r);
+    run_partial<Decay>(op, b, g, i, r);
     i += r;
+    g += r;
   }
   V s[NS > 0 ? NS : 1];
-  for (; i + V::width <= end; i += V::width) {
+  for (; i + V::width <= end; i += V::width, g += V::width) {
     V p = V::load(b.p + i);
-    const V g = V::load(b.g + i);
+    const V gv = V::load(g);
     for (int k = 0; k < NS; ++k) s[k] = V::load(b.s[k] + i);
-    op.template operator()<Decay>(p, g, s);
+    op.template operator()<Decay>(p, gv, s);
     p.store(b.p + i);
     for (int k = 0; k < NS; ++k) s[k].store(b.s[k] + i);
   }
-  if (i < end) run_partial<Decay>(op, b, i, (int)(end - i));
+  if (i < end) run_partial<Decay>(op, b, g, i, (int)(end - i));
 }
 
-// Runs op over [lo, hi), switching between the decayed and plain loops at span edges.
+// Runs op over [lo, hi), switching between the decayed and plain loops at span edges;
+// g: the gradient of element lo.
 template <class Op>
-static void run_block(const Op& op, const Buffers& b, Spans d, long lo, long hi) {
+static void run_spans(const Op& op, const Buffers& b, Spans d, const float* g, long lo, long hi) {
   // First span ending after lo (spans are sorted and disjoint, so ends are sorted too).
   long first = 0, last = d.count;
   while (first < last) {
@@ -178,45 +181,67 @@ static void run_block(const Op& op, const Buffers& b, Spans d, long lo, long hi)
   for (long k = first; k < d.count && d.bounds[2 * k] < hi; ++k) {
     const long a = d.bounds[2 * k] > lo ? d.bounds[2 * k] : lo;
     const long e = d.bounds[2 * k + 1] < hi ? d.bounds[2 * k + 1] : hi;
-    if (a > pos) run_range<false>(op, b, pos, a);
-    run_range<true>(op, b, a, e);
+    if (a > pos) run_range<false>(op, b, g + (pos - lo), pos, a);
+    run_range<true>(op, b, g + (a - lo), a, e);
     pos = e;
   }
-  if (pos < hi) run_range<false>(op, b, pos, hi);
+  if (pos < hi) run_range<false>(op, b, g + (pos - lo), pos, hi);
 }
 
+// [begin, end) in blocks over the threads; g: the gradient of element begin.
 template <class Op>
-static void launch(const Op& op, const Buffers& b, Spans d) {
-  const long nblocks = (b.n + kBlock - 1) / kBlock;
-  const int nthreads = b.n < kParallelMin ? 1 : get_num_threads();
+static void launch(const Op& op, const Buffers& b, Spans d, const float* g, long begin, long end) {
+  const long n = end - begin, nblocks = (n + kBlock - 1) / kBlock;
+  const int nthreads = n < kParallelMin ? 1 : get_num_threads();
 #pragma omp parallel num_threads(nthreads)
   {
     // Decaying state goes subnormal where gradients stay 0: flush it (flush_denormals.h).
     FlushDenormals ftz;
 #pragma omp for schedule(static)
     for (long blk = 0; blk < nblocks; ++blk) {
-      const long lo = blk * kBlock, hi = lo + kBlock < b.n ? lo + kBlock : b.n;
-      run_block(op, b, d, lo, hi);
+      const long lo = begin + blk * kBlock, hi = lo + kBlock < end ? lo + kBlock : end;
+      run_spans(op, b, d, g + (lo - begin), lo, hi);
     }
   }
 }
 
 // ---------------------------------------------------------------- entry points
 
-void sgd(const Buffers& b, const SgdScalars& c, Spans d) {
-  if (c.has_buf) launch(SgdMomentum{c}, b, d);
-  else launch(SgdPlain{c}, b, d);
+// Calls f with the functor of d's optimizer.
+template <class F>
+static void with_op(const StepDesc& d, F&& f) {
+  switch (d.kind) {
+    case Kind::sgd:
+      if (d.sgd.has_buf) f(SgdMomentum{d.sgd});
+      else f(SgdPlain{d.sgd});
+      break;
+    case Kind::adagrad: f(Adagrad{d.adagrad}); break;
+    case Kind::rmsprop: {
+      const RmspropScalars& c = d.rmsprop;
+      if (c.momentum && c.centered) f(Rmsprop<true, true>{c});
+      else if (c.momentum) f(Rmsprop<true, false>{c});
+      else if (c.centered) f(Rmsprop<false, true>{c});
+      else f(Rmsprop<false, false>{c});
+      break;
+    }
+    case Kind::adadelta: f(Adadelta{d.adadelta}); break;
+    case Kind::adam: f(Adam{d.adam}); break;
+  }
 }
 
-void adagrad(const Buffers& b, const AdagradScalars& c, Spans d) { launch(Adagrad{c}, b, d); }
-
-void rmsprop(const Buffers& b, const RmspropScalars& c, Spans d) {
-  if (c.momentum && c.centered) launch(Rmsprop<true, true>{c}, b, d);
-  else if (c.momentum) launch(Rmsprop<true, false>{c}, b, d);
-  else if (c.centered) launch(Rmsprop<false, true>{c}, b, d);
-  else launch(Rmsprop<false, false>{c}, b, d);
+void run(const StepDesc& d, const float* g, long begin, long end) {
+  if (end <= begin) return;
+  with_op(d, [&](const auto& op) { launch(op, d.b, d.spans(), g, begin, end); });
 }
 
-void adadelta(const Buffers& b, const AdadeltaScalars& c, Spans d) { launch(Adadelta{c}, b, d); }
-
-void adam(const Buffers& b, const AdamScalars& c, Spans d) { launch(Adam{c}, b, d); }
+void run_block(const StepDesc& d, const float* g, long ldg, long offset, long ld, long rows,
+               long cols) {
+  if (rows <= 0 || cols <= 0) return;
+  FlushDenormals ftz;
+  with_op(d, [&](const auto& op) {
+    for (long r = 0; r < rows; ++r) {
+      const long lo = offset + r * ld;
+      run_spans(op, d.b, d.spans(), g + r * ldg, lo, lo + cols);
+    }
+  });
+}

@@ -141,6 +141,14 @@ def output_array(out, shape, inputs):
     return empty(shape) if out is None else checked_out(out, "out", shape, inputs)
 
 
+def no_update(update):
+    """The dense backward kernels' update= (an optimizer step applied inside the dw GEMM)
+    exists on the CPU only."""
+    if update is not None:
+        raise TypeError("update: the optimizer step inside the backward kernel is CPU only; "
+                        "on the GPU call the step kernel after the backward")
+
+
 def empty(shape, dtype=np.float32):
     return cuda.device_array(shape, dtype=dtype)
 

@@ -4,7 +4,8 @@ dz + db, dx = dz @ w^T, dw = x^T @ dz). Same API and checks as the CPU kernels
 
 from fastdl.cuda import activations as A
 from fastdl.cuda import column_grad, gemm
-from fastdl.cuda.arrays import checked_f32, checked_out, empty, expect_dim, given_outputs, output_arrays_or_first, scratch
+from fastdl.cuda.arrays import (checked_f32, checked_out, empty, expect_dim, given_outputs, no_update,
+                                output_arrays_or_first, scratch)
 
 
 def check_dense(x, w, b):
@@ -90,9 +91,10 @@ def weight_grads(dz, x, w, need_dx, dx=None, dw=None):
     return dx, dw
 
 
-def dense_backward(dy, x, w, activation, *, y=None, z=None, alpha=None, need_dx=True, out=None):
+def dense_backward(dy, x, w, activation, *, y=None, z=None, alpha=None, need_dx=True, out=None, update=None):
     """(dx, dw, db), plus dalpha for prelu; dx is None when need_dx is False.
     out=(dx, dw, db[, dalpha]): preallocated results (entries may be None)."""
+    no_update(update)
     code = A.code_of(activation)
     dy = checked_f32(dy, "dy", 2, "of shape (N, M)")
     x, w, _ = check_dense(x, w, None)

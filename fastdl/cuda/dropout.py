@@ -11,8 +11,8 @@ from numba import uint8, uint64
 
 from fastdl.cuda import activations as A
 from fastdl.cuda import column_grad, gemm, philox, require
-from fastdl.cuda.arrays import (blocks, checked, checked_f32, dummy, expect_dim, launcher, output_array, output_arrays,
-                                output_arrays_or_first, scratch)
+from fastdl.cuda.arrays import (blocks, checked, checked_f32, dummy, expect_dim, launcher, no_update, output_array,
+                                output_arrays, output_arrays_or_first, scratch)
 from fastdl.cuda.dense import check_dense, check_saved, gradient_outputs, parse_alpha, weight_grads
 
 cuda = require()
@@ -178,10 +178,11 @@ def dense_dropout_forward(x, w, b, activation, p, seed, step, stream=0, *, alpha
 
 
 def dense_dropout_backward(dy, x, w, activation, mask, p, *, y=None, z=None, alpha=None,
-                           scale=True, need_dx=True, out=None):
+                           scale=True, need_dx=True, out=None, update=None):
     """As dense_backward, through the dropout mask. `y` is the output of
     dense_dropout_forward (after dropout): where kept it is f(z) * scale, so the
     y-based derivatives see y * (1 - p) when scale is True."""
+    no_update(update)
     code = A.code_of(activation)
     p = philox.check_p(p)
     dy = checked_f32(dy, "dy", 2, "of shape (N, M)")

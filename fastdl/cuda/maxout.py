@@ -6,8 +6,8 @@ import numpy as np
 from numba import uint8
 
 from fastdl.cuda import column_grad, gemm, require
-from fastdl.cuda.arrays import (blocks, checked, checked_f32, expect_dim, launcher, output_array, output_arrays,
-                                scratch)
+from fastdl.cuda.arrays import (blocks, checked, checked_f32, expect_dim, launcher, no_update, output_array,
+                                output_arrays, scratch)
 from fastdl.cuda.dense import check_dense, gradient_outputs, weight_grads
 
 cuda = require()
@@ -105,8 +105,9 @@ def dense_maxout_forward(x, w, b, pieces, *, out=None):
     return y, argmax
 
 
-def dense_maxout_backward(dy, x, w, argmax, pieces, *, need_dx=True, out=None):
+def dense_maxout_backward(dy, x, w, argmax, pieces, *, need_dx=True, out=None, update=None):
     """(dx, dw, db) of dense_maxout_forward."""
+    no_update(update)
     x, w, _ = check_dense(x, w, None)
     k = check_pieces(pieces, w.shape[1], "w")
     dy = checked_f32(dy, "dy", 2, "of shape (N, M)")

@@ -19,6 +19,17 @@ Dense layer, y = f(x @ w + b) with x (N, K), w (K, M) stored in-by-out like Kera
 - ``alpha``: a float >= 0 for ``leaky_relu`` (default 0.01) and ``elu`` (default 1.0);
   a float32 array (M,) of learned slopes for ``prelu``; None for the rest.
 - ``matmul(a, b, *, out=None)``: the plain GEMM behind them.
+
+Optimizer steps (``sgd_step``, ``adagrad_step``, ``rmsprop_step``, ``adadelta_step``,
+``adam_step``) update a flat parameter buffer and its state in place. Called with
+``grads=None`` (CPU) they apply nothing and return an ``OptimizerStep``, the step
+prepared for applying in pieces: ``dense_backward(..., update=step)`` (and
+``dense_dropout_backward``, ``dense_maxout_backward``) steps ``w``, which must be a
+view into the step's params, inside the dw GEMM while each gradient tile is in
+registers (dx is computed first, from the old w; dw is written only where ``out=``
+gives it a buffer, else returned as None), and ``step.apply(grads, segments=...)``
+steps the [start, stop) ranges left. Each element stepped once gives bit for bit what
+the one-call step gives.
 """
 
 import functools
@@ -31,6 +42,8 @@ from fastdl import _C
 ACTIVATIONS = _C.ACTIVATIONS
 #: Activations for which dense_forward returns (y, z) and dense_backward needs z.
 NEEDS_Z = ("prelu", "silu", "gelu")
+#: A prepared optimizer step (a step kernel called with grads=None; CPU).
+OptimizerStep = _C.OptimizerStep
 
 # Every kernel exported here: the CPU function is fastdl._C.<name>, the GPU one
 # fastdl.cuda.kernels.<name>. Add a kernel by adding its name.
@@ -88,4 +101,4 @@ for _name in _KERNELS:
     globals()[_name] = _device_dispatch(_name)
 del _name
 
-__all__ = ["ACTIVATIONS", "NEEDS_Z", *_KERNELS]
+__all__ = ["ACTIVATIONS", "NEEDS_Z", "OptimizerStep", *_KERNELS]

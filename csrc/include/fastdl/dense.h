@@ -3,6 +3,7 @@
 // in-by-out like Keras, b (m,), y and z (n, m).
 #pragma once
 #include "fastdl/activation.h"
+#include "fastdl/optim.h"
 
 namespace fastdl {
 
@@ -18,8 +19,20 @@ void dense_forward(float* y, float* z, const float* x, const float* w, const flo
 // db (m,) or null, dalpha (m,) for prelu (null otherwise). Outputs are overwritten.
 // f'(z) is applied and db (and dalpha) reduced in one pass over dy; both GEMMs then
 // read the resulting dz.
+//
+// With `update`, w is also updated by an optimizer step in the dw GEMM's epilogue, tile
+// by tile while each gradient tile is in registers: w must be the step's flat buffer at
+// `offset` (elements offset .. offset + k*m). dx is computed first, from the old w. dw
+// is then written only when keep_dw, and may be null when not (a scratch buffer then
+// carries the sums between K blocks). The step's other elements are the caller's.
+struct WeightUpdate {
+  const OptimizerStep* step = nullptr;
+  long offset = 0;
+  bool keep_dw = true;
+};
 void dense_backward(float* dx, float* dw, float* db, float* dalpha, const float* dy,
                     const float* x, const float* w, const float* s, long n, long k, long m,
-                    Activation act, float alpha = 0.0f, const float* alpha_vec = nullptr);
+                    Activation act, float alpha = 0.0f, const float* alpha_vec = nullptr,
+                    const WeightUpdate* update = nullptr);
 
 }  // namespace fastdl

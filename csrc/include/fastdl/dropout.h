@@ -13,6 +13,8 @@
 #pragma once
 #include <cstdint>
 
+#include "fastdl/dense.h"
+
 #include "fastdl/activation.h"
 
 namespace fastdl {
@@ -48,6 +50,7 @@ void dense_dropout_forward(float* y, uint8_t* mask, float* z, const float* x, co
 void dense_dropout_backward(float* dx, float* dw, float* db, float* dalpha, const float* dy,
                             const float* x, const float* w, const float* s, const uint8_t* mask,
                             long n, long k, long m, Activation act, double p, bool scale = true,
-                            float alpha = 0.0f, const float* alpha_vec = nullptr);
+                            float alpha = 0.0f, const float* alpha_vec = nullptr,
+                            const WeightUpdate* update = nullptr);
 
 }  // namespace fastdl

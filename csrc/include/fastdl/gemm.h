@@ -41,6 +41,22 @@ struct GemmMaxout {
 // Enough partial slots per row for any ISA's micro-tile width (NR >= 8).
 inline long gemm_maxout_parts(long n) { return (n + 7) / 8; }
 
+// Hands each finished output tile to a consumer instead of (or besides) storing it:
+// the epilogue that lets an optimizer update a weight matrix from its gradient while
+// the gradient tile is in registers (dense_backward's `update`). fn gets the tile's
+// z = acc (+ old C when accumulating) with row stride ldt and the tile's place in C;
+// it runs on the GEMM's worker threads, one call per tile, tiles disjoint. With a sink
+// the epilogue's bias, activation, dropout and maxout must be unset.
+struct GemmTileSink {
+  void (*fn)(const void* ctx, const float* tile, long ldt, long row0, long col0, long rows,
+             long cols) = nullptr;
+  // Optional: called when a tile's last K block starts, with the same place, so the
+  // consumer can fetch what it will touch while the tile's FMAs run.
+  void (*prefetch)(const void* ctx, long row0, long col0, long rows, long cols) = nullptr;
+  const void* ctx = nullptr;
+  bool store_c = true;  // also write the tile to C (false: C only carries K-block sums)
+};
+
 // Applied to each output element after the full K reduction:
 //   z = acc + bias[j];   (z stored to `z` when non-null, row stride ldz)
 //   C = act(z)           (alpha: leaky_relu / elu; alpha_vec[j]: prelu)
@@ -54,6 +70,7 @@ struct GemmEpilogue {
   long ldz = 0;
   const GemmDropout* dropout = nullptr;  // optional, after the activation
   const GemmMaxout* maxout = nullptr;    // optional, replaces the store of C
+  const GemmTileSink* sink = nullptr;    // optional, alone: see GemmTileSink
 };
 
 // C (m, n), row-major with row stride ldc, = A (m, k) @ B (k, n), where element

@@ -5,6 +5,8 @@
 #pragma once
 #include <cstdint>
 
+#include "fastdl/dense.h"
+
 namespace fastdl {
 
 // y (n, m), argmax (n, m) from z (n, m * pieces).
@@ -25,6 +27,6 @@ void dense_maxout_forward(float* y, uint8_t* argmax, const float* x, const float
 // dw (k, m * pieces), db (m * pieces,) or null.
 void dense_maxout_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                            const float* w, const uint8_t* argmax, long n, long k, long m,
-                           int pieces);
+                           int pieces, const WeightUpdate* update = nullptr);
 
 }  // namespace fastdl

@@ -14,6 +14,8 @@
 // state buffer or a decay range outside [0, n].
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <utility>
 
 namespace fastdl {
 
@@ -95,6 +97,45 @@ struct AdamOptions {
 // theta -= lr/(1-beta1^t) * m / (sqrt(v)/sqrt(1-beta2^t) + eps).
 void adam_step(float* params, float* exp_avg, float* exp_avg_sq, const float* grads, long n,
                const AdamOptions& o, DecayRanges decay = {});
+
+// One step of any of the optimizers above, prepared once (options checked, decay ranges
+// normalised, per-call scalars folded) and then applied in pieces as the gradients come:
+// a network's backward pass hands each weight matrix's gradient to it tile by tile from
+// the GEMM that produces them (dense_backward's `update`), while the tile is still in
+// cache, and applies the rest of the buffer afterwards. Applying each element exactly
+// once gives the matching *_step function's result bit for bit. The buffers are held by
+// pointer: they must outlive the step. Copies share the prepared state.
+namespace optim { struct StepDesc; }
+class OptimizerStep {
+ public:
+  static OptimizerStep sgd(float* params, float* momentum_buf, long n, const SgdOptions& o,
+                           DecayRanges decay = {});
+  static OptimizerStep adagrad(float* params, float* sum_sq, long n, const AdagradOptions& o,
+                               DecayRanges decay = {});
+  static OptimizerStep rmsprop(float* params, float* square_avg, float* momentum_buf,
+                               float* grad_avg, long n, const RmspropOptions& o,
+                               DecayRanges decay = {});
+  static OptimizerStep adadelta(float* params, float* square_avg, float* acc_delta, long n,
+                                const AdadeltaOptions& o, DecayRanges decay = {});
+  static OptimizerStep adam(float* params, float* exp_avg, float* exp_avg_sq, long n,
+                            const AdamOptions& o, DecayRanges decay = {});
+
+  long size() const;  // n: the flat buffer's length
+  // Updates elements [begin, end) (0 <= begin <= end <= n) from their gradient:
+  // g[i - begin] is element i's. Spread over the threads.
+  void apply(const float* g, long begin, long end) const;
+  // Updates a rows x cols block of a row-major matrix held in the flat buffer: element
+  // (r, c) is flat index offset + r * ld + c, its gradient g[r * ldg + c]. On the calling
+  // thread (a GEMM's worker calls it with one output tile). The caller keeps the block
+  // inside [0, n).
+  void apply_block(const float* g, long ldg, long offset, long ld, long rows, long cols) const;
+  // Asks the caches for what apply_block(.., offset, ld, rows, cols) will touch.
+  void prefetch_block(long offset, long ld, long rows, long cols) const;
+
+ private:
+  explicit OptimizerStep(std::shared_ptr<const optim::StepDesc> d) : d_(std::move(d)) {}
+  std::shared_ptr<const optim::StepDesc> d_;
+};
 
 // w is (k, m), row-major: column j (unit j's incoming weights) is scaled by
 // max_norm / (norm_j + 1e-7) where its L2 norm_j exceeds max_norm (torch.renorm).
