@@ -51,7 +51,9 @@ class Stage:
     def forward_eval(self, x):
         raise NotImplementedError
 
-    def backward(self, dy):
+    def backward(self, dy, update=None):
+        """update: the optimizer step being applied in this backward pass
+        (Optimizer.prepare_step), for the stages whose kernels update their weights."""
         raise NotImplementedError
 
 
@@ -112,18 +114,19 @@ class DenseStage(Stage):
             self.backend.scale_(y, self.test_scale)
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, update=None):
         # dw (and db, dalpha) are written straight into this layer's views of the flat
         # gradient buffer, dx into a buffer kept per batch size (consumed by the stage
         # below before the next step); a layer without bias gets a db it throws away.
+        # With an update, the kernel steps w itself and dw is not kept.
         dx = self._kept("dx", (dy.shape[0], self.w.shape[0])) if self.need_dx else None
-        out = (dx, self.gw, self.gb) + ((self.galpha,) if self.prelu else ())
+        out = (dx, self.gw if update is None else None, self.gb) + ((self.galpha,) if self.prelu else ())
         if self.p:
             r = self._dbwd(dy, self.x, self.w, self.act, self.mask, self.p, y=self.y, z=self.z, alpha=self.alpha,
-                           scale=self.scale, need_dx=self.need_dx, out=out)
+                           scale=self.scale, need_dx=self.need_dx, out=out, update=update)
         else:
             r = self._bwd(dy, self.x, self.w, self.act, y=self.y, z=self.z, alpha=self.alpha, need_dx=self.need_dx,
-                          out=out)
+                          out=out, update=update)
         return r[0]
 
 
@@ -155,11 +158,12 @@ class MaxoutStage(Stage):
     def forward_eval(self, x):
         return self._fwd(x, self.w, self.b, self.pieces, out=self._outputs(x.shape[0]))[0]
 
-    def backward(self, dy):
-        # dw and db straight into the flat gradient buffer, as DenseStage.
+    def backward(self, dy, update=None):
+        # dw and db straight into the flat gradient buffer, as DenseStage (w stepped by the
+        # kernel with an update).
         dx = self._kept("dx", self.x.shape) if self.need_dx else None
         return self._bwd(dy, self.x, self.w, self.argmax, self.pieces, need_dx=self.need_dx,
-                         out=(dx, self.gw, self.gb))[0]
+                         out=(dx, self.gw if update is None else None, self.gb), update=update)[0]
 
 
 class DropoutStage(Stage):
@@ -192,7 +196,7 @@ class DropoutStage(Stage):
         self.backend.scale_(out, self.test_scale)
         return out
 
-    def backward(self, dy):
+    def backward(self, dy, update=None):
         if not self.p:
             return dy
         return self._bwd(dy, self.mask, self.p, scale=self.scale, out=self._kept("dx", dy.shape))
@@ -238,8 +242,8 @@ class BatchNormStage(Stage):
         self.backend.copy(self.running_mean, self._kept("kept_running_mean", self.running_mean.shape))
         self.backend.copy(self.running_var, self._kept("kept_running_var", self.running_var.shape))
 
-    def backward(self, dy):
-        # dgamma and dbeta straight into the flat gradient buffer.
+    def backward(self, dy, update=None):
+        # dgamma and dbeta straight into the flat gradient buffer (stepped afterwards).
         dx = self._bwd(dy, self.x, self.gamma, self.save_mean, self.save_invstd,
                        out=(self._kept("dx", dy.shape), self.ggamma, self.gbeta))[0]
         return dx if self.need_dx else None

@@ -90,6 +90,9 @@ class GradientMonitor(Callback):
     thin it out on large networks or on the GPU, where each copy leaves the device.
     """
 
+    #: fit keeps the separate optimizer step (flat_grads filled every batch) while it runs
+    reads_gradients = True
+
     def __init__(self, every="epoch", update_ratio=True, weights_only=True):
         if every == "epoch":
             every = 1

@@ -70,6 +70,7 @@ class Sequential:
         self._step = 0
         self.optimizer = None
         self.loss = None
+        self._rest_segments = None  # set by compile: see _plan_step_in_backward
         self.metrics = []
         self.stop_training = False
         self.history = None
@@ -276,9 +277,20 @@ class Sequential:
         return text
 
     # -- training ----------------------------------------------------------------------
-    def compile(self, optimizer="adam", loss="softmax_cross_entropy", metrics=None):
+    def compile(self, optimizer="adam", loss="softmax_cross_entropy", metrics=None, step_in_backward="auto"):
         """Chooses the optimizer (a fastdl.optim.Optimizer or a name with PyTorch's defaults),
-        the loss and the metrics (["accuracy"] or none)."""
+        the loss and the metrics (["accuracy"] or none).
+
+        step_in_backward: whether ``train_step`` and ``fit`` apply the optimizer to each
+        Dense/Maxout weight matrix inside its backward kernel, tile by tile while the
+        gradient is in registers (then the rest of the buffer in one call), instead of in a
+        separate pass over the whole buffer. The parameters come out bit for bit the same;
+        what changes is memory traffic. True, False, or "auto" (default): on the CPU, when
+        those weight matrices hold at least 2**20 parameters (a separate pass then streams
+        the optimizer state from memory; below that it is cache-resident and the in-kernel
+        step only adds calls). With it, ``flat_grads`` does not receive those matrices'
+        gradients during ``train_step`` (``compute_gradients`` still fills it; ``fit`` steps
+        separately when a callback reads gradients)."""
         self.optimizer = optim.get(optimizer)
         self.loss = losses_mod.get(loss).bind(self._backend)
         metrics = list(metrics or [])
@@ -291,7 +303,40 @@ class Sequential:
         self.metrics = ["accuracy" for _ in metrics[:1]]
         self.optimizer.bind(self.num_params, self.device, self.decay_segments)
         self._max_norm_kernel = getattr(self._backend.kernels, "max_norm_") if self._max_norm_stages else None
+        self._rest_segments = self._plan_step_in_backward(step_in_backward)
         return self
+
+    # Below this many weights in the matrices a backward kernel could update, the separate
+    # optimizer pass runs on cache-resident state and stepping in the backward only adds
+    # calls (784-64x4-10: 159 -> 184 us per step); at 784-1024-1024-10 (1.86M) it is on
+    # par or up to 10% faster, by how busy the memory is (2-core EPYC, docs/performance.md).
+    STEP_IN_BACKWARD_MIN_WEIGHTS = 1 << 20
+
+    def _plan_step_in_backward(self, mode):
+        """The flat-buffer ranges the optimizer still applies after a backward pass that
+        updated the weight matrices (int64 (S, 2)), or None for a separate step."""
+        if mode not in (True, False, "auto"):
+            raise ValueError(f"step_in_backward: expected True, False or 'auto', got {mode!r}")
+        updated = [s for s in self._bwd_stages if isinstance(s, (DenseStage, MaxoutStage))]
+        if mode is False or not updated:
+            return None
+        if self._backend.name != "cpu":
+            if mode is True:
+                raise ValueError("step_in_backward: the step in the backward pass is CPU only "
+                                 f"(this model is on {self.device!r})")
+            return None
+        if mode == "auto" and sum(s.w.size for s in updated) < self.STEP_IN_BACKWARD_MIN_WEIGHTS:
+            return None
+        base = self.flat_params.__array_interface__["data"][0]
+        taken = sorted(((s.w.__array_interface__["data"][0] - base) // 4, s.w.size) for s in updated)
+        rest, pos = [], 0
+        for off, size in taken:
+            if off > pos:
+                rest.append((pos, off))
+            pos = off + size
+        if pos < self.num_params:
+            rest.append((pos, self.num_params))
+        return np.array(rest, np.int64).reshape(-1, 2)
 
     def _require_compiled(self, what):
         if self.optimizer is None or self.loss is None:
@@ -304,11 +349,12 @@ class Sequential:
         on the model's device (for device="cuda", numpy input is copied per call)."""
         if self.optimizer is None:
             self._require_compiled("train_step")
-        loss = self._forward_backward(x, y)
-        self.optimizer.step(self.flat_params, self.flat_grads)
-        if self._max_norm_kernel is not None:
-            for stage in self._max_norm_stages:
-                self._max_norm_kernel(stage.w, stage.max_norm)
+        if self._rest_segments is not None:
+            loss = self._forward_backward(x, y, step_in_backward=True)
+        else:
+            loss = self._forward_backward(x, y)
+            self.optimizer.step(self.flat_params, self.flat_grads)
+        self._apply_max_norm()
         return loss
 
     def compute_gradients(self, x, y):
@@ -319,7 +365,10 @@ class Sequential:
         self._require_compiled("compute_gradients")
         return self._forward_backward(x, y)
 
-    def _forward_backward(self, x, y):
+    def _forward_backward(self, x, y, step_in_backward=False, finite_only=False):
+        """Forward, loss and backward; with step_in_backward also the optimizer step (the
+        weight matrices inside their backward kernels, the rest after). finite_only: a
+        non-finite loss returns before the backward pass (fit's check)."""
         if self._backend.name != "cpu":
             x, y = self._device_batch(x, y)
         self._step += 1
@@ -333,14 +382,25 @@ class Sequential:
         if grad is None:
             grad = self._loss_grads[h.shape] = self._backend.empty(h.shape)
         loss, d = self.loss(h, y, out=grad)
+        if not step_in_backward:
+            for stage in self._bwd_stages:
+                d = stage.backward(d)
+            return loss
+        if finite_only and not math.isfinite(loss):
+            return loss
+        update = self.optimizer.prepare_step(self.flat_params)
         for stage in self._bwd_stages:
-            d = stage.backward(d)
+            d = stage.backward(d, update)
+        update.apply(self.flat_grads, segments=self._rest_segments)
         return loss
 
     def apply_gradients(self):
         """One optimizer update of ``flat_params`` from ``flat_grads`` (then max-norm)."""
         self._require_compiled("apply_gradients")
         self.optimizer.step(self.flat_params, self.flat_grads)
+        self._apply_max_norm()
+
+    def _apply_max_norm(self):
         if self._max_norm_kernel is not None:
             for stage in self._max_norm_stages:
                 self._max_norm_kernel(stage.w, stage.max_norm)
@@ -495,6 +555,9 @@ class Sequential:
         self._epoch_samples = n
         batch_bufs = {}
         gpu = self._backend.name != "cpu"
+        # A callback that reads flat_grads after each batch needs the separate step.
+        step_in_backward = self._rest_segments is not None and not any(
+            getattr(c, "reads_gradients", False) for c in cbs.callbacks)
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             if self.stop_training:
@@ -528,7 +591,10 @@ class Sequential:
                         t(xb, self._shuffle_rng)
                 for st in self._bn_stages:
                     st.keep_running_stats()
-                loss = self.compute_gradients(xb, yb)
+                if step_in_backward:
+                    loss = self._forward_backward(xb, yb, step_in_backward=True, finite_only=True)
+                else:
+                    loss = self.compute_gradients(xb, yb)
                 if not math.isfinite(loss):
                     for st in self._bn_stages:
                         st.restore_running_stats()
@@ -537,7 +603,10 @@ class Sequential:
                         continue
                     cbs.on_train_end()
                     raise NonFiniteLossError(epoch, b, s, e - 1, loss, history)
-                self.apply_gradients()
+                if step_in_backward:
+                    self._apply_max_norm()
+                else:
+                    self.apply_gradients()
                 m = e - s
                 seen += m
                 loss_sum += loss * m

@@ -45,8 +45,9 @@ def _peak_over_steps(step, steps=3):
         tracemalloc.stop()
 
 
+@pytest.mark.parametrize("step_in_backward", [True, False])
 @pytest.mark.parametrize("loss", ["softmax_cross_entropy", "mse", "binary_cross_entropy"])
-def test_train_step_allocates_no_arrays_after_the_first(loss):
+def test_train_step_allocates_no_arrays_after_the_first(loss, step_in_backward):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((BATCH, WIDTH)).astype(np.float32)
     if loss == "softmax_cross_entropy":
@@ -54,7 +55,7 @@ def test_train_step_allocates_no_arrays_after_the_first(loss):
     else:
         y = rng.uniform(0, 1, (BATCH, WIDTH)).astype(np.float32)
     model = _network()
-    model.compile(optimizer=fastdl.optim.Adam(1e-3), loss=loss)
+    model.compile(optimizer=fastdl.optim.Adam(1e-3), loss=loss, step_in_backward=step_in_backward)
     model.train_step(x, y)  # the batch size's first step allocates the buffers
     peak = _peak_over_steps(lambda: model.train_step(x, y))
     assert peak < LIMIT, f"a training step allocated {peak} bytes"

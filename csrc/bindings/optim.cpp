@@ -238,25 +238,25 @@ void register_optim(py::module_& m) {
         py::kw_only(), py::arg("lr"), py::arg("momentum") = 0.0f, py::arg("dampening") = 0.0f,
         py::arg("weight_decay") = 0.0f, py::arg("nesterov") = false, py::arg("first_step") = false,
         py::arg("classic") = false, py::arg("l1") = 0.0f, segs,
-        "SGD step in place (torch.optim.SGD; classic=True: v = mu*v - lr*g, theta += v).");
+        "SGD step in place (torch.optim.SGD; classic=True: v = mu*v - lr*g, theta += v) grads=None: returns the step prepared, not applied (OptimizerStep).");
   m.def("adagrad_step", &adagrad_py, py::arg("params"), py::arg("grads"), py::arg("sum_sq"),
         py::kw_only(), py::arg("lr"), py::arg("step"), py::arg("lr_decay") = 0.0f,
         py::arg("weight_decay") = 0.0f, py::arg("eps") = 1e-10f, py::arg("l1") = 0.0f, segs,
-        "Adagrad step in place (torch.optim.Adagrad).");
+        "Adagrad step in place (torch.optim.Adagrad) grads=None: returns the step prepared, not applied (OptimizerStep).");
   m.def("rmsprop_step", &rmsprop_py, py::arg("params"), py::arg("grads"), py::arg("square_avg"),
         py::kw_only(), py::arg("lr"), py::arg("alpha") = 0.99f, py::arg("eps") = 1e-8f,
         py::arg("weight_decay") = 0.0f, py::arg("momentum") = 0.0f, py::arg("centered") = false,
         py::arg("momentum_buf") = py::none(), py::arg("grad_avg") = py::none(), py::arg("l1") = 0.0f,
-        segs, "RMSprop step in place (torch.optim.RMSprop).");
+        segs, "RMSprop step in place (torch.optim.RMSprop) grads=None: returns the step prepared, not applied (OptimizerStep).");
   m.def("adadelta_step", &adadelta_py, py::arg("params"), py::arg("grads"), py::arg("square_avg"),
         py::arg("acc_delta"), py::kw_only(), py::arg("lr") = 1.0f, py::arg("rho") = 0.9f,
         py::arg("eps") = 1e-6f, py::arg("weight_decay") = 0.0f, py::arg("l1") = 0.0f, segs,
-        "Adadelta step in place (torch.optim.Adadelta).");
+        "Adadelta step in place (torch.optim.Adadelta) grads=None: returns the step prepared, not applied (OptimizerStep).");
   m.def("adam_step", &adam_py, py::arg("params"), py::arg("grads"), py::arg("exp_avg"),
         py::arg("exp_avg_sq"), py::kw_only(), py::arg("lr"), py::arg("step"),
         py::arg("beta1") = 0.9f, py::arg("beta2") = 0.999f, py::arg("eps") = 1e-8f,
         py::arg("weight_decay") = 0.0f, py::arg("decoupled") = false, py::arg("l1") = 0.0f, segs,
-        "Adam step in place (torch.optim.Adam; decoupled=True is AdamW).");
+        "Adam step in place (torch.optim.Adam; decoupled=True is AdamW) grads=None: returns the step prepared, not applied (OptimizerStep).");
   m.def("max_norm_", &max_norm_py, py::arg("w"), py::arg("max_norm"),
         "Rescales each column of w (K, M) to L2 norm <= max_norm in place (torch.renorm).");
 }
