@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastdl import kernels as K
-from tests.test_optim import CASES, _case_id, _kernel, _positional, make_state, run_kernel
+from test_optim import CASES, _case_id, _kernel, _positional, make_state, run_kernel
 
 
 def prepare(name, p, state, kw, segments=None):
