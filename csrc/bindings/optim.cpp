@@ -39,9 +39,11 @@ class StepBuffers {
     if (has_grads_) {
       const float* g = fptr(arrays_[1]);
       const long n = (long)n_;
-      py::gil_scoped_release release;
-      step.apply(g, 0, n);
-      return py::none();
+      {
+        py::gil_scoped_release release;
+        step.apply(g, 0, n);
+      }
+      return py::none();  // with the GIL held again
     }
     PyOptimizerStep s{std::move(step), {}, {}};
     for (int i = 0; i < count_; ++i) {
