@@ -308,8 +308,8 @@ class Sequential:
 
     # Below this many weights in the matrices a backward kernel could update, the separate
     # optimizer pass runs on cache-resident state and stepping in the backward only adds
-    # calls (784-64x4-10: 159 -> 184 us per step); at 784-1024-1024-10 (1.86M) it is on
-    # par or up to 10% faster, by how busy the memory is (2-core EPYC, docs/performance.md).
+    # calls (784-64x4-10: ~2% slower); at 784-1024-1024-10 (1.86M) it is on par or up to
+    # 14% faster, by how busy the memory is (2-core EPYC; docs/network.md, Performance notes).
     STEP_IN_BACKWARD_MIN_WEIGHTS = 1 << 20
 
     def _plan_step_in_backward(self, mode):
@@ -327,8 +327,8 @@ class Sequential:
             return None
         if mode == "auto" and sum(s.w.size for s in updated) < self.STEP_IN_BACKWARD_MIN_WEIGHTS:
             return None
-        base = self.flat_params.__array_interface__["data"][0]
-        taken = sorted(((s.w.__array_interface__["data"][0] - base) // 4, s.w.size) for s in updated)
+        offsets = {name: off for name, off, _, _ in self._param_index}
+        taken = sorted((offsets[f"{s.layer.name}.w"], s.w.size) for s in updated)
         rest, pos = [], 0
         for off, size in taken:
             if off > pos:

@@ -53,15 +53,13 @@ py::tuple dense_backward_py(py::handle dy_h, py::handle x_h, py::handle w_h,
   auto [dy, x, w, n, k, m] = dense_grad_inputs(dy_h, x_h, w_h);
   AlphaArg alpha = parse_alpha(act, alpha_h, m);
   std::optional<py::array> s = saved_activation_input(act, y_h, z_h, n, m, "dense_forward");
-  const char* s_name = activation_needs_z(act) ? "z" : "y";
-  const py::array* alpha_vec = alpha.vec ? &*alpha.vec : nullptr;
-  GradientOutputs g = gradient_outputs(
-      out_h, n, k, m, need_dx, act == Activation::prelu,
-      {{"dy", &dy}, {"x", &x}, {"w", &w}, {s_name, s ? &*s : nullptr}, {"alpha", alpha_vec}},
-      !update_h.is_none());
-  const std::optional<WeightUpdate> update = weight_update(
-      update_h, w, g.named({{"dy", &dy}, {"x", &x}, {s_name, s ? &*s : nullptr}, {"alpha", alpha_vec}}),
-      g.dw.has_value());
+  auto [g, update] = backward_outputs(
+      out_h, update_h, n, k, m, need_dx, act == Activation::prelu, w,
+      {{"dy", &dy},
+       {"x", &x},
+       {"w", &w},
+       {activation_needs_z(act) ? "z" : "y", s ? &*s : nullptr},
+       {"alpha", alpha.vec ? &*alpha.vec : nullptr}});
   {
     const float *pdy = fptr(dy), *px = fptr(x), *pw = fptr(w), *ps = s ? fptr(*s) : nullptr,
                 *pa = alpha.vec_ptr();

@@ -114,11 +114,8 @@ py::tuple dense_maxout_backward_py(py::handle dy_h, py::handle x_h, py::handle w
   expect_dim(dy, "dy", 1, m, "M = w.shape[1] / pieces");
   py::array argmax = checked_argmax(argmax_h, n, m);
   // dw and db have the pre-max width (cols = M * pieces); dx is (N, K).
-  GradientOutputs g = gradient_outputs(out_h, n, k, cols, need_dx, false,
-                                       {{"dy", &dy}, {"x", &x}, {"w", &w}, {"argmax", &argmax}},
-                                       !update_h.is_none());
-  const std::optional<WeightUpdate> update = weight_update(
-      update_h, w, g.named({{"dy", &dy}, {"x", &x}, {"argmax", &argmax}}), g.dw.has_value());
+  auto [g, update] = backward_outputs(out_h, update_h, n, k, cols, need_dx, false, w,
+                                      {{"dy", &dy}, {"x", &x}, {"w", &w}, {"argmax", &argmax}});
   {
     const float *pdy = fptr(dy), *px = fptr(x), *pw = fptr(w);
     const uint8_t* pa = u8ptr(argmax);

@@ -71,7 +71,6 @@ class StepBuffers {
   }
 
   float* params() const { return fptr(arrays_[0]); }
-  bool has_grads() const { return has_grads_; }
   long n() const { return (long)n_; }
 
  private:
@@ -107,8 +106,8 @@ Segments parse_segments(py::handle h) {
 }
 
 py::object sgd_py(py::handle params, py::handle grads, py::handle momentum_buf, float lr, float momentum,
-            float dampening, float weight_decay, bool nesterov, bool first_step, bool classic,
-            float l1, py::handle decay_segments) {
+                  float dampening, float weight_decay, bool nesterov, bool first_step, bool classic,
+                  float l1, py::handle decay_segments) {
   StepBuffers b(params, grads);
   float* buf = b.state(momentum_buf, "momentum_buf", /*optional=*/true);
   const Segments seg = parse_segments(decay_segments);
@@ -121,7 +120,7 @@ py::object sgd_py(py::handle params, py::handle grads, py::handle momentum_buf, 
 }
 
 py::object adagrad_py(py::handle params, py::handle grads, py::handle sum_sq, float lr, long step,
-                float lr_decay, float weight_decay, float eps, float l1, py::handle decay_segments) {
+                      float lr_decay, float weight_decay, float eps, float l1, py::handle decay_segments) {
   StepBuffers b(params, grads);
   float* s = b.state(sum_sq, "sum_sq");
   const Segments seg = parse_segments(decay_segments);
@@ -133,8 +132,8 @@ py::object adagrad_py(py::handle params, py::handle grads, py::handle sum_sq, fl
 }
 
 py::object rmsprop_py(py::handle params, py::handle grads, py::handle square_avg, float lr, float alpha,
-                float eps, float weight_decay, float momentum, bool centered, py::handle momentum_buf,
-                py::handle grad_avg, float l1, py::handle decay_segments) {
+                      float eps, float weight_decay, float momentum, bool centered, py::handle momentum_buf,
+                      py::handle grad_avg, float l1, py::handle decay_segments) {
   StepBuffers b(params, grads);
   float* sq = b.state(square_avg, "square_avg");
   float* mb = b.state(momentum_buf, "momentum_buf", /*optional=*/true);
@@ -149,8 +148,8 @@ py::object rmsprop_py(py::handle params, py::handle grads, py::handle square_avg
 }
 
 py::object adadelta_py(py::handle params, py::handle grads, py::handle square_avg, py::handle acc_delta,
-                 float lr, float rho, float eps, float weight_decay, float l1,
-                 py::handle decay_segments) {
+                       float lr, float rho, float eps, float weight_decay, float l1,
+                       py::handle decay_segments) {
   StepBuffers b(params, grads);
   float* sq = b.state(square_avg, "square_avg");
   float* acc = b.state(acc_delta, "acc_delta");
@@ -163,8 +162,8 @@ py::object adadelta_py(py::handle params, py::handle grads, py::handle square_av
 }
 
 py::object adam_py(py::handle params, py::handle grads, py::handle exp_avg, py::handle exp_avg_sq,
-             float lr, long step, float beta1, float beta2, float eps, float weight_decay,
-             bool decoupled, float l1, py::handle decay_segments) {
+                   float lr, long step, float beta1, float beta2, float eps, float weight_decay,
+                   bool decoupled, float l1, py::handle decay_segments) {
   StepBuffers b(params, grads);
   float* m = b.state(exp_avg, "exp_avg");
   float* v = b.state(exp_avg_sq, "exp_avg_sq");

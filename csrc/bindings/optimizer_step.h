@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bindings/checks.h"
+#include "bindings/gradient_outputs.h"
 #include "bindings/outputs.h"
 #include "fastdl/dense.h"
 #include "fastdl/optim.h"
@@ -26,8 +27,8 @@ struct PyOptimizerStep {
 // Where `update` (None or an OptimizerStep) applies to w, the weight matrix of a dense
 // backward call: w must be a C-contiguous view inside the step's params. The update
 // rewrites w's elements of params and of each state buffer, so none of `others` (the
-// call's other arrays, inputs and outputs) may share memory with those. keep_dw: the
-// caller gave dw a buffer.
+// call's arrays, inputs and outputs, w itself skipped) may share memory with those.
+// keep_dw: the caller gave dw a buffer.
 using NamedArrays = std::vector<std::pair<const char*, const py::array*>>;
 
 inline std::optional<WeightUpdate> weight_update(py::handle update, const py::array& w,
@@ -46,7 +47,7 @@ inline std::optional<WeightUpdate> weight_update(py::handle update, const py::ar
   if (!w.writeable()) throw py::value_error("w: the update rewrites w, but the array is read-only");
   const py::ssize_t offset = w0 - p0;
   for (auto& [name, a] : others) {
-    if (!a || a->nbytes() == 0) continue;
+    if (!a || a == &w || a->nbytes() == 0) continue;  // w itself is the update's to rewrite
     const char* a0 = static_cast<const char*>(a->data());
     const char* a1 = a0 + a->nbytes();
     for (size_t i = 0; i < s.buffers.size(); ++i) {
@@ -57,6 +58,22 @@ inline std::optional<WeightUpdate> weight_update(py::handle update, const py::ar
     }
   }
   return WeightUpdate{&s.step, (long)(offset / (py::ssize_t)sizeof(float)), keep_dw};
+}
+
+// A dense backward binding's outputs (gradient_outputs) and its update= (weight_update),
+// checked against the same list of the call's arrays (w among them).
+struct BackwardOutputs {
+  GradientOutputs g;
+  std::optional<WeightUpdate> update;
+};
+
+inline BackwardOutputs backward_outputs(py::handle out_h, py::handle update_h, py::ssize_t n,
+                                        py::ssize_t k, py::ssize_t m, bool need_dx, bool prelu,
+                                        const py::array& w, Inputs inputs) {
+  BackwardOutputs r{gradient_outputs(out_h, n, k, m, need_dx, prelu, inputs, !update_h.is_none()),
+                    std::nullopt};
+  r.update = weight_update(update_h, w, r.g.named(inputs), r.g.dw.has_value());
+  return r;
 }
 
 }  // namespace fastdl::bind
