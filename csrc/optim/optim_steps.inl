@@ -234,14 +234,31 @@ void run(const StepDesc& d, const float* g, long begin, long end) {
   with_op(d, [&](const auto& op) { launch(op, d.b, d.spans(), g, begin, end); });
 }
 
+// Where [lo, hi) lies against the decay spans: 1 inside one span, 0 clear of all of
+// them, -1 across an edge.
+static int decay_of_range(Spans d, long lo, long hi) {
+  long first = 0, last = d.count;  // first span ending after lo
+  while (first < last) {
+    const long mid = (first + last) / 2;
+    if (d.bounds[2 * mid + 1] <= lo) first = mid + 1; else last = mid;
+  }
+  if (first == d.count || d.bounds[2 * first] >= hi) return 0;
+  return d.bounds[2 * first] <= lo && d.bounds[2 * first + 1] >= hi ? 1 : -1;
+}
+
 void run_block(const StepDesc& d, const float* g, long ldg, long offset, long ld, long rows,
                long cols) {
   if (rows <= 0 || cols <= 0) return;
   FlushDenormals ftz;
+  // A backward kernel calls this once per GEMM tile (a few rows of 32 floats): the span
+  // search is done once for the block, not per row, unless a span edge crosses it.
+  const int decay = decay_of_range(d.spans(), offset, offset + (rows - 1) * ld + cols);
   with_op(d, [&](const auto& op) {
     for (long r = 0; r < rows; ++r) {
       const long lo = offset + r * ld;
-      run_spans(op, d.b, d.spans(), g + r * ldg, lo, lo + cols);
+      if (decay == 1) run_range<true>(op, d.b, g + r * ldg, lo, lo + cols);
+      else if (decay == 0) run_range<false>(op, d.b, g + r * ldg, lo, lo + cols);
+      else run_spans(op, d.b, d.spans(), g + r * ldg, lo, lo + cols);
     }
   });
 }
