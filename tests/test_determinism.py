@@ -175,3 +175,31 @@ def test_fit_is_bit_identical_for_the_same_seed_at_any_thread_count(restore_thre
             np.testing.assert_array_equal(a, b)
     other, _ = _fit_weights(1, seed=6)
     assert not np.array_equal(other, ref_params)
+
+
+# GEMM shapes at the edge of the thread-split rule (gemm_kernel.inl): two column panels
+# against three row panels (split by columns, 1 + 1), three against two (by rows), few
+# rows and many columns, and a split that leaves one thread a ragged panel.
+SPLIT_SHAPES = [(32, 784, 64), (784, 32, 64), (20, 300, 90), (24, 500, 40), (13, 700, 33), (300, 64, 1)]
+
+
+@pytest.mark.parametrize("n,k,m", SPLIT_SHAPES)
+def test_dense_kernels_at_the_split_edges_are_thread_count_independent(n, k, m, isa, restore_threads):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, k), dtype=np.float32)
+    w = rng.standard_normal((k, m), dtype=np.float32)
+    b = rng.standard_normal(m, dtype=np.float32)
+    dy = rng.standard_normal((n, m), dtype=np.float32)
+    results = []
+    for t in THREAD_COUNTS:
+        fastdl.set_num_threads(t)
+        y = K.dense_forward(x, w, b, "relu")
+        dx, dw, db = K.dense_backward(dy, x, w, "relu", y=y)
+        results.append([a.copy() for a in (y, dx, dw, db)])
+    for other in results[1:]:
+        for a, c in zip(results[0], other):
+            np.testing.assert_array_equal(a, c)
+    z = x.astype(np.float64) @ w + b
+    np.testing.assert_allclose(results[0][0], np.maximum(z, 0), rtol=1e-4, atol=1e-4 * np.sqrt(k))
+    dz = dy * (z > 0)
+    np.testing.assert_allclose(results[0][2], x.T.astype(np.float64) @ dz, rtol=1e-4, atol=1e-4 * np.sqrt(n))
