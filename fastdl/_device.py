@@ -29,6 +29,23 @@ def to_host(a):
     return np.asarray(a)
 
 
+# Byte alignment of the CPU arrays fastdl allocates: a cache line, and one AVX-512 vector.
+# numpy's allocator gives 16 bytes, so a vector kernel's loads straddle two lines and the
+# optimizer steps applied tile by tile in a backward kernel (rows of 32 or 64 floats)
+# would start every row with a partial vector.
+ALIGN = 64
+
+
+def aligned_empty(shape, dtype=np.float32):
+    """np.empty whose data starts on an ALIGN-byte boundary (a view into a slightly
+    larger buffer)."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    raw = np.empty(count * dtype.itemsize + ALIGN, np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    return raw[start:start + count * dtype.itemsize].view(dtype).reshape(shape)
+
+
 class CPUBackend:
     name = "cpu"
 
@@ -39,11 +56,11 @@ class CPUBackend:
 
     @staticmethod
     def zeros(shape):
-        return np.zeros(shape, np.float32)
+        a = aligned_empty(shape)
+        a.fill(0)
+        return a
 
-    @staticmethod
-    def empty(shape, dtype=np.float32):
-        return np.empty(shape, dtype)
+    empty = staticmethod(aligned_empty)
 
     @staticmethod
     def from_host(a):

@@ -168,7 +168,7 @@ class Sequential:
 
         # the flat buffers: layer by layer, each layer's parameters in order
         total = sum(spec.size for _, _, specs in plan for spec in specs)
-        host = np.empty(total, np.float32)
+        host = _device.aligned_empty(total)
         offsets, segments = [], []
         pos = 0
         for stage, layer, specs in plan:

@@ -83,3 +83,26 @@ def test_reused_buffers_give_the_gradients_of_fresh_ones_for_every_batch_size():
         fresh._step = reused._step  # the same dropout masks
         assert reused.compute_gradients(x[:n], y[:n]) == fresh.compute_gradients(x[:n], y[:n])
         np.testing.assert_array_equal(reused.flat_grads, fresh.flat_grads)
+
+
+def test_every_buffer_of_a_step_starts_on_a_cache_line():
+    # The CPU buffers fastdl allocates are 64-byte aligned (fastdl._device.ALIGN): the
+    # optimizer applied tile by tile then starts each weight row with a whole vector.
+    from fastdl._device import ALIGN, aligned_empty
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((BATCH, WIDTH)).astype(np.float32)
+    y = rng.integers(0, WIDTH, BATCH).astype(np.int64)
+    model = _network()
+    model.compile(optimizer=fastdl.optim.Adam(1e-3))
+    model.train_step(x, y)
+    arrays = [model.flat_params, model.flat_grads, *model.optimizer.state.values(), *model._loss_grads.values()]
+    for stage in model._stages:
+        arrays += stage._kept_buffers.values()
+    assert len(arrays) > 10
+    for a in arrays:
+        assert a.ctypes.data % ALIGN == 0
+    for shape, dtype in [(0,), np.float32], [(3, 5), np.uint8], [(7,), np.int64], [(2, 3, 4), np.float32]:
+        a = aligned_empty(shape, dtype)
+        assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+        assert a.size == 0 or a.ctypes.data % ALIGN == 0  # an empty view has no data to align
