@@ -23,11 +23,18 @@ constexpr unsigned kDaz = 0x0040;  // read subnormal operands as zero
 }  // namespace mxcsr
 #endif
 
+// Writing MXCSR (ldmxcsr) is microcoded and orders the FP pipeline, and the guards nest
+// (a GEMM thread's tiles run the optimizer step, which flushes again): each guard writes
+// it only when the mode actually changes. Reading it (stmxcsr) is cheap.
 class FlushDenormals {
  public:
 #ifdef FASTDL_HAS_MXCSR
-  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | mxcsr::kFtz | mxcsr::kDaz); }
-  ~FlushDenormals() { _mm_setcsr(saved_); }
+  FlushDenormals() : saved_(_mm_getcsr()) {
+    if (changes()) _mm_setcsr(saved_ | kFlush);
+  }
+  ~FlushDenormals() {
+    if (changes()) _mm_setcsr(saved_);
+  }
 #else
   FlushDenormals() = default;
 #endif
@@ -36,6 +43,8 @@ class FlushDenormals {
 
  private:
 #ifdef FASTDL_HAS_MXCSR
+  static constexpr unsigned kFlush = mxcsr::kFtz | mxcsr::kDaz;
+  bool changes() const { return (saved_ & kFlush) != kFlush; }
   unsigned saved_;
 #endif
 };
@@ -46,7 +55,8 @@ class FlushDenormals {
 class ExactDenormals {
  public:
 #ifdef FASTDL_HAS_MXCSR
-  explicit ExactDenormals(bool active) : saved_(_mm_getcsr()), active_(active) {
+  explicit ExactDenormals(bool active)
+      : saved_(_mm_getcsr()), active_(active && (saved_ & (mxcsr::kFtz | mxcsr::kDaz))) {
     if (active_) _mm_setcsr(saved_ & ~(mxcsr::kFtz | mxcsr::kDaz));
   }
   ~ExactDenormals() {
