@@ -167,16 +167,22 @@ FASTDL_INLINE void run_range(const Op& op, const Buffers& b, const float* g, lon
   if (i < end) run_partial<Decay>(op, b, g, i, (int)(end - i));
 }
 
-// Runs op over [lo, hi), switching between the decayed and plain loops at span edges;
-// g: the gradient of element lo.
-template <class Op>
-static void run_spans(const Op& op, const Buffers& b, Spans d, const float* g, long lo, long hi) {
-  // First span ending after lo (spans are sorted and disjoint, so ends are sorted too).
+// Index of the first span ending after lo (spans are sorted and disjoint, so their ends
+// are sorted too); d.count when none does.
+static long first_span_after(Spans d, long lo) {
   long first = 0, last = d.count;
   while (first < last) {
     const long mid = (first + last) / 2;
     if (d.bounds[2 * mid + 1] <= lo) first = mid + 1; else last = mid;
   }
+  return first;
+}
+
+// Runs op over [lo, hi), switching between the decayed and plain loops at span edges;
+// g: the gradient of element lo.
+template <class Op>
+static void run_spans(const Op& op, const Buffers& b, Spans d, const float* g, long lo, long hi) {
+  const long first = first_span_after(d, lo);
   long pos = lo;
   for (long k = first; k < d.count && d.bounds[2 * k] < hi; ++k) {
     const long a = d.bounds[2 * k] > lo ? d.bounds[2 * k] : lo;
@@ -237,11 +243,7 @@ void run(const StepDesc& d, const float* g, long begin, long end) {
 // Where [lo, hi) lies against the decay spans: 1 inside one span, 0 clear of all of
 // them, -1 across an edge.
 static int decay_of_range(Spans d, long lo, long hi) {
-  long first = 0, last = d.count;  // first span ending after lo
-  while (first < last) {
-    const long mid = (first + last) / 2;
-    if (d.bounds[2 * mid + 1] <= lo) first = mid + 1; else last = mid;
-  }
+  const long first = first_span_after(d, lo);
   if (first == d.count || d.bounds[2 * first] >= hi) return 0;
   return d.bounds[2 * first] <= lo && d.bounds[2 * first + 1] >= hi ? 1 : -1;
 }
