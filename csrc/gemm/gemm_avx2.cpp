@@ -24,6 +24,7 @@ using V = simd::VecAvx2;
 constexpr int MR = 6, NRV = 2;            // micro-tile: MR x (NRV * V::width)
 constexpr long MC = 120, KC = 256, NC = 4096;  // cache blocks (A in L2, B micro-panel in L1)
 constexpr bool kAPanelInL1 = false;  // B micro-panel (KC x NR) in L1, A block in L2
+constexpr long kBPanelInL1MaxK = KC;     // (always: kAPanelInL1 is false)
 constexpr long kDirectBMaxRows = 4 * MR;  // small M: read row-major B unpacked
 
 #include "gemm/gemm_kernel.inl"

@@ -30,6 +30,10 @@ struct GemmArgs {
   const GemmDz* dz_b = nullptr;  // B is dz (then ep must be null or a sink alone)
 };
 
+// Below this many flops (2mnk) a GEMM runs on the calling thread: the fork and the
+// split panels cost more than a second core gives back.
+constexpr double kGemmParallelMinFlops = 4.0e5;
+
 // sgemm with the internal options: dispatches on the active ISA.
 void sgemm(const GemmArgs& g);
 

@@ -1,8 +1,9 @@
 // The GEMM, written once. Included inside namespace fastdl::<isa> by gemm_<isa>.cpp
 // after defining: V (vector type), P (its vectorised Philox, simd/philox_<isa>.h),
 // MR (rows per micro-tile), NRV (vectors per micro-tile row), the cache blocks
-// MC, KC, NC, kAPanelInL1 (which operand's micro-panel the inner loop keeps in L1)
-// and kDirectBMaxRows (up to how many rows of C row-major B is read unpacked).
+// MC, KC, NC, kAPanelInL1 (which operand's micro-panel the inner loop keeps in L1),
+// kBPanelInL1MaxK (with kAPanelInL1: up to which K block B's micro-panel is kept
+// in L1 instead) and kDirectBMaxRows (up to how many rows of C row-major B is read unpacked).
 // Nothing here may be included twice into one namespace.
 //
 // Loop nest (BLIS): jc over NC columns -> pc over KC of the reduction -> pack B
@@ -457,10 +458,14 @@ static FASTDL_INLINE void store_tile(V (&acc)[MR][NRV], float* c, long ldc, bool
 }
 
 // b: a packed panel (ldb == NR) or, for small M, B itself (ldb == its row stride).
-template <class Act>
+// R: the rows the K loop computes (the A panel keeps its MR stride). A ragged last
+// row panel runs with a smaller R instead of FMAs on zero padding: batch 32 or 128
+// leaves 8 rows of 12, which the full kernel would pay for as 12.
+template <class Act, int R>
 static void micro_kernel(int kc, const float* a, const float* b, long ldb, float* c, long ldc,
                          bool load_c, const GemmEpilogue* ep, long col0, long row0, int rows,
                          int cols) {
+  static_assert(R >= 1 && R <= MR, "a micro-tile computes 1..MR rows");
   V acc[MR][NRV];
   // The C tile is touched only after the K loop. Fetch it into L2 now, and into L1
   // (for writing) kTail steps before the end: fetched into L1 now, the A and B
@@ -479,7 +484,7 @@ static void micro_kernel(int kc, const float* a, const float* b, long ldb, float
 #pragma GCC unroll 4
     for (int j = 0; j < NRV; ++j) bv[j] = V::load(b + p * ldb + j * V::width);
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < R; ++i) {
       const V ai = V::set1(a[p * MR + i]);
 #pragma GCC unroll 4
       for (int j = 0; j < NRV; ++j) acc[i][j] = V::fma(ai, bv[j], acc[i][j]);
@@ -500,6 +505,25 @@ static void micro_kernel(int kc, const float* a, const float* b, long ldb, float
 #pragma GCC unroll 4
   for (; p < kc; ++p) k_step(p);
   store_tile<Act>(acc, c, ldc, load_c, ep, col0, row0, rows, cols);
+}
+
+// The micro-kernel for a tile of `rows` rows: the full one, or for a ragged last row
+// panel the smallest of MR/3, 2MR/3 (MR/2 when MR is not a multiple of 3) that covers it.
+template <class Act>
+static FASTDL_INLINE void micro_tile(int kc, const float* a, const float* b, long ldb, float* c,
+                                     long ldc, bool load_c, const GemmEpilogue* ep, long col0,
+                                     long row0, int rows, int cols) {
+  if constexpr (MR % 3 == 0) {
+    if (rows <= MR / 3)
+      return micro_kernel<Act, MR / 3>(kc, a, b, ldb, c, ldc, load_c, ep, col0, row0, rows, cols);
+    if (rows <= 2 * MR / 3)
+      return micro_kernel<Act, 2 * MR / 3>(kc, a, b, ldb, c, ldc, load_c, ep, col0, row0, rows,
+                                           cols);
+  } else if constexpr (MR % 2 == 0) {
+    if (rows <= MR / 2)
+      return micro_kernel<Act, MR / 2>(kc, a, b, ldb, c, ldc, load_c, ep, col0, row0, rows, cols);
+  }
+  micro_kernel<Act, MR>(kc, a, b, ldb, c, ldc, load_c, ep, col0, row0, rows, cols);
 }
 
 // Per-thread packing buffers (runtime/scratch.h), grown on demand and kept: a GEMM in
@@ -571,10 +595,10 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
           const int cc = (int)(col0 + cols - col < NR ? col0 + cols - col : NR);
           const bool direct = direct_b && cc == NR;
           const float* b = direct ? g.B + pc * g.rsb + col : bpack + (long)jp * NR * kc;
-          micro_kernel<Act>(kc, apack + (long)ip * MR * kc, b, direct ? g.rsb : NR,
-                            g.C + row * g.ldc + col, g.ldc, load_c, ep, col, row, rr, cc);
+          micro_tile<Act>(kc, apack + (long)ip * MR * kc, b, direct ? g.rsb : NR,
+                          g.C + row * g.ldc + col, g.ldc, load_c, ep, col, row, rr, cc);
         };
-        if constexpr (kAPanelInL1) {
+        if (kAPanelInL1 && kc > kBPanelInL1MaxK) {
           // The A micro-panel stays in L1 while the B panels stream from L2, and the
           // C tiles walk along a row: each C row is a sequential stream the hardware
           // prefetcher follows (down a column, every tile was a fresh page).
@@ -602,7 +626,7 @@ static void sgemm_typed(const GemmArgs& g) {
   const bool direct_b = g.csb == 1 && m <= kDirectBMaxRows && (g.rsb % 256) != 0 && !g.dz_b;
   const double flops = 2.0 * m * n * (double)(k > 0 ? k : 1);
   const long col_panels = (n + NR - 1) / NR, row_panels = (m + MR - 1) / MR;
-  int nthreads = flops < 4.0e5 ? 1 : get_num_threads();
+  int nthreads = flops < kGemmParallelMinFlops ? 1 : get_num_threads();
   if (nthreads > (col_panels > row_panels ? col_panels : row_panels))
     nthreads = (int)(col_panels > row_panels ? col_panels : row_panels);
   if (nthreads <= 1) {
