@@ -177,6 +177,49 @@ def test_fit_is_bit_identical_for_the_same_seed_at_any_thread_count(restore_thre
     assert not np.array_equal(other, ref_params)
 
 
+
+# Backward shapes small enough that its two GEMMs (dw and dx) run side by side, one per
+# thread, instead of one after the other (dense.cpp): one thread must give the same bits.
+SIDE_BY_SIDE_SHAPES = [(32, 64, 64), (32, 64, 10), (7, 33, 17), (1, 5, 1)]
+
+
+@pytest.mark.parametrize("act", ["relu", "prelu", "linear"])
+@pytest.mark.parametrize("n,k,m", SIDE_BY_SIDE_SHAPES)
+def test_dense_backward_side_by_side_matches_one_thread(n, k, m, act, isa, restore_threads):
+    assert 2 * n * k * m < 4.0e5  # each GEMM alone would run on one thread
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((n, k), dtype=np.float32)
+    w = rng.standard_normal((k, m), dtype=np.float32)
+    b = rng.standard_normal(m, dtype=np.float32)
+    alpha = rng.uniform(-0.5, 0.5, m).astype(np.float32) if act == "prelu" else None
+    dy = rng.standard_normal((n, m), dtype=np.float32)
+    results = []
+    for t in THREAD_COUNTS:
+        fastdl.set_num_threads(t)
+        y = K.dense_forward(x, w, b, act, alpha=alpha)
+        kw = {"y": y} if act == "relu" else {}
+        if act == "prelu":
+            y, kw = y[0], {"z": y[1]}
+        results.append([a.copy() for a in K.dense_backward(dy, x, w, act, alpha=alpha, **kw)])
+    for other in results[1:]:
+        for a, c in zip(results[0], other):
+            np.testing.assert_array_equal(a, c)
+    z = x.astype(np.float64) @ w + b
+    if act == "relu":
+        slope = (z > 0).astype(np.float64)
+    elif act == "prelu":
+        slope = np.where(z > 0, 1.0, alpha.astype(np.float64))
+    else:
+        slope = np.ones_like(z)
+    dz = dy * slope
+    dx, dw, db = results[0][:3]
+    np.testing.assert_allclose(dw, x.T.astype(np.float64) @ dz, rtol=1e-4, atol=1e-4 * np.sqrt(n))
+    np.testing.assert_allclose(dx, dz @ w.T.astype(np.float64), rtol=1e-4, atol=1e-4 * np.sqrt(m))
+    np.testing.assert_allclose(db, dz.sum(axis=0), rtol=1e-4, atol=1e-4 * np.sqrt(n))
+    if act == "prelu":
+        np.testing.assert_allclose(results[0][3], (dy * np.minimum(z, 0)).sum(axis=0), rtol=1e-4,
+                                   atol=1e-4 * np.sqrt(n))
+
 # GEMM shapes at the edge of the thread-split rule (gemm_kernel.inl): two column panels
 # against three row panels (split by columns, 1 + 1), three against two (by rows), few
 # rows and many columns, and a split that leaves one thread a ragged panel.
