@@ -177,7 +177,6 @@ def test_fit_is_bit_identical_for_the_same_seed_at_any_thread_count(restore_thre
     assert not np.array_equal(other, ref_params)
 
 
-
 # Backward shapes small enough that its two GEMMs (dw and dx) run side by side, one per
 # thread, instead of one after the other (dense.cpp): one thread must give the same bits.
 SIDE_BY_SIDE_SHAPES = [(32, 64, 64), (32, 64, 10), (7, 33, 17), (1, 5, 1)]
@@ -222,7 +221,8 @@ def test_dense_backward_side_by_side_matches_one_thread(n, k, m, act, isa, resto
 
 # GEMM shapes at the edge of the thread-split rule (gemm_kernel.inl): two column panels
 # against three row panels (split by columns, 1 + 1), three against two (by rows), few
-# rows and many columns, and a split that leaves one thread a ragged panel.
+# rows and many columns, a split that leaves one thread a ragged panel, and ties broken
+# both ways (784 x 64 outputs by rows, 24 x 40 by columns).
 SPLIT_SHAPES = [(32, 784, 64), (784, 32, 64), (20, 300, 90), (24, 500, 40), (13, 700, 33), (300, 64, 1)]
 
 
