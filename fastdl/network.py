@@ -71,6 +71,7 @@ class Sequential:
         self.optimizer = None
         self.loss = None
         self._rest_segments = None  # set by compile: see _plan_step_in_backward
+        self._dense_stacks = None  # set by compile: see _dense_stack
         self.metrics = []
         self.stop_training = False
         self.history = None
@@ -304,6 +305,7 @@ class Sequential:
         self.optimizer.bind(self.num_params, self.device, self.decay_segments)
         self._max_norm_kernel = getattr(self._backend.kernels, "max_norm_") if self._max_norm_stages else None
         self._rest_segments = self._plan_step_in_backward(step_in_backward)
+        self._dense_stacks = {} if self._dense_stack_applies() else None
         return self
 
     # Below this many weights in the matrices a backward kernel could update, the separate
@@ -338,6 +340,56 @@ class Sequential:
         if pos < self.num_params:
             rest.append((pos, self.num_params))
         return np.array(rest, np.int64).reshape(-1, 2)
+
+    def _dense_stack_applies(self):
+        """Whether the forward, loss and backward run as one kernel call (DenseStack): a
+        CPU network of Dense layers only, without dropout."""
+        return (self._backend.name == "cpu"
+                and all(type(s) is DenseStage and not s.p for s in self._stages)
+                and type(self.loss) in (losses_mod.SoftmaxCrossEntropy, losses_mod.MSE,
+                                        losses_mod.BinaryCrossEntropy))
+
+    def _dense_stack(self, n):
+        """The DenseStack over the stages' buffers for batch size n (built on its first
+        step, like the buffers themselves)."""
+        stack = self._dense_stacks.get(n)
+        if stack is None:
+            layers = []
+            for s in self._stages:
+                shape = (n, s.m)
+                layers.append({
+                    "w": s.w, "b": s.b, "activation": s.act, "alpha": s.alpha,
+                    "y": s._kept("y", shape), "z": s._kept("z", shape) if s.needs_z else None,
+                    "dx": s._kept("dx", (n, s.w.shape[0])) if s.need_dx else None,
+                    "dw": s.gw, "db": s.gb, "dalpha": s.galpha if s.prelu else None})
+            out_shape = (n, self.output_dim)
+            grad = self._loss_grads.get(out_shape)
+            if grad is None:
+                grad = self._loss_grads[out_shape] = self._backend.empty(out_shape)
+            smoothing = getattr(self.loss, "label_smoothing", 0.0)
+            stack = self._dense_stacks[n] = self._backend.kernels.DenseStack(
+                layers, loss=self.loss.name, dout=grad, label_smoothing=smoothing)
+        return stack
+
+    def _dense_stack_step(self, x, y, step_in_backward, finite_only):
+        """_forward_backward as one kernel call (DenseStack): a small network's step would
+        otherwise spend a fifth of its time crossing into the kernels (docs/network.md)."""
+        stack = self._dense_stack(x.shape[0])
+        if not step_in_backward:
+            loss = stack.train(x, y)
+        else:
+            update = self.optimizer.prepare_step(self.flat_params)
+            try:
+                loss = stack.train(x, y, update=update, backward_if_nonfinite=not finite_only)
+            except BaseException:
+                self.optimizer.cancel_prepared_step()
+                raise
+            if finite_only and not math.isfinite(loss):
+                self.optimizer.cancel_prepared_step()  # no backward ran, so no step
+            else:
+                update.apply(self.flat_grads, segments=self._rest_segments)
+        self._last_output = self._stages[-1]._kept("y", (x.shape[0], self.output_dim))
+        return loss
 
     def _require_compiled(self, what):
         if self.optimizer is None or self.loss is None:
@@ -374,6 +426,8 @@ class Sequential:
             x, y = self._device_batch(x, y)
         self._step += 1
         step = self._step
+        if self._dense_stacks is not None and getattr(x, "ndim", 0) == 2 and x.shape[0] > 0:
+            return self._dense_stack_step(x, y, step_in_backward, finite_only)
         h = x
         for stage in self._stages:
             h = stage.forward_train(h, step)

@@ -100,6 +100,14 @@ class Optimizer:
         self.step_count += 1
         return self._kernel_step(params, None)
 
+    def cancel_prepared_step(self):
+        """Takes back the count of a ``prepare_step`` whose step was never applied (its
+        backward pass did not run), so the next step is numbered as if it had not been
+        prepared."""
+        if self.step_count < 1:
+            raise RuntimeError("cancel_prepared_step: no step has been prepared")
+        self.step_count -= 1
+
     def _bind_to(self, params):
         if self._size is None or self._size != params.shape[0]:
             device = "cuda" if _device.is_device_array(params) else "cpu"

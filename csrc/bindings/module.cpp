@@ -7,6 +7,7 @@ namespace py = pybind11;
 namespace fastdl::bind {
 void register_runtime(py::module_& m);
 void register_dense(py::module_& m);
+void register_dense_stack(py::module_& m);
 void register_losses(py::module_& m);
 void register_batchnorm(py::module_& m);
 void register_dropout(py::module_& m);
@@ -18,6 +19,7 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "fastdl compiled kernels (CPU). Use fastdl.kernels, not this module.";
   fastdl::bind::register_runtime(m);
   fastdl::bind::register_dense(m);
+  fastdl::bind::register_dense_stack(m);
   fastdl::bind::register_losses(m);
   fastdl::bind::register_batchnorm(m);
   fastdl::bind::register_dropout(m);

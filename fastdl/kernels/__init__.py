@@ -30,6 +30,16 @@ registers (dx is computed first, from the old w; dw is written only where ``out=
 gives it a buffer, else returned as None), and ``step.apply(grads, segments=...)``
 steps the [start, stop) ranges left. Each element stepped once gives bit for bit what
 the one-call step gives.
+
+``DenseStack(layers, *, loss, dout, label_smoothing=0.0)`` (CPU) runs the forward, loss
+and backward of a stack of dense layers in one call: ``layers`` is a list of dicts with
+the arrays one layer's ``dense_forward``/``dense_backward`` take and fill (``w``, ``b``,
+``activation``, ``alpha``, ``y``, ``z`` for NEEDS_Z, ``dx`` (None for the first layer),
+``dw``, ``db``, ``dalpha`` for prelu), ``loss`` one of ``"softmax_cross_entropy"``,
+``"mse"``, ``"binary_cross_entropy"`` and ``dout`` the loss gradient's buffer. It checks
+them once; ``stack.train(x, target)`` checks only the batch, runs the same kernels as
+the per-layer calls (bit-identical results) and returns the loss. A network of plain
+Dense layers trains through one.
 """
 
 import functools
@@ -44,6 +54,8 @@ ACTIVATIONS = _C.ACTIVATIONS
 NEEDS_Z = ("prelu", "silu", "gelu")
 #: A prepared optimizer step (a step kernel called with grads=None; CPU).
 OptimizerStep = _C.OptimizerStep
+#: Forward, loss and backward of a stack of dense layers in one call (CPU).
+DenseStack = _C.DenseStack
 
 # Every kernel exported here: the CPU function is fastdl._C.<name>, the GPU one
 # fastdl.cuda.kernels.<name>. Add a kernel by adding its name.
