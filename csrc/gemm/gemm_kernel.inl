@@ -460,12 +460,14 @@ static FASTDL_INLINE void store_tile(V (&acc)[MR][NRV], float* c, long ldc, bool
 // b: a packed panel (ldb == NR) or, for small M, B itself (ldb == its row stride).
 // R: the rows the K loop computes (the A panel keeps its MR stride). A ragged last
 // row panel runs with a smaller R instead of FMAs on zero padding: batch 32 or 128
-// leaves 8 rows of 12, which the full kernel would pay for as 12.
-template <class Act, int R>
+// leaves 8 rows of 12, which the full kernel would pay for as 12. CV: the vectors of
+// each row it computes, likewise for a narrow last column panel (10 classes: 1 of 2).
+template <class Act, int R, int CV = NRV>
 static void micro_kernel(int kc, const float* a, const float* b, long ldb, float* c, long ldc,
                          bool load_c, const GemmEpilogue* ep, long col0, long row0, int rows,
                          int cols) {
   static_assert(R >= 1 && R <= MR, "a micro-tile computes 1..MR rows");
+  static_assert(CV >= 1 && CV <= NRV, "a micro-tile computes 1..NRV vectors per row");
   V acc[MR][NRV];
   // The C tile is touched only after the K loop. Fetch it into L2 now, and into L1
   // (for writing) kTail steps before the end: fetched into L1 now, the A and B
@@ -480,14 +482,14 @@ static void micro_kernel(int kc, const float* a, const float* b, long ldb, float
 #pragma GCC unroll 4
     for (int j = 0; j < NRV; ++j) acc[i][j] = V::zero();
   auto k_step = [&](int p) __attribute__((always_inline)) {
-    V bv[NRV];
+    V bv[CV];
 #pragma GCC unroll 4
-    for (int j = 0; j < NRV; ++j) bv[j] = V::load(b + p * ldb + j * V::width);
+    for (int j = 0; j < CV; ++j) bv[j] = V::load(b + p * ldb + j * V::width);
 #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       const V ai = V::set1(a[p * MR + i]);
 #pragma GCC unroll 4
-      for (int j = 0; j < NRV; ++j) acc[i][j] = V::fma(ai, bv[j], acc[i][j]);
+      for (int j = 0; j < CV; ++j) acc[i][j] = V::fma(ai, bv[j], acc[i][j]);
     }
   };
   int p = 0;
@@ -507,12 +509,17 @@ static void micro_kernel(int kc, const float* a, const float* b, long ldb, float
   store_tile<Act>(acc, c, ldc, load_c, ep, col0, row0, rows, cols);
 }
 
-// The micro-kernel for a tile of `rows` rows: the full one, or for a ragged last row
-// panel the smallest of MR/3, 2MR/3 (MR/2 when MR is not a multiple of 3) that covers it.
+// The micro-kernel for a tile of `rows` x `cols`: the full one; for a ragged last row
+// panel the smallest of MR/3, 2MR/3 (MR/2 when MR is not a multiple of 3) that covers
+// it; for a last column panel of one vector or less, one vector per row.
 template <class Act>
 static FASTDL_INLINE void micro_tile(int kc, const float* a, const float* b, long ldb, float* c,
                                      long ldc, bool load_c, const GemmEpilogue* ep, long col0,
                                      long row0, int rows, int cols) {
+  if constexpr (NRV > 1) {
+    if (cols <= V::width)
+      return micro_kernel<Act, MR, 1>(kc, a, b, ldb, c, ldc, load_c, ep, col0, row0, rows, cols);
+  }
   if constexpr (MR % 3 == 0) {
     if (rows <= MR / 3)
       return micro_kernel<Act, MR / 3>(kc, a, b, ldb, c, ldc, load_c, ep, col0, row0, rows, cols);
