@@ -82,15 +82,13 @@ class PyDenseStack {
     }
     std::vector<WeightUpdate> updates;
     if (!update_h.is_none()) {
-      for (size_t i = 0; i < layers_.size(); ++i) {
-        // Nothing the step reads or writes may share memory with the part of the
-        // update's buffers that stepping w rewrites -- w itself excepted.
-        NamedArrays others = {{"x", &x}, {"target", &t}};
-        for (const NamedArray& a : inputs_)
-          if (a.array.data() != weights_[i].data()) others.push_back({a.name.c_str(), &a.array});
-        for (const NamedArray& a : outputs_) others.push_back({a.name.c_str(), &a.array});
-        updates.push_back(*weight_update(update_h, weights_[i], others, /*keep_dw=*/false));
-      }
+      // Nothing the step reads or writes may share memory with the part of the update's
+      // buffers that stepping a w rewrites (weight_update skips that w itself).
+      NamedArrays others = {{"x", &x}, {"target", &t}};
+      for (const NamedArray& a : inputs_) others.push_back({a.name.c_str(), &a.array});
+      for (const NamedArray& a : outputs_) others.push_back({a.name.c_str(), &a.array});
+      for (size_t at : weight_at_)
+        updates.push_back(*weight_update(update_h, inputs_[at].array, others, /*keep_dw=*/false));
     }
     const float* px = fptr(x);
     py::gil_scoped_release release;
@@ -161,8 +159,8 @@ class PyDenseStack {
       throw py::value_error(wn + ": expected shape[0] == " + std::to_string(layers_.back().m) +
                             " (the previous layer's outputs), got shape " + shape_str(w));
     l.w = fptr(w);
+    weight_at_.push_back(inputs_.size());
     inputs_.push_back({wn, w});
-    weights_.push_back(w);
     if (!get("b").is_none()) {
       const std::string bn = name("b");
       py::array b = checked_f32(get("b"), bn.c_str(), 1, "of shape (M,)");
@@ -241,8 +239,8 @@ class PyDenseStack {
   }
 
   std::vector<DenseStackLayer> layers_;
-  std::vector<py::array> weights_;   // each layer's w, for the update's checks
   std::vector<NamedArray> inputs_;   // w, b, alpha: read by the step (and kept alive)
+  std::vector<size_t> weight_at_;    // where each layer's w is in inputs_
   std::vector<NamedArray> outputs_;  // every buffer the step writes (and kept alive)
   DenseStackLossArgs loss_;
   long n_ = 0;

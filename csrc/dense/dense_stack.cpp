@@ -37,7 +37,7 @@ double dense_stack_train(const DenseStackLayer* layers, int count, long n, const
     const DenseStackLayer& l = layers[i];
     const float* dy = i == count - 1 ? loss.dout : layers[i + 1].dx;
     // The derivative reads z where the activation needs it, y for the others.
-    const float* s = activation_needs_z(l.act) ? l.z : (l.act == Activation::linear ? nullptr : l.y);
+    const float* s = activation_needs_z(l.act) ? l.z : l.y;
     const WeightUpdate* u = updates ? &updates[i] : nullptr;
     dense_backward(l.dx, u && !u->keep_dw ? nullptr : l.dw, l.db, l.dalpha, dy,
                    i == 0 ? x : layers[i - 1].y, l.w, s, n, l.k, l.m, l.act, l.alpha, l.alpha_vec, u);
