@@ -7,8 +7,9 @@
 // tile into per-column double accumulators in row order. Every column therefore sees the
 // same operations in the same order whatever the thread count or range, and memory is
 // read a few hundred bytes per row at a time across few pages (no per-row TLB miss, as
-// a 64-column block walked down all N rows would cause). The elementwise passes then
-// stream whole rows of the range.
+// a 64-column block walked down all N rows would cause). The elementwise passes (y, dx)
+// then run over whole rows, the rows split across threads: with each thread writing its
+// own half of every row they took longer than the reductions (below, bn_train).
 
 namespace {
 
@@ -105,7 +106,10 @@ void affine_rows(float* y, const float* x, const float* center, const float* sca
   }
 }
 
-void train_range(const BnTrainArgs& a, long j0, long j1) {
+// The statistics of columns [j0, j1): save_mean, save_invstd, the running statistics,
+// and the column's affine map y = (x - center) * scale + shift (arrays indexed by column).
+void train_stats(const BnTrainArgs& a, long j0, long j1, float* center, float* scale,
+                 float* shift) {
   const long n = a.n, m = a.m, w = j1 - j0;
   std::vector<double> mean((size_t)w, 0.0), m2((size_t)w, 0.0);
   for (long i0 = 0; i0 < n; i0 += kRowChunk) {
@@ -113,20 +117,18 @@ void train_range(const BnTrainArgs& a, long j0, long j1) {
     for (long jb = j0; jb < j1; jb += kColBlock)
       moments_tile(Block(jb, j1), a.x + jb, m, i0, i1, &mean[jb - j0], &m2[jb - j0]);
   }
-  std::vector<float> center((size_t)w), scale((size_t)w), shift((size_t)w);
   const double mom = a.momentum;
   for (long c = 0; c < w; ++c) {
     const long j = j0 + c;
     const double invstd = 1.0 / std::sqrt(m2[c] / (double)n + (double)a.eps);
-    center[c] = a.save_mean[j] = (float)mean[c];
+    center[j] = a.save_mean[j] = (float)mean[c];
     a.save_invstd[j] = (float)invstd;
-    scale[c] = (float)((a.gamma ? (double)a.gamma[j] : 1.0) * invstd);
-    shift[c] = a.beta ? a.beta[j] : 0.0f;
+    scale[j] = (float)((a.gamma ? (double)a.gamma[j] : 1.0) * invstd);
+    shift[j] = a.beta ? a.beta[j] : 0.0f;
     if (a.running_mean) a.running_mean[j] = (float)((1.0 - mom) * a.running_mean[j] + mom * mean[c]);
     if (a.running_var)
       a.running_var[j] = (float)((1.0 - mom) * a.running_var[j] + mom * (m2[c] / (double)(n - 1)));
   }
-  affine_rows(a.y, a.x, center.data(), scale.data(), shift.data(), m, 0, n, j0, j1);
 }
 
 // Folds rows i0 .. i1-1 of one block into s0 += sum dy and s1 += sum dy * (x - mean).
@@ -153,7 +155,9 @@ void backward_tile(const Block& b, const float* dy, const float* x, const float*
   }
 }
 
-void backward_range(const BnBackwardArgs& a, long j0, long j1) {
+// The sums of columns [j0, j1): dbeta, dgamma, and the columns' coefficients of
+// dx = ca * dy + cb * (x - mean) + cc (arrays indexed by column).
+void backward_stats(const BnBackwardArgs& a, long j0, long j1, float* ca, float* cb, float* cc) {
   const long n = a.n, m = a.m, w = j1 - j0;
   std::vector<double> s0((size_t)w, 0.0), s1((size_t)w, 0.0);
   for (long i0 = 0; i0 < n; i0 += kRowChunk) {
@@ -162,9 +166,7 @@ void backward_range(const BnBackwardArgs& a, long j0, long j1) {
       backward_tile(Block(jb, j1), a.dy + jb, a.x + jb, a.mean + jb, m, i0, i1, &s0[jb - j0],
                     &s1[jb - j0]);
   }
-  // dx = g * dy + cb * (x - mean) + cc with g = gamma * invstd,
-  // cb = -g * invstd * dgamma / n, cc = -g * dbeta / n.
-  std::vector<float> ca((size_t)w), cb((size_t)w), cc((size_t)w);
+  // ca = g = gamma * invstd, cb = -g * invstd * dgamma / n, cc = -g * dbeta / n.
   for (long c = 0; c < w; ++c) {
     const long j = j0 + c;
     const double invstd = a.invstd[j];
@@ -172,46 +174,41 @@ void backward_range(const BnBackwardArgs& a, long j0, long j1) {
     if (a.dbeta) a.dbeta[j] = (float)dbeta;
     if (a.dgamma) a.dgamma[j] = (float)dgamma;
     const double g = (a.gamma ? (double)a.gamma[j] : 1.0) * invstd;
-    ca[c] = (float)g;
-    cb[c] = (float)(-g * invstd * dgamma / (double)n);
-    cc[c] = (float)(-g * dbeta / (double)n);
+    ca[j] = (float)g;
+    cb[j] = (float)(-g * invstd * dgamma / (double)n);
+    cc[j] = (float)(-g * dbeta / (double)n);
   }
-  const float* mean = a.mean + j0;
-  const long wv = w - w % W;
-  const int nt = (int)(w - wv);
-  for (long i = 0; i < n; ++i) {
-    const float* xr = a.x + i * m + j0;
-    const float* gr = a.dy + i * m + j0;
-    float* dxr = a.dx + i * m + j0;
+}
+
+// dx for rows i0 .. i1-1, every column.
+void backward_rows(const BnBackwardArgs& a, const float* ca, const float* cb, const float* cc,
+                   long i0, long i1) {
+  const long m = a.m, wv = m - m % W;
+  const int nt = (int)(m - wv);
+  const float* mean = a.mean;
+  for (long i = i0; i < i1; ++i) {
+    const float* xr = a.x + i * m;
+    const float* gr = a.dy + i * m;
+    float* dxr = a.dx + i * m;
     for (long j = 0; j < wv; j += W) {
-      const V t = V::fma(V::load(xr + j) - V::load(mean + j), V::load(&cb[j]), V::load(&cc[j]));
-      V::fma(V::load(gr + j), V::load(&ca[j]), t).store(dxr + j);
+      const V t = V::fma(V::load(xr + j) - V::load(mean + j), V::load(cb + j), V::load(cc + j));
+      V::fma(V::load(gr + j), V::load(ca + j), t).store(dxr + j);
     }
     if (nt) {
-      const V t = V::fma(V::load_n(xr + wv, nt) - V::load_n(mean + wv, nt), V::load_n(&cb[wv], nt),
-                         V::load_n(&cc[wv], nt));
-      V::fma(V::load_n(gr + wv, nt), V::load_n(&ca[wv], nt), t).store_n(dxr + wv, nt);
+      const V t = V::fma(V::load_n(xr + wv, nt) - V::load_n(mean + wv, nt), V::load_n(cb + wv, nt),
+                         V::load_n(cc + wv, nt));
+      V::fma(V::load_n(gr + wv, nt), V::load_n(ca + wv, nt), t).store_n(dxr + wv, nt);
     }
   }
 }
 
-}  // namespace
-
-void bn_train(const BnTrainArgs& a) {
-  column_ranges(a.m, threads_for(a.n, a.m), [&](long j0, long j1) { train_range(a, j0, j1); });
-}
-
-void bn_backward(const BnBackwardArgs& a) {
-  column_ranges(a.m, threads_for(a.n, a.m), [&](long j0, long j1) { backward_range(a, j0, j1); });
-}
-
-void bn_affine(const BnAffineArgs& a) {
-  // Elementwise: rows split across threads, in chunks.
-  const long nchunks = (a.n + kRowChunk - 1) / kRowChunk;
-  const int threads = threads_for(a.n, a.m);
+// Runs body(i0, i1) on the row chunks, split across threads.
+template <class Body>
+void row_chunks(long n, int threads, Body body) {
+  const long nchunks = (n + kRowChunk - 1) / kRowChunk;
   auto chunk = [&](long k) {
-    const long i0 = k * kRowChunk, i1 = a.n - i0 < kRowChunk ? a.n : i0 + kRowChunk;
-    affine_rows(a.y, a.x, a.center, a.scale, a.shift, a.m, i0, i1, 0, a.m);
+    const long i0 = k * kRowChunk;
+    body(i0, n - i0 < kRowChunk ? n : i0 + kRowChunk);
   };
   if (threads <= 1) {
     for (long k = 0; k < nchunks; ++k) chunk(k);
@@ -219,4 +216,39 @@ void bn_affine(const BnAffineArgs& a) {
   }
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (long k = 0; k < nchunks; ++k) chunk(k);
+}
+
+}  // namespace
+
+// The statistics column by column (each column reduced in row order whatever the thread
+// count), then the elementwise pass row by row (the same bits either way). Split by
+// columns like the statistics, each thread wrote half of every row: at 4096 x 1024 the
+// train forward took 1.53 ms instead of 1.36, the backward 3.04 instead of 2.39; at
+// 128 x 1024 38.8 and 39.3 us instead of 30.8 and 34.0 (2-core Zen 4, interleaved).
+void bn_train(const BnTrainArgs& a) {
+  std::vector<float> center((size_t)a.m), scale((size_t)a.m), shift((size_t)a.m);
+  const int threads = threads_for(a.n, a.m);
+  column_ranges(a.m, threads, [&](long j0, long j1) {
+    train_stats(a, j0, j1, center.data(), scale.data(), shift.data());
+  });
+  row_chunks(a.n, threads, [&](long i0, long i1) {
+    affine_rows(a.y, a.x, center.data(), scale.data(), shift.data(), a.m, i0, i1, 0, a.m);
+  });
+}
+
+void bn_backward(const BnBackwardArgs& a) {
+  std::vector<float> ca((size_t)a.m), cb((size_t)a.m), cc((size_t)a.m);
+  const int threads = threads_for(a.n, a.m);
+  column_ranges(a.m, threads, [&](long j0, long j1) {
+    backward_stats(a, j0, j1, ca.data(), cb.data(), cc.data());
+  });
+  row_chunks(a.n, threads, [&](long i0, long i1) {
+    backward_rows(a, ca.data(), cb.data(), cc.data(), i0, i1);
+  });
+}
+
+void bn_affine(const BnAffineArgs& a) {
+  row_chunks(a.n, threads_for(a.n, a.m), [&](long i0, long i1) {
+    affine_rows(a.y, a.x, a.center, a.scale, a.shift, a.m, i0, i1, 0, a.m);
+  });
 }
