@@ -8,7 +8,10 @@ from fastdl import kernels as K
 
 import reference_losses as ref
 
-SHAPES = [(2, 1), (2, 3), (3, 2), (7, 17), (33, 64), (17, 65), (100, 33), (1000, 7), (5, 1000), (129, 130)]
+# (1100, 500): past the size from which the reductions fetch their next tile ahead
+# (batchnorm.inl, kFetchMinFloats), with a ragged last row chunk and column block.
+SHAPES = [(2, 1), (2, 3), (3, 2), (7, 17), (33, 64), (17, 65), (100, 33), (1000, 7), (5, 1000), (129, 130),
+          (1100, 500)]
 
 
 def make(rng, n, m):
@@ -138,8 +141,9 @@ def test_isa_paths_agree(rng):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
-def test_results_do_not_depend_on_thread_count(rng):
-    x, gamma, beta, rm, rv = make(rng, 300, 1000)
+@pytest.mark.parametrize("shape", [(300, 1000), (1100, 500)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_results_do_not_depend_on_thread_count(rng, shape):
+    x, gamma, beta, rm, rv = make(rng, *shape)
     dy = rng.standard_normal(x.shape, dtype=np.float32)
     before = fastdl.get_num_threads()
     outs = []

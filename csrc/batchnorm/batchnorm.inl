@@ -53,12 +53,47 @@ struct Block {
   }
 };
 
+// The tile after the current one in a thread's walk: the chunk's next block, else the
+// next chunk's first block. The current tile's loop fetches it into L1 row by row: its
+// rows are a row stride apart, each on its own page, which the hardware prefetchers do
+// not follow, and the walk waited on every first touch. 4096 x 1024: train forward
+// 1.22 -> 0.99 ms, backward 2.26 -> 1.83 ms (2-core Zen 4, interleaved; fetching a whole
+// chunk ahead into L2 did not help). Only for arrays of kFetchMinFloats or more: smaller
+// ones are mostly in cache already, and there the fetches cost more than they save
+// (1000 x 300 backward 60.6 -> 64.3 us).
+constexpr double kFetchMinFloats = 1 << 19;  // 2 MiB
+
+struct NextTile {
+  const float* p = nullptr;  // its first row, rows m apart
+  long rows = 0;             // 0: nothing to fetch
+  int bytes = 0;             // per row
+  NextTile() = default;
+  NextTile(const float* x, long m, long n, long i0, long i1, long jb, long j0, long j1) {
+    if (jb + kColBlock < j1) {
+      p = x + i0 * m + jb + kColBlock;
+      rows = i1 - i0;
+      bytes = Block(jb + kColBlock, j1).cols * (int)sizeof(float);
+    } else if (i1 < n) {
+      p = x + i1 * m + j0;
+      rows = n - i1 < kRowChunk ? n - i1 : kRowChunk;
+      bytes = Block(j0, j1).cols * (int)sizeof(float);
+    }
+  }
+  // Row r of the tile (nothing past its last).
+  FASTDL_INLINE void fetch(long r, long m) const {
+    if (r >= rows) return;
+    const char* q = reinterpret_cast<const char*>(p + r * m);
+    for (int o = 0; o < bytes; o += 64) __builtin_prefetch(q + o, 0, 3);
+    __builtin_prefetch(q + bytes - 1, 0, 3);  // the last line when q is not line-aligned
+  }
+};
+
 // Folds the chunk rows i0 .. i1-1 of one block into mean / m2 (double, per column, the
 // block's first column at index 0): the chunk's own mean and centred sum of squares (two
 // passes over the tile, the second from L1, so no cancellation), merged with Chan et al.'s
-// update.
+// update. Its second pass fetches `next`.
 void moments_tile(const Block& b, const float* x, long m, long i0, long i1, double* mean,
-                  double* m2) {
+                  double* m2, const NextTile& next) {
   V acc[kVecs], cmean[kVecs];
   float tmp_mean[W], tmp_m2[W];
   for (int v = 0; v < kVecs; ++v) acc[v] = V::zero();
@@ -70,11 +105,13 @@ void moments_tile(const Block& b, const float* x, long m, long i0, long i1, doub
     cmean[v] = acc[v] * inv_rows;
     acc[v] = V::zero();
   }
-  for (long i = i0; i < i1; ++i)
+  for (long i = i0; i < i1; ++i) {
+    next.fetch(i - i0, m);
     for (int v = 0; v < b.nvecs; ++v) {
       const V d = ld(x + i * m + v * W, b.nv[v]) - cmean[v];
       acc[v] = V::fma(d, d, acc[v]);
     }
+  }
   for (int v = 0; v < b.nvecs; ++v) {
     cmean[v].store(tmp_mean);
     acc[v].store(tmp_m2);
@@ -111,11 +148,13 @@ void affine_rows(float* y, const float* x, const float* center, const float* sca
 void train_stats(const BnTrainArgs& a, long j0, long j1, float* center, float* scale,
                  float* shift) {
   const long n = a.n, m = a.m, w = j1 - j0;
+  const bool fetch = (double)n * m >= kFetchMinFloats;
   std::vector<double> mean((size_t)w, 0.0), m2((size_t)w, 0.0);
   for (long i0 = 0; i0 < n; i0 += kRowChunk) {
     const long i1 = n - i0 < kRowChunk ? n : i0 + kRowChunk;
     for (long jb = j0; jb < j1; jb += kColBlock)
-      moments_tile(Block(jb, j1), a.x + jb, m, i0, i1, &mean[jb - j0], &m2[jb - j0]);
+      moments_tile(Block(jb, j1), a.x + jb, m, i0, i1, &mean[jb - j0], &m2[jb - j0],
+                   fetch ? NextTile(a.x, m, n, i0, i1, jb, j0, j1) : NextTile());
   }
   const double mom = a.momentum;
   for (long c = 0; c < w; ++c) {
@@ -131,22 +170,27 @@ void train_stats(const BnTrainArgs& a, long j0, long j1, float* center, float* s
   }
 }
 
-// Folds rows i0 .. i1-1 of one block into s0 += sum dy and s1 += sum dy * (x - mean).
+// Folds rows i0 .. i1-1 of one block into s0 += sum dy and s1 += sum dy * (x - mean),
+// fetching the next tile of dy and of x.
 void backward_tile(const Block& b, const float* dy, const float* x, const float* mean, long m,
-                   long i0, long i1, double* s0, double* s1) {
+                   long i0, long i1, double* s0, double* s1, const NextTile& next_dy,
+                   const NextTile& next_x) {
   V a0[kVecs], a1[kVecs], vmean[kVecs];
   float tmp[W];
   for (int v = 0; v < kVecs; ++v) {
     a0[v] = a1[v] = V::zero();
     vmean[v] = b.nv[v] ? ld(mean + v * W, b.nv[v]) : V::zero();
   }
-  for (long i = i0; i < i1; ++i)
+  for (long i = i0; i < i1; ++i) {
+    next_dy.fetch(i - i0, m);
+    next_x.fetch(i - i0, m);
     for (int v = 0; v < b.nvecs; ++v) {
       const long o = i * m + v * W;
       const V g = ld(dy + o, b.nv[v]);
       a0[v] = a0[v] + g;
       a1[v] = V::fma(g, ld(x + o, b.nv[v]) - vmean[v], a1[v]);
     }
+  }
   for (int v = 0; v < b.nvecs; ++v) {
     a0[v].store(tmp);
     for (int t = 0; t < b.nv[v]; ++t) s0[v * W + t] += tmp[t];
@@ -159,12 +203,14 @@ void backward_tile(const Block& b, const float* dy, const float* x, const float*
 // dx = ca * dy + cb * (x - mean) + cc (arrays indexed by column).
 void backward_stats(const BnBackwardArgs& a, long j0, long j1, float* ca, float* cb, float* cc) {
   const long n = a.n, m = a.m, w = j1 - j0;
+  const bool fetch = (double)n * m >= kFetchMinFloats;
   std::vector<double> s0((size_t)w, 0.0), s1((size_t)w, 0.0);
   for (long i0 = 0; i0 < n; i0 += kRowChunk) {
     const long i1 = n - i0 < kRowChunk ? n : i0 + kRowChunk;
     for (long jb = j0; jb < j1; jb += kColBlock)
       backward_tile(Block(jb, j1), a.dy + jb, a.x + jb, a.mean + jb, m, i0, i1, &s0[jb - j0],
-                    &s1[jb - j0]);
+                    &s1[jb - j0], fetch ? NextTile(a.dy, m, n, i0, i1, jb, j0, j1) : NextTile(),
+                    fetch ? NextTile(a.x, m, n, i0, i1, jb, j0, j1) : NextTile());
   }
   // ca = g = gamma * invstd, cb = -g * invstd * dgamma / n, cc = -g * dbeta / n.
   for (long c = 0; c < w; ++c) {
