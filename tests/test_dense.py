@@ -16,7 +16,7 @@ ACTS = list(K.ACTIVATIONS)
 SIZES = (1, 3, 7, 17, 33, 64, 100, 129, 1000)
 # Every size appears in every position, against odd partners.
 SHAPES = sorted({(v, 17, 33) for v in SIZES} | {(7, v, 129) for v in SIZES} | {(33, 100, v) for v in SIZES}
-                | {(1, 784, 1024), (128, 784, 1024), (3, 1, 4100)})
+                | {(1, 784, 1024), (128, 784, 1024), (128, 1024, 10), (3, 1, 4100)})
 
 
 def make(rng, n, k, m, act):

@@ -81,6 +81,22 @@ static void pack_a(int mc, int kc, const float* A, long rsa, long csa, float* ds
     for (int p = 0; p < kc; ++p) d[p * MR + i] = 0.0f;
 }
 
+// A transposed view (dw = x^T @ dz: rsa 1, csa the row stride of x) -> all the MR-row
+// micro-panels of an mc-row block, p-step by p-step: each p-step of the block is one run
+// of mc contiguous floats, read front to back and dealt out to the panels. (Panel by
+// panel, each p-step was MR floats a row stride apart; at a 4 KiB stride, a 1024-wide
+// layer, all of a panel's rows fall in one L1 set and every read came from L2.)
+static void pack_a_transposed_block(int mc, int kc, const float* A, long csa, float* dst) {
+  const int npanels = (mc + MR - 1) / MR;
+  for (int p = 0; p < kc; ++p) {
+    const float* a = A + p * csa;
+    for (int ip = 0; ip < npanels; ++ip) {
+      const int rows = mc - ip * MR < MR ? mc - ip * MR : MR;
+      V::load_n(a + ip * MR, rows).store_n(dst + (long)ip * MR * kc + p * MR, MR);
+    }
+  }
+}
+
 // Row-major B panel as dz (see DzBlock): packs dz = dy * f'(s) and reduces db (and
 // prelu's dalpha) over the panel's kc rows, in order, then adds them to the column's
 // running sums.
@@ -592,9 +608,12 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
         }
         {
           ExactDenormals exact(g.dz_a != nullptr);
-          for (int ip = 0; ip < npanels_a; ++ip)
-            pack_a<Act>(mc, kc, g.A + ic * g.rsa + pc * g.csa, g.rsa, g.csa, apack, ip,
-                        g.dz_a ? &ta : nullptr);
+          if (g.rsa == 1 && g.csa != 1 && !g.dz_a)
+            pack_a_transposed_block(mc, kc, g.A + ic + pc * g.csa, g.csa, apack);
+          else
+            for (int ip = 0; ip < npanels_a; ++ip)
+              pack_a<Act>(mc, kc, g.A + ic * g.rsa + pc * g.csa, g.rsa, g.csa, apack, ip,
+                          g.dz_a ? &ta : nullptr);
         }
         auto tile = [&](int ip, int jp) {
           const long row = ic + (long)ip * MR, col = jc + (long)jp * NR;
