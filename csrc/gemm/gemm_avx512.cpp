@@ -12,6 +12,7 @@ static inline int omp_get_num_threads() { return 1; }
 #include "dense/activation_ops.h"
 #include "fastdl/runtime.h"
 #include "gemm/gemm_isa.h"
+#include "runtime/cache_size.h"
 #include "runtime/flush_denormals.h"
 #include "runtime/scratch.h"
 #include "simd/philox_avx512.h"
@@ -26,6 +27,7 @@ using V = simd::VecAvx512;
 // 8 x 48 and 6 x 64. With the A micro-panel (12 x KC) held in L1 and B streaming from
 // L2, KC can be 512 (half the passes over C of KC 256) and the B block (KC x NC,
 // 1.5 MiB) fits L2: 5-10% over the B-in-L1 order with KC 256 at 1024-4096 shapes.
+// NC is the most; a smaller L2 gets narrower blocks (nc_step_for in gemm_kernel.inl).
 #ifndef FASTDL_AVX512_MR
 #define FASTDL_AVX512_MR 12
 #endif

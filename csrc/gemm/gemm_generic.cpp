@@ -12,6 +12,7 @@ static inline int omp_get_num_threads() { return 1; }
 #include "dense/activation_ops.h"
 #include "fastdl/runtime.h"
 #include "gemm/gemm_isa.h"
+#include "runtime/cache_size.h"
 #include "runtime/flush_denormals.h"
 #include "runtime/scratch.h"
 #include "simd/philox_generic.h"
