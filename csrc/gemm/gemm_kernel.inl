@@ -67,11 +67,7 @@ static void pack_a(int mc, int kc, const float* A, long rsa, long csa, float* ds
       for (int q = 0; q < np; ++q) r[q].store_n(d + (p0 + q) * MR, MR);
     }
     return;
-  } else if (rsa == 1) {
-    // A is a transposed view (dw = x^T @ dz): each p-step is MR contiguous floats.
-    for (int p = 0; p < kc; ++p) V::load_n(a + p * csa, rows).store_n(d + p * MR, MR);
-    return;
-  } else {
+  } else {  // (a transposed view, rsa 1, goes to pack_a_transposed_block instead)
     for (int p = 0; p < kc; ++p) {
       const float* ap = a + p * csa;
       for (int i = 0; i < rows; ++i) d[p * MR + i] = ap[i * rsa];
