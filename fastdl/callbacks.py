@@ -265,11 +265,26 @@ def _fmt(v):
     return v
 
 
+def _bar_glyphs(stream):
+    """The bar's filled and empty cells: box-drawing lines where the stream's encoding has
+    them, else ``=`` and ``.`` (an ASCII or cp1252 stream would raise UnicodeEncodeError
+    in the middle of fit)."""
+    encoding = getattr(stream, "encoding", None)
+    if encoding is None:  # a text buffer such as io.StringIO holds any character
+        return "━", "─"
+    try:
+        "━─".encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return "=", "."
+    return "━", "─"
+
+
 class ProgressBar(Callback):
     """Keras-style progress: ``Epoch 3/20`` then, on a terminal (verbose=1), a bar redrawn
     in place ``120/469 ━━━━━━──────── 1s 4ms/step - 32000 samples/s - loss: 0.3012``; else
     (verbose=2, or any stream that is not a terminal) one line per epoch. Never writes a
-    carriage return to a file or pipe."""
+    carriage return to a file or pipe. On a stream that cannot encode the bar's lines the
+    bar is drawn with ``=`` and ``.``."""
 
     BAR = 20
 
@@ -278,6 +293,7 @@ class ProgressBar(Callback):
         isatty = getattr(self.stream, "isatty", None)
         self.tty = bool(isatty and isatty())
         self.bar = verbose == 1 and self.tty
+        self.full, self.empty = _bar_glyphs(self.stream)
         self.epochs, self.steps, self.interval = epochs, steps, interval
 
     def on_train_begin(self, logs=None):
@@ -304,7 +320,7 @@ class ProgressBar(Callback):
         self._last = now
         elapsed = now - self._t0
         filled = int(self.BAR * done / self.steps) if self.steps else self.BAR
-        bar = "━" * filled + "─" * (self.BAR - filled)
+        bar = self.full * filled + self.empty * (self.BAR - filled)
         per_step = elapsed / done
         self.stream.write(f"\r{done}/{self.steps} {bar} {elapsed:.0f}s {per_step * 1e3:.0f}ms/step"
                           f"{self._metrics(logs or {})}\x1b[K")
@@ -316,7 +332,7 @@ class ProgressBar(Callback):
         steps = self.steps or 1
         n = getattr(self.model, "_epoch_samples", None)
         rate = f" - {n / elapsed:,.0f} samples/s" if n and elapsed > 0 else ""
-        line = (f"{steps}/{steps} {'━' * self.BAR} {elapsed:.1f}s {elapsed / steps * 1e3:.1f}ms/step{rate}"
+        line = (f"{steps}/{steps} {self.full * self.BAR} {elapsed:.1f}s {elapsed / steps * 1e3:.1f}ms/step{rate}"
                 f"{self._metrics(logs)}")
         if self.bar:
             self.stream.write("\r" + line + "\x1b[K\n")

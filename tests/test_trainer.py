@@ -274,6 +274,29 @@ def test_progress_bar_on_a_terminal():
     assert "\r" not in out2
 
 
+class NarrowTTY(io.TextIOWrapper):
+    """A terminal whose encoding is given (ascii, cp1252...)."""
+
+    def __init__(self, encoding):
+        super().__init__(io.BytesIO(), encoding=encoding, write_through=True)
+
+    def isatty(self):
+        return True
+
+    def getvalue(self):
+        return self.buffer.getvalue().decode(self.encoding)
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "cp1252"])
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_progress_on_a_stream_without_the_bar_glyphs(encoding, verbose):
+    # An ASCII or cp1252 console (PYTHONIOENCODING=ascii, older Windows consoles) cannot
+    # encode the box-drawing bar: fit must not die of UnicodeEncodeError mid-epoch.
+    out = run_progress(NarrowTTY(encoding), verbose)
+    assert out.count("Epoch ") == 2 and "4/4 " + "=" * C.ProgressBar.BAR in out
+    assert ("\r" in out) == (verbose == 1)
+
+
 def test_fit_prints_one_line_per_epoch_when_not_a_terminal(capsys):
     x, y = blobs(n=64)
     model().fit(x, y, epochs=2, batch_size=16)  # verbose="auto", pytest's stdout is not a tty
