@@ -269,11 +269,10 @@ def _bar_glyphs(stream):
     """The bar's filled and empty cells: box-drawing lines where the stream's encoding has
     them, else ``=`` and ``.`` (an ASCII or cp1252 stream would raise UnicodeEncodeError
     in the middle of fit)."""
-    encoding = getattr(stream, "encoding", None)
-    if encoding is None:  # a text buffer such as io.StringIO holds any character
-        return "━", "─"
+    encoding = getattr(stream, "encoding", None)  # None: a text buffer (io.StringIO) holds any
     try:
-        "━─".encode(encoding)
+        if encoding is not None:
+            "━─".encode(encoding)
     except (UnicodeEncodeError, LookupError):
         return "=", "."
     return "━", "─"

@@ -551,6 +551,13 @@ struct PackBuffers {
   ScratchBuffer a, b;
 };
 
+// The size of the equal blocks that cut `total` (>= 1) into the fewest of at most `limit`,
+// rounded up to a multiple of `multiple`.
+static long equal_block(long total, long limit, long multiple) {
+  const long blocks = (total + limit - 1) / limit;
+  return ((total + blocks - 1) / blocks + multiple - 1) / multiple * multiple;
+}
+
 // Columns per jc block: at most NC, in equal blocks that are multiples of NR. Where the
 // B block stays in L2 while the A micro-panels stream past it (kAPanelInL1) and one A
 // block covers all the rows (a batch-sized M: the forward and input-gradient GEMMs of a
@@ -571,8 +578,7 @@ static long nc_step_for(long cols, long kc, long rows) {
       if (fit < limit) limit = fit;
     }
   }
-  const long blocks = (cols + limit - 1) / limit;
-  return ((cols + blocks - 1) / blocks + NR - 1) / NR * NR;
+  return equal_block(cols, limit, NR);
 }
 
 // C[row0 : row0+rows, col0 : col0+cols] on the calling thread, with its own buffers.
@@ -665,7 +671,7 @@ static void sgemm_typed(const GemmArgs& g) {
   const long m = g.m, n = g.n, k = g.k;
   // K is cut into equal blocks of at most KC (784 -> 2 x 392, not 512 + 272): a
   // short last block would pay a full C-tile reload for a few FMAs.
-  const long kc_step = k <= KC ? (k > 0 ? k : 1) : (k + (k + KC - 1) / KC - 1) / ((k + KC - 1) / KC);
+  const long kc_step = k > 0 ? equal_block(k, KC, 1) : 1;
   // Small M: each element of B serves only M/MR micro-tiles, so packing it costs about
   // as much as the arithmetic. Read row-major B in place instead -- unless its row
   // stride is a multiple of 1 KiB, where the rows would alias in L1 (4 KiB sets).
