@@ -389,3 +389,45 @@ def test_small_batch_paths(isa, rng, shape):
     x, w, b, _ = make(rng, n, k, m, "relu")
     np.testing.assert_allclose(K.dense_forward(x, w, b, "relu"), ref.dense_forward(x, w, b, "relu")[0],
                                rtol=1e-5, atol=tol(k))
+
+
+def test_a_read_in_place_every_row_count(isa, rng):
+    """Few output columns: the GEMM reads x's rows in place instead of packing them,
+    except a row panel no micro-kernel covers exactly (packed with zero padding) -- every
+    batch size from 1 to 40 against 10 (a narrow last column panel), 16, 40 and 64
+    columns, forward and, through the dropout epilogue, with a mask."""
+    for m in (10, 16, 40, 64):
+        for n in range(1, 41):
+            x, w, b, _ = make(rng, n, 57, m, "relu")
+            y_ref = ref.dense_forward(x, w, b, "relu")[0]
+            np.testing.assert_allclose(K.dense_forward(x, w, b, "relu"), y_ref, rtol=1e-5,
+                                       atol=tol(57), err_msg=f"n={n} m={m}")
+            y, mask = K.dense_dropout_forward(x, w, b, "relu", 0.0, 1, 1)
+            np.testing.assert_array_equal(y, K.dense_forward(x, w, b, "relu"), err_msg=f"n={n} m={m}")
+
+
+# Shapes whose GEMM splits K over two threads (K in two blocks, C of at most 8 micro-tiles):
+# on AVX-512 (blocks of up to 512) the first three, on AVX2 (up to 256) the last; the
+# generic path's tiles are too small for any GEMM worth two threads to have so few.
+@pytest.mark.parametrize("shape", [(32, 700, 64), (20, 1000, 10), (48, 600, 64), (12, 500, 48)])
+def test_k_split_over_threads_is_bit_identical(isa, rng, shape):
+    n, k, m = shape
+    x, w, b, _ = make(rng, n, k, m, "silu")
+    before = fastdl.get_num_threads()
+    outs = []
+    try:
+        for t in (1, 2, 3):
+            fastdl.set_num_threads(t)
+            y, z = K.dense_forward(x, w, b, "silu")
+            yd, mask, zd = K.dense_dropout_forward(x, w, b, "silu", 0.3, 7, 2)
+            outs.append((y, z, yd, mask, zd, K.matmul(x, w)))
+    finally:
+        fastdl.set_num_threads(before)
+    for other in outs[1:]:
+        for a, c in zip(outs[0], other):
+            np.testing.assert_array_equal(a, c)
+    y_ref, z_ref = ref.dense_forward(x, w, b, "silu")
+    np.testing.assert_allclose(outs[0][0], y_ref, rtol=1e-5, atol=tol(k))
+    np.testing.assert_allclose(outs[0][1], z_ref, rtol=1e-5, atol=tol(k))
+    np.testing.assert_array_equal(outs[0][4], outs[0][1])  # the dropout kernel's z
+    np.testing.assert_allclose(outs[0][5], x.astype(np.float64) @ w, rtol=1e-5, atol=tol(k))

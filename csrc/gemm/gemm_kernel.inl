@@ -11,6 +11,14 @@
 // over threads. The epilogue runs in the micro-kernel on the last pc block only.
 
 constexpr int NR = NRV * V::width;
+// Up to how many B micro-panels of a column block a row-major A is read in place
+// rather than packed (gemm_block). 2-core Zen 4, forward GEMMs: 128x1000x10 70.6 ->
+// 47.1 us, 32x784x64 on 2 threads 22.7 -> 18.0 us; 4 panels beat 2 at 32x784x128 (64.7
+// -> 61.2 us on 1 thread) and 8 gained nothing more.
+constexpr int kDirectAMaxPanels = 4;
+// Up to how many micro-tiles C may have for K to be split over two threads instead of
+// C's rows or columns (use_split_k).
+constexpr long kSplitKMaxTiles = 8;
 
 // Where a dz operand (GemmDz) stands for the block being packed: s at the block's
 // origin (same strides as the operand), alpha_vec and the B reductions at the block's
@@ -474,10 +482,10 @@ static FASTDL_INLINE void store_tile(V (&acc)[MR][NRV], float* c, long ldc, bool
 // row panel runs with a smaller R instead of FMAs on zero padding: batch 32 or 128
 // leaves 8 rows of 12, which the full kernel would pay for as 12. CV: the vectors of
 // each row it computes, likewise for a narrow last column panel (10 classes: 1 of 2).
-template <class Act, int R, int CV = NRV>
-static void micro_kernel(int kc, const float* a, const float* b, long ldb, float* c, long ldc,
-                         bool load_c, const GemmEpilogue* ep, long col0, long row0, int rows,
-                         int cols) {
+template <class Act, bool DA, int R, int CV = NRV>
+static void micro_kernel(int kc, const float* a, long lda, const float* b, long ldb, float* c,
+                         long ldc, bool load_c, const GemmEpilogue* ep, long col0, long row0,
+                         int rows, int cols) {
   static_assert(R >= 1 && R <= MR, "a micro-tile computes 1..MR rows");
   static_assert(CV >= 1 && CV <= NRV, "a micro-tile computes 1..NRV vectors per row");
   V acc[MR][NRV];
@@ -499,7 +507,7 @@ static void micro_kernel(int kc, const float* a, const float* b, long ldb, float
     for (int j = 0; j < CV; ++j) bv[j] = V::load(b + p * ldb + j * V::width);
 #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
-      const V ai = V::set1(a[p * MR + i]);
+      const V ai = V::set1(DA ? a[i * lda + p] : a[p * MR + i]);
 #pragma GCC unroll 4
       for (int j = 0; j < CV; ++j) acc[i][j] = V::fma(ai, bv[j], acc[i][j]);
     }
@@ -524,25 +532,38 @@ static void micro_kernel(int kc, const float* a, const float* b, long ldb, float
 // The micro-kernel for a tile of `rows` x `cols`: the full one; for a ragged last row
 // panel the smallest of MR/3, 2MR/3 (MR/2 when MR is not a multiple of 3) that covers
 // it; for a last column panel of one vector or less, one vector per row.
-template <class Act>
-static FASTDL_INLINE void micro_tile(int kc, const float* a, const float* b, long ldb, float* c,
-                                     long ldc, bool load_c, const GemmEpilogue* ep, long col0,
-                                     long row0, int rows, int cols) {
+template <class Act, bool DA>
+static FASTDL_INLINE void micro_tile(int kc, const float* a, long lda, const float* b, long ldb,
+                                     float* c, long ldc, bool load_c, const GemmEpilogue* ep,
+                                     long col0, long row0, int rows, int cols) {
   if constexpr (NRV > 1) {
     if (cols <= V::width)
-      return micro_kernel<Act, MR, 1>(kc, a, b, ldb, c, ldc, load_c, ep, col0, row0, rows, cols);
+      return micro_kernel<Act, DA, MR, 1>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0,
+                                          rows, cols);
   }
   if constexpr (MR % 3 == 0) {
     if (rows <= MR / 3)
-      return micro_kernel<Act, MR / 3>(kc, a, b, ldb, c, ldc, load_c, ep, col0, row0, rows, cols);
+      return micro_kernel<Act, DA, MR / 3>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0,
+                                           rows, cols);
     if (rows <= 2 * MR / 3)
-      return micro_kernel<Act, 2 * MR / 3>(kc, a, b, ldb, c, ldc, load_c, ep, col0, row0, rows,
-                                           cols);
+      return micro_kernel<Act, DA, 2 * MR / 3>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0,
+                                               row0, rows, cols);
   } else if constexpr (MR % 2 == 0) {
     if (rows <= MR / 2)
-      return micro_kernel<Act, MR / 2>(kc, a, b, ldb, c, ldc, load_c, ep, col0, row0, rows, cols);
+      return micro_kernel<Act, DA, MR / 2>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0,
+                                           rows, cols);
   }
-  micro_kernel<Act, MR>(kc, a, b, ldb, c, ldc, load_c, ep, col0, row0, rows, cols);
+  micro_kernel<Act, DA, MR>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0, rows, cols);
+}
+
+// Whether micro_tile's kernel for a rows x cols tile computes exactly `rows` rows: only
+// then can it read A's rows in place (it would read past A's last row otherwise).
+static constexpr bool reads_exact_rows(int rows, int cols) {
+  if (rows == MR) return true;
+  if (NRV > 1 && cols <= V::width) return false;  // the narrow kernel computes MR rows
+  if constexpr (MR % 3 == 0) return rows == MR / 3 || rows == 2 * MR / 3;
+  else if constexpr (MR % 2 == 0) return rows == MR / 2;
+  return false;
 }
 
 // Per-thread packing buffers (runtime/scratch.h), grown on demand and kept: a GEMM in
@@ -584,7 +605,7 @@ static long nc_step_for(long cols, long kc, long rows) {
 // C[row0 : row0+rows, col0 : col0+cols] on the calling thread, with its own buffers.
 template <class Act>
 static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long cols,
-                       long kc_step, bool direct_b) {
+                       long kc_step, bool direct_b, bool direct_a_ok) {
   // Subnormal operands cost a microcode assist each: a network trained long on the
   // same data drives gradients there (runtime/flush_denormals.h). Per thread.
   FlushDenormals ftz;
@@ -597,6 +618,16 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
   for (long jc = col0; jc < col0 + cols; jc += nc_step) {
     const int nc = (int)(col0 + cols - jc < nc_step ? col0 + cols - jc : nc_step);
     const int npanels_b = (nc + NR - 1) / NR;
+    // Row-major A met by few B panels: packing an A panel would cost about as much as
+    // the products that reuse it, so the micro-kernel reads A's rows in place -- except
+    // a panel whose row count no micro-kernel matches exactly (it would read past A's
+    // last row), which is packed with its zero padding.
+    const int cc_last = nc - (npanels_b - 1) * NR;
+    const bool direct_a = direct_a_ok && npanels_b <= kDirectAMaxPanels;
+    auto a_in_place = [&](int ip, int mc) {
+      const int rr = mc - ip * MR < MR ? mc - ip * MR : MR;
+      return direct_a && reads_exact_rows(rr, NR) && reads_exact_rows(rr, cc_last);
+    };
     for (long pc = 0; pc < (k > 0 ? k : 1); pc += kc_step) {
       const int kc = (int)(k - pc < kc_step ? k - pc : kc_step);
       const bool first = pc == 0, last = pc + kc_step >= k;
@@ -638,8 +669,9 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
             pack_a_transposed_block(mc, kc, g.A + ic + pc * g.csa, g.csa, apack);
           else
             for (int ip = 0; ip < npanels_a; ++ip)
-              pack_a<Act>(mc, kc, g.A + ic * g.rsa + pc * g.csa, g.rsa, g.csa, apack, ip,
-                          g.dz_a ? &ta : nullptr);
+              if (!a_in_place(ip, mc))
+                pack_a<Act>(mc, kc, g.A + ic * g.rsa + pc * g.csa, g.rsa, g.csa, apack, ip,
+                            g.dz_a ? &ta : nullptr);
         }
         auto tile = [&](int ip, int jp) {
           const long row = ic + (long)ip * MR, col = jc + (long)jp * NR;
@@ -647,8 +679,12 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
           const int cc = (int)(col0 + cols - col < NR ? col0 + cols - col : NR);
           const bool direct = direct_b && cc == NR;
           const float* b = direct ? g.B + pc * g.rsb + col : bpack + (long)jp * NR * kc;
-          micro_tile<Act>(kc, apack + (long)ip * MR * kc, b, direct ? g.rsb : NR,
-                          g.C + row * g.ldc + col, g.ldc, load_c, ep, col, row, rr, cc);
+          if (a_in_place(ip, mc))
+            micro_tile<Act, true>(kc, g.A + row * g.rsa + pc, g.rsa, b, direct ? g.rsb : NR,
+                                  g.C + row * g.ldc + col, g.ldc, load_c, ep, col, row, rr, cc);
+          else
+            micro_tile<Act, false>(kc, apack + (long)ip * MR * kc, MR, b, direct ? g.rsb : NR,
+                                   g.C + row * g.ldc + col, g.ldc, load_c, ep, col, row, rr, cc);
         };
         if (kAPanelInL1 && kc > kBPanelInL1MaxK) {
           // The A micro-panel stays in L1 while the B panels stream from L2, and the
@@ -666,6 +702,64 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
   }
 }
 
+// Split K: C = A[:, :kc] @ B[:kc] on one thread and S = A[:, kc:] @ B[kc:] on another,
+// then C = S + C with the epilogue -- for a small C and exactly two K blocks, the
+// forward GEMM of a wide first layer at a small batch (32 x 784 x 64). Split by columns,
+// each thread read half of every row of w, rows the optimizer had just written on
+// either core; split by K, each reads only its own half of w's rows (784-64x4-10 at batch
+// 32: step 104 -> 100 us, 2-core Zen 4). The one-thread order is C = b0 (+ C when
+// accumulating), then C = b1 + C: the same sums, added in the same order, so the
+// result is bit for bit the unsplit one.
+static bool use_split_k(const GemmArgs& g, long kc_step, long row_panels, long col_panels,
+                        int nthreads) {
+  return nthreads >= 2 && g.k > kc_step && g.k <= 2 * kc_step && !g.dz_a && !g.dz_b &&
+         !(g.ep && g.ep->maxout) && col_panels < 2L * nthreads &&
+         row_panels * col_panels <= kSplitKMaxTiles;
+}
+
+template <class Act>
+static void gemm_split_k(const GemmArgs& g, long kc_step, bool direct_b, bool direct_a_ok) {
+  const long m = g.m, n = g.n;
+  static thread_local ScratchBuffer second_half;
+  float* S = second_half.get<float>((size_t)(m * n));
+  GemmArgs g0 = g, g1 = g;
+  g0.k = kc_step;
+  g0.ep = nullptr;
+  g1.k = g.k - kc_step;
+  g1.A = g.A + kc_step * g.csa;
+  g1.B = g.B + kc_step * g.rsb;
+  g1.C = S;
+  g1.ldc = n;
+  g1.accumulate = false;
+  g1.ep = nullptr;
+  bool failed = false;
+#pragma omp parallel num_threads(2)
+  {
+    try {
+      if (omp_get_thread_num() == 0) gemm_block<Act>(g0, 0, m, 0, n, kc_step, direct_b, direct_a_ok);
+      else gemm_block<Act>(g1, 0, m, 0, n, kc_step, direct_b, direct_a_ok);
+    } catch (...) {  // an exception must not leave an OpenMP region
+#pragma omp atomic write
+      failed = true;
+    }
+  }
+  if (failed) throw std::bad_alloc();
+  // C = S + C and the epilogue, tile by tile through the micro-kernel's own store.
+  FlushDenormals ftz;
+  for (long r = 0; r < m; r += MR)
+    for (long c = 0; c < n; c += NR) {
+      const int rows = (int)(m - r < MR ? m - r : MR), cols = (int)(n - c < NR ? n - c : NR);
+      V acc[MR][NRV];
+      for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NRV; ++j) {
+          const int nj = cols - j * V::width;
+          const float* s = S + (r + i) * n + c + j * V::width;
+          acc[i][j] = i >= rows || nj <= 0 ? V::zero() : nj >= V::width ? V::load(s) : V::load_n(s, nj);
+        }
+      store_tile<Act>(acc, g.C + r * g.ldc + c, g.ldc, true, g.ep, c, r, rows, cols);
+    }
+}
+
 template <class Act>
 static void sgemm_typed(const GemmArgs& g) {
   const long m = g.m, n = g.n, k = g.k;
@@ -676,18 +770,25 @@ static void sgemm_typed(const GemmArgs& g) {
   // as much as the arithmetic. Read row-major B in place instead -- unless its row
   // stride is a multiple of 1 KiB, where the rows would alias in L1 (4 KiB sets).
   const bool direct_b = g.csb == 1 && m <= kDirectBMaxRows && (g.rsb % 256) != 0 && !g.dz_b;
+  // Likewise row-major A, where few B panels share each A panel (gemm_block decides per
+  // column block); a dz operand must be packed (the packing forms it).
+  const bool direct_a_ok = g.csa == 1 && (g.rsa % 256) != 0 && !g.dz_a;
   const double flops = 2.0 * m * n * (double)(k > 0 ? k : 1);
   const long col_panels = (n + NR - 1) / NR, row_panels = (m + MR - 1) / MR;
   int nthreads = flops < kGemmParallelMinFlops ? 1 : get_num_threads();
   if (nthreads > (col_panels > row_panels ? col_panels : row_panels))
     nthreads = (int)(col_panels > row_panels ? col_panels : row_panels);
   if (nthreads <= 1) {
-    gemm_block<Act>(g, 0, m, 0, n, kc_step, direct_b);
+    gemm_block<Act>(g, 0, m, 0, n, kc_step, direct_b, direct_a_ok);
     return;
   }
-  // Threads own disjoint column ranges (or row ranges), each packing its own panels: no
-  // barrier anywhere, and every C element is reduced over K in the same order whatever
-  // the thread count. Columns when there are plenty, else whichever split leaves the
+  if (use_split_k(g, kc_step, row_panels, col_panels, nthreads)) {
+    gemm_split_k<Act>(g, kc_step, direct_b, direct_a_ok);
+    return;
+  }
+  // Otherwise threads own disjoint column ranges (or row ranges), each packing its own
+  // panels: no barrier anywhere, and every C element is reduced over K in the same order
+  // whatever the thread count. Columns when there are plenty, else whichever split leaves the
   // busiest thread fewer tiles: 32 x 64 (2 column, 3 row panels) splits 1 + 1 by
   // columns, not 1 + 2 by rows (784-64x4-10 at batch 32: step 160 -> 150 us, 2-core
   // EPYC). On a tie, split the larger operand: each thread packs all of the other one
@@ -706,10 +807,10 @@ static void sgemm_typed(const GemmArgs& g) {
       try {
         if (split_cols) {
           const long c0 = p0 * NR, c1 = p1 * NR < n ? p1 * NR : n;
-          gemm_block<Act>(g, 0, m, c0, c1 - c0, kc_step, direct_b);
+          gemm_block<Act>(g, 0, m, c0, c1 - c0, kc_step, direct_b, direct_a_ok);
         } else {
           const long r0 = p0 * MR, r1 = p1 * MR < m ? p1 * MR : m;
-          gemm_block<Act>(g, r0, r1 - r0, 0, n, kc_step, direct_b);
+          gemm_block<Act>(g, r0, r1 - r0, 0, n, kc_step, direct_b, direct_a_ok);
         }
       } catch (...) {  // an exception must not leave an OpenMP region
 #pragma omp atomic write
