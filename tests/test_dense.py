@@ -431,3 +431,25 @@ def test_k_split_over_threads_is_bit_identical(isa, rng, shape):
     np.testing.assert_allclose(outs[0][1], z_ref, rtol=1e-5, atol=tol(k))
     np.testing.assert_array_equal(outs[0][4], outs[0][1])  # the dropout kernel's z
     np.testing.assert_allclose(outs[0][5], x.astype(np.float64) @ w, rtol=1e-5, atol=tol(k))
+
+
+def test_fewer_threads_than_asked():
+    """OpenMP may give a parallel region fewer threads than asked (OMP_THREAD_LIMIT,
+    OMP_DYNAMIC): work meant for a second thread -- the forward's K split, the backward's
+    dx beside dw -- then runs on the first (dx was left unwritten: NaN or stale)."""
+    code = (
+        "import numpy as np, fastdl, fastdl.kernels as K\n"
+        "fastdl.set_num_threads(2)\n"
+        "rng = np.random.default_rng(3)\n"
+        "x = rng.standard_normal((32, 700), dtype=np.float32)\n"
+        "w = rng.standard_normal((700, 64), dtype=np.float32)\n"
+        "b = rng.standard_normal(64, dtype=np.float32)\n"
+        "err = np.abs(K.dense_forward(x, w, b, 'linear') - (x.astype(np.float64) @ w + b)).max()\n"
+        "h, w2 = x[:, :64].copy(), w[:64].copy()\n"
+        "dy = rng.standard_normal((32, 64), dtype=np.float32)\n"
+        "dx, dw, db = K.dense_backward(dy, h, w2, 'linear')\n"
+        "err = max(err, np.abs(dx - dy.astype(np.float64) @ w2.T).max(), np.abs(dw - h.T.astype(np.float64) @ dy).max())\n"
+        "print(float(err))\n")
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert float(out.stdout) < 1e-3, out.stdout

@@ -111,8 +111,11 @@ void dense_backward(float* dx, float* dw, float* db, float* dalpha, const float*
 #pragma omp parallel num_threads(2)
       {
         try {
-          if (omp_get_thread_num() == 0) sgemm(gw);
-          else dx_gemm();
+          // One thread does both where OpenMP gives fewer than asked (OMP_THREAD_LIMIT,
+          // OMP_DYNAMIC): dx was left unwritten there.
+          const int t = omp_get_thread_num(), T = omp_get_num_threads();
+          if (t == 0) sgemm(gw);
+          if (t == T - 1) dx_gemm();
         } catch (...) {  // an exception must not leave an OpenMP region
 #pragma omp atomic write
           failed = true;

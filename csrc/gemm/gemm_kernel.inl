@@ -9,6 +9,9 @@
 // Loop nest (BLIS): jc over NC columns -> pc over KC of the reduction -> pack B
 // panel -> ic over MC rows -> pack A block -> micro-tiles (ir, jr or jr, ir), split
 // over threads. The epilogue runs in the micro-kernel on the last pc block only.
+// Small outputs skip packing where it would not pay: row-major B for few rows of C
+// (kDirectBMaxRows), row-major A for few columns (kDirectAMaxPanels); and a C of a few
+// tiles with two K blocks is split by K over two threads (gemm_split_k).
 
 constexpr int NR = NRV * V::width;
 // Up to how many B micro-panels of a column block a row-major A is read in place
@@ -736,8 +739,11 @@ static void gemm_split_k(const GemmArgs& g, long kc_step, bool direct_b, bool di
 #pragma omp parallel num_threads(2)
   {
     try {
-      if (omp_get_thread_num() == 0) gemm_block<Act>(g0, 0, m, 0, n, kc_step, direct_b, direct_a_ok);
-      else gemm_block<Act>(g1, 0, m, 0, n, kc_step, direct_b, direct_a_ok);
+      // One thread does both halves where OpenMP gives fewer than asked (nested inside
+      // another parallel region, say).
+      const int t = omp_get_thread_num(), T = omp_get_num_threads();
+      if (t == 0) gemm_block<Act>(g0, 0, m, 0, n, kc_step, direct_b, direct_a_ok);
+      if (t == T - 1) gemm_block<Act>(g1, 0, m, 0, n, kc_step, direct_b, direct_a_ok);
     } catch (...) {  // an exception must not leave an OpenMP region
 #pragma omp atomic write
       failed = true;
