@@ -406,6 +406,19 @@ def test_a_read_in_place_every_row_count(isa, rng):
             np.testing.assert_array_equal(y, K.dense_forward(x, w, b, "relu"), err_msg=f"n={n} m={m}")
 
 
+def test_weight_gradient_reads_x_in_place_every_row_count(isa, rng):
+    """The weight gradient x^T @ dz reads x^T in place (a p-step of a panel is MR
+    contiguous floats of one row of x) where few column panels share it: every input
+    width from 1 to 40 (the GEMM's rows), against 10, 40 and 64 units."""
+    for m in (10, 40, 64):
+        for k in range(1, 41):
+            x, w, b, _ = make(rng, 33, k, m, "linear")
+            dy = rng.standard_normal((33, m), dtype=np.float32)
+            dx, dw, db = K.dense_backward(dy, x, w, "linear")
+            np.testing.assert_allclose(dw, x.T.astype(np.float64) @ dy, rtol=1e-5, atol=1e-4,
+                                       err_msg=f"k={k} m={m}")
+
+
 # Shapes whose GEMM splits K over two threads (K in two blocks, C of at most 8 micro-tiles):
 # on AVX-512 (blocks of up to 512) the first three, on AVX2 (up to 256) the last; the
 # generic path's tiles are too small for any GEMM worth two threads to have so few.

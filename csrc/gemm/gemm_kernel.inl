@@ -10,8 +10,8 @@
 // panel -> ic over MC rows -> pack A block -> micro-tiles (ir, jr or jr, ir), split
 // over threads. The epilogue runs in the micro-kernel on the last pc block only.
 // Small outputs skip packing where it would not pay: row-major B for few rows of C
-// (kDirectBMaxRows), row-major A for few columns (kDirectAMaxPanels); and a C of a few
-// tiles with two K blocks is split by K over two threads (gemm_split_k).
+// (kDirectBMaxRows), A or its transpose for few columns (kDirectAMaxPanels); and a C
+// of a few tiles with two K blocks is split by K over two threads (gemm_split_k).
 
 constexpr int NR = NRV * V::width;
 // Up to how many B micro-panels of a column block a row-major A is read in place
@@ -19,6 +19,9 @@ constexpr int NR = NRV * V::width;
 // 47.1 us, 32x784x64 on 2 threads 22.7 -> 18.0 us; 4 panels beat 2 at 32x784x128 (64.7
 // -> 61.2 us on 1 thread) and 8 gained nothing more.
 constexpr int kDirectAMaxPanels = 4;
+// How the micro-kernel reads A: packed MR-row panels, or in place from a row-major A
+// (element (i, p) at a[i * lda + p]) or from a transposed view (a[p * lda + i]).
+constexpr int kAPacked = 0, kAInRows = 1, kAInColumns = 2;
 // Up to how many micro-tiles C may have for K to be split over two threads instead of
 // C's rows or columns (use_split_k).
 constexpr long kSplitKMaxTiles = 8;
@@ -485,7 +488,7 @@ static FASTDL_INLINE void store_tile(V (&acc)[MR][NRV], float* c, long ldc, bool
 // row panel runs with a smaller R instead of FMAs on zero padding: batch 32 or 128
 // leaves 8 rows of 12, which the full kernel would pay for as 12. CV: the vectors of
 // each row it computes, likewise for a narrow last column panel (10 classes: 1 of 2).
-template <class Act, bool DA, int R, int CV = NRV>
+template <class Act, int AM, int R, int CV = NRV>
 static void micro_kernel(int kc, const float* a, long lda, const float* b, long ldb, float* c,
                          long ldc, bool load_c, const GemmEpilogue* ep, long col0, long row0,
                          int rows, int cols) {
@@ -510,7 +513,9 @@ static void micro_kernel(int kc, const float* a, long lda, const float* b, long 
     for (int j = 0; j < CV; ++j) bv[j] = V::load(b + p * ldb + j * V::width);
 #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
-      const V ai = V::set1(DA ? a[i * lda + p] : a[p * MR + i]);
+      const V ai = V::set1(AM == kAInRows      ? a[i * lda + p]
+                           : AM == kAInColumns ? a[p * lda + i]
+                                               : a[p * MR + i]);
 #pragma GCC unroll 4
       for (int j = 0; j < CV; ++j) acc[i][j] = V::fma(ai, bv[j], acc[i][j]);
     }
@@ -535,28 +540,28 @@ static void micro_kernel(int kc, const float* a, long lda, const float* b, long 
 // The micro-kernel for a tile of `rows` x `cols`: the full one; for a ragged last row
 // panel the smallest of MR/3, 2MR/3 (MR/2 when MR is not a multiple of 3) that covers
 // it; for a last column panel of one vector or less, one vector per row.
-template <class Act, bool DA>
+template <class Act, int AM>
 static FASTDL_INLINE void micro_tile(int kc, const float* a, long lda, const float* b, long ldb,
                                      float* c, long ldc, bool load_c, const GemmEpilogue* ep,
                                      long col0, long row0, int rows, int cols) {
   if constexpr (NRV > 1) {
     if (cols <= V::width)
-      return micro_kernel<Act, DA, MR, 1>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0,
+      return micro_kernel<Act, AM, MR, 1>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0,
                                           rows, cols);
   }
   if constexpr (MR % 3 == 0) {
     if (rows <= MR / 3)
-      return micro_kernel<Act, DA, MR / 3>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0,
+      return micro_kernel<Act, AM, MR / 3>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0,
                                            rows, cols);
     if (rows <= 2 * MR / 3)
-      return micro_kernel<Act, DA, 2 * MR / 3>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0,
+      return micro_kernel<Act, AM, 2 * MR / 3>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0,
                                                row0, rows, cols);
   } else if constexpr (MR % 2 == 0) {
     if (rows <= MR / 2)
-      return micro_kernel<Act, DA, MR / 2>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0,
+      return micro_kernel<Act, AM, MR / 2>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0,
                                            rows, cols);
   }
-  micro_kernel<Act, DA, MR>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0, rows, cols);
+  micro_kernel<Act, AM, MR>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0, rows, cols);
 }
 
 // Whether micro_tile's kernel for a rows x cols tile computes exactly `rows` rows: only
@@ -608,7 +613,7 @@ static long nc_step_for(long cols, long kc, long rows) {
 // C[row0 : row0+rows, col0 : col0+cols] on the calling thread, with its own buffers.
 template <class Act>
 static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long cols,
-                       long kc_step, bool direct_b, bool direct_a_ok) {
+                       long kc_step, bool direct_b, int a_layout) {
   // Subnormal operands cost a microcode assist each: a network trained long on the
   // same data drives gradients there (runtime/flush_denormals.h). Per thread.
   FlushDenormals ftz;
@@ -621,12 +626,12 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
   for (long jc = col0; jc < col0 + cols; jc += nc_step) {
     const int nc = (int)(col0 + cols - jc < nc_step ? col0 + cols - jc : nc_step);
     const int npanels_b = (nc + NR - 1) / NR;
-    // Row-major A met by few B panels: packing an A panel would cost about as much as
-    // the products that reuse it, so the micro-kernel reads A's rows in place -- except
+    // A met by few B panels: packing an A panel would cost about as much as the
+    // products that reuse it, so the micro-kernel reads A in place (a_layout) -- except
     // a panel whose row count no micro-kernel matches exactly (it would read past A's
     // last row), which is packed with its zero padding.
     const int cc_last = nc - (npanels_b - 1) * NR;
-    const bool direct_a = direct_a_ok && npanels_b <= kDirectAMaxPanels;
+    const bool direct_a = a_layout != kAPacked && npanels_b <= kDirectAMaxPanels;
     auto a_in_place = [&](int ip, int mc) {
       const int rr = mc - ip * MR < MR ? mc - ip * MR : MR;
       return direct_a && reads_exact_rows(rr, NR) && reads_exact_rows(rr, cc_last);
@@ -668,9 +673,13 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
         }
         {
           ExactDenormals exact(g.dz_a != nullptr);
-          if (g.rsa == 1 && g.csa != 1 && !g.dz_a)
-            pack_a_transposed_block(mc, kc, g.A + ic + pc * g.csa, g.csa, apack);
-          else
+          if (g.rsa == 1 && g.csa != 1 && !g.dz_a) {
+            // Packed a whole block at a time: only when some panel cannot be read in place.
+            bool all_in_place = true;
+            for (int ip = 0; ip < npanels_a; ++ip)
+              all_in_place = all_in_place && a_in_place(ip, mc);
+            if (!all_in_place) pack_a_transposed_block(mc, kc, g.A + ic + pc * g.csa, g.csa, apack);
+          } else
             for (int ip = 0; ip < npanels_a; ++ip)
               if (!a_in_place(ip, mc))
                 pack_a<Act>(mc, kc, g.A + ic * g.rsa + pc * g.csa, g.rsa, g.csa, apack, ip,
@@ -682,12 +691,17 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
           const int cc = (int)(col0 + cols - col < NR ? col0 + cols - col : NR);
           const bool direct = direct_b && cc == NR;
           const float* b = direct ? g.B + pc * g.rsb + col : bpack + (long)jp * NR * kc;
-          if (a_in_place(ip, mc))
-            micro_tile<Act, true>(kc, g.A + row * g.rsa + pc, g.rsa, b, direct ? g.rsb : NR,
-                                  g.C + row * g.ldc + col, g.ldc, load_c, ep, col, row, rr, cc);
-          else
-            micro_tile<Act, false>(kc, apack + (long)ip * MR * kc, MR, b, direct ? g.rsb : NR,
-                                   g.C + row * g.ldc + col, g.ldc, load_c, ep, col, row, rr, cc);
+          float* c = g.C + row * g.ldc + col;
+          const long ldb = direct ? g.rsb : NR;
+          if (!a_in_place(ip, mc))
+            micro_tile<Act, kAPacked>(kc, apack + (long)ip * MR * kc, MR, b, ldb, c, g.ldc, load_c,
+                                      ep, col, row, rr, cc);
+          else if (a_layout == kAInRows)
+            micro_tile<Act, kAInRows>(kc, g.A + row * g.rsa + pc, g.rsa, b, ldb, c, g.ldc, load_c,
+                                      ep, col, row, rr, cc);
+          else  // no activation in this epilogue (sgemm_typed): one instantiation serves
+            micro_tile<ops::Act<Activation::linear>, kAInColumns>(
+                kc, g.A + row + pc * g.csa, g.csa, b, ldb, c, g.ldc, load_c, ep, col, row, rr, cc);
         };
         if (kAPanelInL1 && kc > kBPanelInL1MaxK) {
           // The A micro-panel stays in L1 while the B panels stream from L2, and the
@@ -721,7 +735,7 @@ static bool use_split_k(const GemmArgs& g, long kc_step, long row_panels, long c
 }
 
 template <class Act>
-static void gemm_split_k(const GemmArgs& g, long kc_step, bool direct_b, bool direct_a_ok) {
+static void gemm_split_k(const GemmArgs& g, long kc_step, bool direct_b, int a_layout) {
   const long m = g.m, n = g.n;
   static thread_local ScratchBuffer second_half;
   float* S = second_half.get<float>((size_t)(m * n));
@@ -742,8 +756,8 @@ static void gemm_split_k(const GemmArgs& g, long kc_step, bool direct_b, bool di
       // One thread does both halves where OpenMP gives fewer than asked (nested inside
       // another parallel region, say).
       const int t = omp_get_thread_num(), T = omp_get_num_threads();
-      if (t == 0) gemm_block<Act>(g0, 0, m, 0, n, kc_step, direct_b, direct_a_ok);
-      if (t == T - 1) gemm_block<Act>(g1, 0, m, 0, n, kc_step, direct_b, direct_a_ok);
+      if (t == 0) gemm_block<Act>(g0, 0, m, 0, n, kc_step, direct_b, a_layout);
+      if (t == T - 1) gemm_block<Act>(g1, 0, m, 0, n, kc_step, direct_b, a_layout);
     } catch (...) {  // an exception must not leave an OpenMP region
 #pragma omp atomic write
       failed = true;
@@ -760,7 +774,9 @@ static void gemm_split_k(const GemmArgs& g, long kc_step, bool direct_b, bool di
         for (int j = 0; j < NRV; ++j) {
           const int nj = cols - j * V::width;
           const float* s = S + (r + i) * n + c + j * V::width;
-          acc[i][j] = i >= rows || nj <= 0 ? V::zero() : nj >= V::width ? V::load(s) : V::load_n(s, nj);
+          acc[i][j] = i >= rows || nj <= 0 ? V::zero()
+                      : nj >= V::width     ? V::load(s)
+                                           : V::load_n(s, nj);
         }
       store_tile<Act>(acc, g.C + r * g.ldc + c, g.ldc, true, g.ep, c, r, rows, cols);
     }
@@ -776,20 +792,30 @@ static void sgemm_typed(const GemmArgs& g) {
   // as much as the arithmetic. Read row-major B in place instead -- unless its row
   // stride is a multiple of 1 KiB, where the rows would alias in L1 (4 KiB sets).
   const bool direct_b = g.csb == 1 && m <= kDirectBMaxRows && (g.rsb % 256) != 0 && !g.dz_b;
-  // Likewise row-major A, where few B panels share each A panel (gemm_block decides per
-  // column block); a dz operand must be packed (the packing forms it).
-  const bool direct_a_ok = g.csa == 1 && (g.rsa % 256) != 0 && !g.dz_a;
+  // Likewise A, where few B panels share each A panel (gemm_block decides per column
+  // block), unless its stride would alias in L1 as B's; a dz operand must be packed (the
+  // packing forms it).
+  // A transposed view (the weight gradients' x^T) reads as well in place: each p-step of
+  // a panel is MR contiguous floats, a row of x apart (784-64x4-10 at batch 32: step
+  // 101.7 -> 99.7 us, its 784 x 64 weight gradient 23.1 -> 22.0 us). Only where the
+  // epilogue applies no activation (the weight gradients' never does), which keeps it
+  // to one micro-kernel per tile shape.
+  const bool no_activation = !g.ep || g.ep->sink;
+  const int a_layout = g.dz_a                                         ? kAPacked
+                       : g.csa == 1 && (g.rsa % 256) != 0             ? kAInRows
+                       : g.rsa == 1 && (g.csa % 256) != 0 && no_activation ? kAInColumns
+                                                                      : kAPacked;
   const double flops = 2.0 * m * n * (double)(k > 0 ? k : 1);
   const long col_panels = (n + NR - 1) / NR, row_panels = (m + MR - 1) / MR;
   int nthreads = flops < kGemmParallelMinFlops ? 1 : get_num_threads();
   if (nthreads > (col_panels > row_panels ? col_panels : row_panels))
     nthreads = (int)(col_panels > row_panels ? col_panels : row_panels);
   if (nthreads <= 1) {
-    gemm_block<Act>(g, 0, m, 0, n, kc_step, direct_b, direct_a_ok);
+    gemm_block<Act>(g, 0, m, 0, n, kc_step, direct_b, a_layout);
     return;
   }
   if (use_split_k(g, kc_step, row_panels, col_panels, nthreads)) {
-    gemm_split_k<Act>(g, kc_step, direct_b, direct_a_ok);
+    gemm_split_k<Act>(g, kc_step, direct_b, a_layout);
     return;
   }
   // Otherwise threads own disjoint column ranges (or row ranges), each packing its own
@@ -813,10 +839,10 @@ static void sgemm_typed(const GemmArgs& g) {
       try {
         if (split_cols) {
           const long c0 = p0 * NR, c1 = p1 * NR < n ? p1 * NR : n;
-          gemm_block<Act>(g, 0, m, c0, c1 - c0, kc_step, direct_b, direct_a_ok);
+          gemm_block<Act>(g, 0, m, c0, c1 - c0, kc_step, direct_b, a_layout);
         } else {
           const long r0 = p0 * MR, r1 = p1 * MR < m ? p1 * MR : m;
-          gemm_block<Act>(g, r0, r1 - r0, 0, n, kc_step, direct_b, direct_a_ok);
+          gemm_block<Act>(g, r0, r1 - r0, 0, n, kc_step, direct_b, a_layout);
         }
       } catch (...) {  // an exception must not leave an OpenMP region
 #pragma omp atomic write
