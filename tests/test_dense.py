@@ -175,21 +175,32 @@ def test_isa_paths_agree(rng):
         np.testing.assert_allclose(y, base, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
-def test_results_do_not_depend_on_thread_count(rng):
-    x, w, b, _ = make(rng, 300, 513, 257, "silu")
-    dy = rng.standard_normal((300, 257), dtype=np.float32)
+def same_bits_for_1_2_3_threads(run):
+    """run() with 1, 2 and 3 threads: asserts its outputs identical bit for bit and
+    returns the one-thread outputs (the thread count is restored)."""
     before = fastdl.get_num_threads()
     outs = []
     try:
         for t in (1, 2, 3):
             fastdl.set_num_threads(t)
-            y, z = K.dense_forward(x, w, b, "silu")
-            outs.append((y, *K.dense_backward(dy, x, w, "silu", z=z)))
+            outs.append(run())
     finally:
         fastdl.set_num_threads(before)
     for other in outs[1:]:
         for a, c in zip(outs[0], other):
             np.testing.assert_array_equal(a, c)
+    return outs[0]
+
+
+def test_results_do_not_depend_on_thread_count(rng):
+    x, w, b, _ = make(rng, 300, 513, 257, "silu")
+    dy = rng.standard_normal((300, 257), dtype=np.float32)
+
+    def run():
+        y, z = K.dense_forward(x, w, b, "silu")
+        return (y, *K.dense_backward(dy, x, w, "silu", z=z))
+
+    same_bits_for_1_2_3_threads(run)
 
 
 def test_out_argument_is_written(rng):
@@ -426,24 +437,18 @@ def test_weight_gradient_reads_x_in_place_every_row_count(isa, rng):
 def test_k_split_over_threads_is_bit_identical(isa, rng, shape):
     n, k, m = shape
     x, w, b, _ = make(rng, n, k, m, "silu")
-    before = fastdl.get_num_threads()
-    outs = []
-    try:
-        for t in (1, 2, 3):
-            fastdl.set_num_threads(t)
-            y, z = K.dense_forward(x, w, b, "silu")
-            yd, mask, zd = K.dense_dropout_forward(x, w, b, "silu", 0.3, 7, 2)
-            outs.append((y, z, yd, mask, zd, K.matmul(x, w)))
-    finally:
-        fastdl.set_num_threads(before)
-    for other in outs[1:]:
-        for a, c in zip(outs[0], other):
-            np.testing.assert_array_equal(a, c)
+
+    def run():
+        y, z = K.dense_forward(x, w, b, "silu")
+        yd, mask, zd = K.dense_dropout_forward(x, w, b, "silu", 0.3, 7, 2)
+        return y, z, yd, mask, zd, K.matmul(x, w)
+
+    y, z, _, _, zd, xw = same_bits_for_1_2_3_threads(run)
     y_ref, z_ref = ref.dense_forward(x, w, b, "silu")
-    np.testing.assert_allclose(outs[0][0], y_ref, rtol=1e-5, atol=tol(k))
-    np.testing.assert_allclose(outs[0][1], z_ref, rtol=1e-5, atol=tol(k))
-    np.testing.assert_array_equal(outs[0][4], outs[0][1])  # the dropout kernel's z
-    np.testing.assert_allclose(outs[0][5], x.astype(np.float64) @ w, rtol=1e-5, atol=tol(k))
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=tol(k))
+    np.testing.assert_allclose(z, z_ref, rtol=1e-5, atol=tol(k))
+    np.testing.assert_array_equal(zd, z)  # the dropout kernel's z
+    np.testing.assert_allclose(xw, x.astype(np.float64) @ w, rtol=1e-5, atol=tol(k))
 
 
 def test_fewer_threads_than_asked():
