@@ -25,6 +25,9 @@ run_pytest() {
   return "$rc"
 }
 
-run_pytest .
+# Two pytest-xdist workers, tests dealt out as each finishes (worksteal); on CI's two
+# cores the suite takes 58 s instead of 70 and the simulator's run 203 s instead of 279.
+# Not more workers: each worker's kernels already run two OpenMP threads.
+run_pytest -n 2 --dist worksteal .
 echo "== GPU kernels on the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)"
-NUMBA_ENABLE_CUDASIM=1 run_pytest test_cuda_*.py
+NUMBA_ENABLE_CUDASIM=1 run_pytest -n 2 --dist worksteal test_cuda_*.py
