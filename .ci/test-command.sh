@@ -26,7 +26,7 @@ run_pytest() {
 }
 
 # Two pytest-xdist workers, tests dealt out as each finishes (worksteal); on CI's two
-# cores the suite takes 58 s instead of 70 and the simulator's run 203 s instead of 279.
+# cores the suite takes 104 s instead of 152 and the simulator's run 193 s instead of 363.
 # Not more workers: each worker's kernels already run two OpenMP threads.
 run_pytest -n 2 --dist worksteal .
 echo "== GPU kernels on the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)"
