@@ -28,6 +28,7 @@ run_pytest() {
 # Two pytest-xdist workers, tests dealt out as each finishes (worksteal); on CI's two
 # cores the suite takes 104 s instead of 152 and the simulator's run 193 s instead of 363.
 # Not more workers: each worker's kernels already run two OpenMP threads.
-run_pytest -n 2 --dist worksteal .
+workers=(-n 2 --dist worksteal)
+run_pytest "${workers[@]}" .
 echo "== GPU kernels on the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)"
-NUMBA_ENABLE_CUDASIM=1 run_pytest -n 2 --dist worksteal test_cuda_*.py
+NUMBA_ENABLE_CUDASIM=1 run_pytest "${workers[@]}" test_cuda_*.py

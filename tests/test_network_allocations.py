@@ -76,8 +76,8 @@ def _measured(case):
     own runs nothing else."""
     # The fastdl this process imported, wherever it came from (installed or a source tree).
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(fastdl.__file__)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [package_root] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+    pythonpath = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": pythonpath}
     p = subprocess.run([sys.executable, os.path.abspath(__file__), case], capture_output=True,
                        text=True, timeout=600, env=env)
     assert p.returncode == 0, p.stderr
