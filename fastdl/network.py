@@ -72,6 +72,7 @@ class Sequential:
         self.loss = None
         self._rest_segments = None  # set by compile: see _plan_step_in_backward
         self._dense_stacks = None  # set by compile: see _dense_stack
+        self._step_in_stack = False  # set by compile: the whole step inside the DenseStack call
         self.metrics = []
         self.stop_training = False
         self.history = None
@@ -291,7 +292,11 @@ class Sequential:
         the optimizer state from memory; below that it is cache-resident and the in-kernel
         step only adds calls). With it, ``flat_grads`` does not receive those matrices'
         gradients during ``train_step`` (``compute_gradients`` still fills it; ``fit`` steps
-        separately when a callback reads gradients)."""
+        separately when a callback reads gradients). Below that size, "auto" gives a
+        network that trains as one DenseStack call (Dense layers only, no dropout) the
+        whole step inside that call, after its backward: each thread updates the
+        parameters it computed with, so the next step finds them in its own core's cache
+        (``flat_grads`` is filled as usual). False: always a separate pass."""
         self.optimizer = optim.get(optimizer)
         self.loss = losses_mod.get(loss).bind(self._backend)
         metrics = list(metrics or [])
@@ -306,6 +311,10 @@ class Sequential:
         self._max_norm_kernel = getattr(self._backend.kernels, "max_norm_") if self._max_norm_stages else None
         self._rest_segments = self._plan_step_in_backward(step_in_backward)
         self._dense_stacks = {} if self._dense_stack_applies() else None
+        # The whole step inside the DenseStack call (dense_stack.h): where the step is not
+        # taken inside the backward kernels and was not asked to be a separate pass.
+        self._step_in_stack = (self._dense_stacks is not None and self._rest_segments is None
+                               and step_in_backward is not False)
         return self
 
     # Below this many weights in the matrices a backward kernel could update, the separate
@@ -379,17 +388,24 @@ class Sequential:
             loss = stack.train(x, y)
         else:
             update = self.optimizer.prepare_step(self.flat_params)
+            # Each w stepped in its backward kernel and the rest after, or (no rest
+            # segments: _step_in_stack) the whole step inside the call, after the backward.
+            how = {"update": update} if self._rest_segments is not None else {"step": update}
             try:
-                loss = stack.train(x, y, update=update, backward_if_nonfinite=not finite_only)
+                loss = stack.train(x, y, backward_if_nonfinite=not finite_only, **how)
             except BaseException:
                 self.optimizer.cancel_prepared_step()
                 raise
             if finite_only and not math.isfinite(loss):
                 self.optimizer.cancel_prepared_step()  # no backward ran, so no step
-            else:
+            elif self._rest_segments is not None:
                 update.apply(self.flat_grads, segments=self._rest_segments)
         self._last_output = self._stages[-1]._kept("y", (x.shape[0], self.output_dim))
         return loss
+
+    def _stack_takes(self, x):
+        """Whether this batch's forward, loss and backward run as one DenseStack call."""
+        return self._dense_stacks is not None and getattr(x, "ndim", 0) == 2 and x.shape[0] > 0
 
     def _require_compiled(self, what):
         if self.optimizer is None or self.loss is None:
@@ -402,7 +418,7 @@ class Sequential:
         on the model's device (for device="cuda", numpy input is copied per call)."""
         if self.optimizer is None:
             self._require_compiled("train_step")
-        if self._rest_segments is not None:
+        if self._rest_segments is not None or (self._step_in_stack and self._stack_takes(x)):
             loss = self._forward_backward(x, y, step_in_backward=True)
         else:
             loss = self._forward_backward(x, y)
@@ -426,7 +442,7 @@ class Sequential:
             x, y = self._device_batch(x, y)
         self._step += 1
         step = self._step
-        if self._dense_stacks is not None and getattr(x, "ndim", 0) == 2 and x.shape[0] > 0:
+        if self._stack_takes(x):
             return self._dense_stack_step(x, y, step_in_backward, finite_only)
         h = x
         for stage in self._stages:
@@ -611,8 +627,10 @@ class Sequential:
         batch_bufs = {}
         gpu = self._backend.name != "cpu"
         # A callback that reads flat_grads after each batch needs the separate step.
-        step_in_backward = self._rest_segments is not None and not any(
-            getattr(c, "reads_gradients", False) for c in cbs.callbacks)
+        # (The step inside a DenseStack call fills flat_grads as a separate step does.)
+        step_in_backward = (self._rest_segments is not None and not any(
+            getattr(c, "reads_gradients", False) for c in cbs.callbacks)) or (
+            self._step_in_stack and self._stack_takes(x[:1]))
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             if self.stop_training:

@@ -1,9 +1,10 @@
 """DenseStack: forward, loss and backward of a stack of dense layers in one call.
 
 It must give bit for bit what the per-layer kernels give one by one (it runs the same
-kernels in the same order), with and without an optimizer step inside the backward; a
-network of plain Dense layers trains through it, and must train exactly as the
-stage-by-stage path does. Bad input is refused before anything is written.
+kernels in the same order), with and without an optimizer step inside the backward;
+with the whole step inside the call (step=), the bits of one separate step, whichever
+thread updates which parameter. A network of plain Dense layers trains through it, and
+must train exactly as the stage-by-stage path does. Bad input is refused before anything is written.
 """
 
 import math
@@ -211,6 +212,169 @@ def test_nonfinite_loss_can_stop_before_the_backward(rng):
     assert np.isnan(bufs[1]["dx"]).all(), "the backward pass did not run"
 
 
+# -- step=: the whole optimizer step inside the call, after the backward ------------------
+# Each element is updated by the thread that read it in the forward pass; whatever the
+# partition, every element must be updated exactly once, from its own gradient, with the
+# bits of one separate step over the whole buffer.
+
+def _flat_layers(rng, widths, acts, with_bias=True):
+    """w, b and prelu's alpha all inside one flat buffer (in that order per layer), and
+    a function that gathers the gradients of DenseStack buffers in the same layout."""
+    sizes = [(widths[i], widths[i + 1]) for i in range(len(widths) - 1)]
+    total = sum(k * m + (m if with_bias else 0) + (m if act == "prelu" else 0)
+                for (k, m), act in zip(sizes, acts))
+    flat = (rng.standard_normal(total) * 0.1).astype(np.float32)
+    layers, off = [], 0
+    for (k, m), act in zip(sizes, acts):
+        w = flat[off:off + k * m].reshape(k, m)
+        off += k * m
+        b = None
+        if with_bias:
+            b = flat[off:off + m]
+            off += m
+        alpha = _alpha(act, m, rng)
+        if act == "prelu":
+            flat[off:off + m] = alpha
+            alpha = flat[off:off + m]
+            off += m
+        layers.append((w, b, act, alpha))
+
+    def gather(bufs):
+        parts = []
+        for buf in bufs:
+            parts.append(buf["dw"].reshape(-1))
+            if buf["db"] is not None:
+                parts.append(buf["db"])
+            if buf["dalpha"] is not None:
+                parts.append(buf["dalpha"])
+        return np.concatenate(parts)
+    return flat, layers, gather
+
+
+OPTIMIZERS = {
+    # weight decay and momentum: an element whose gradient is 0 (a dead ReLU unit) still
+    # moves, so one never updated, or updated twice, cannot pass unnoticed.
+    "adam": lambda p, g, s, t: K.adam_step(p, g, s[0], s[1], lr=1e-2, step=t, weight_decay=1e-2,
+                                          decay_segments=np.array([[0, p.size // 2]], np.int64)),
+    "sgd_nesterov": lambda p, g, s, t: K.sgd_step(p, g, s[0], lr=0.1, momentum=0.9, nesterov=True,
+                                                 weight_decay=1e-3, first_step=t == 1),
+    "rmsprop_centered": lambda p, g, s, t: K.rmsprop_step(p, g, s[0], lr=1e-3, momentum=0.5, centered=True,
+                                                         momentum_buf=s[1], grad_avg=s[2], weight_decay=1e-3),
+}
+
+# (widths, batch): how each layer's forward GEMM shares w among the threads decides who
+# updates it -- one thread (small), K split in two (784 x 64 at batch 32), columns
+# (300 x 256), rows of C, so every thread reads all of w (batch 512). Buffers of at least
+# 2**15 elements (below that the step runs on one thread).
+STEP_SHAPES = [((784, 64, 64, 10), 32), ((300, 256, 10), 16), ((700, 48, 10), 512),
+               ((13, 33, 17, 5), 7)]
+
+
+def _stack_over(flat, layers, n, pad=0):
+    """A DenseStack whose parameters are views into a copy of `flat` that starts `pad`
+    elements into a bigger buffer: (stack, its buffers, the copy, the whole buffer)."""
+    whole = np.zeros(pad + flat.size, np.float32)
+    f = whole[pad:]
+    f[...] = flat
+    views, off = [], 0
+    for w, b, act, alpha in layers:  # the same layout over f
+        k, m = w.shape
+        wv = f[off:off + k * m].reshape(k, m)
+        off += k * m
+        bv = None
+        if b is not None:
+            bv = f[off:off + m]
+            off += m
+        av = alpha
+        if act == "prelu":
+            av = f[off:off + m]
+            off += m
+        views.append((wv, bv, act, av))
+    bufs = _buffers(n, views)
+    dout = np.empty((n, layers[-1][0].shape[1]), np.float32)
+    return K.DenseStack(bufs, loss="softmax_cross_entropy", dout=dout), bufs, f, whole
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("shape", STEP_SHAPES, ids=lambda s: "x".join(map(str, s[0])) + f"-b{s[1]}")
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+def test_stack_with_step_matches_one_separate_step(rng, shape, opt, threads):
+    widths, n = shape
+    acts = ["relu"] * (len(widths) - 2) + ["linear"]
+    acts[0] = "prelu" if opt == "adam" else acts[0]  # a learned alpha in the buffer too
+    flat, layers, gather = _flat_layers(rng, widths, acts)
+    a, a_bufs, a_flat, _ = _stack_over(flat, layers, n)
+    b, b_bufs, b_flat, _ = _stack_over(flat, layers, n)
+    state_a = [np.zeros_like(flat) for _ in range(3)]
+    state_b = [np.zeros_like(flat) for _ in range(3)]
+    kernel = OPTIMIZERS[opt]
+    before = fastdl.get_num_threads()
+    try:
+        fastdl.set_num_threads(threads)
+        for t in (1, 2, 3):
+            x = rng.standard_normal((n, widths[0])).astype(np.float32)
+            y = rng.integers(0, widths[-1], n)
+            va = a.train(x, y, step=kernel(a_flat, None, state_a, t))
+            vb = b.train(x, y)
+            kernel(b_flat, gather(b_bufs), state_b, t)
+            assert va == vb
+            np.testing.assert_array_equal(a_flat, b_flat, err_msg=f"step {t}")
+            for sa, sb in zip(state_a, state_b):
+                np.testing.assert_array_equal(sa, sb, err_msg=f"step {t}: optimizer state")
+            # the gradients are still written, as without the step
+            np.testing.assert_array_equal(gather(a_bufs), gather(b_bufs))
+    finally:
+        fastdl.set_num_threads(before)
+
+
+def test_stack_with_step_on_every_isa(isa, rng):
+    flat, layers, gather = _flat_layers(rng, (784, 64, 10), ["relu", "linear"])
+    a, _, a_flat, _ = _stack_over(flat, layers, 32)
+    b, b_bufs, b_flat, _ = _stack_over(flat, layers, 32)
+    sa = [np.zeros_like(flat), np.zeros_like(flat)]
+    sb = [np.zeros_like(flat), np.zeros_like(flat)]
+    x = rng.standard_normal((32, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 32)
+    a.train(x, y, step=_adam_step(a_flat, sa, 1))
+    b.train(x, y)
+    K.adam_step(b_flat, gather(b_bufs), *sb, lr=1e-2, step=1)
+    np.testing.assert_array_equal(a_flat, b_flat)
+
+
+def test_stack_with_step_stops_at_a_nonfinite_loss_and_refuses_bad_buffers(rng):
+    flat, layers, _ = _flat_layers(rng, WIDTHS, ["relu", "relu", "linear"])
+    stack, bufs, f, whole = _stack_over(flat, layers, N, pad=16)
+    zeros = lambda a: [np.zeros_like(a), np.zeros_like(a)]  # noqa: E731
+    state = zeros(f)
+    x = rng.standard_normal((N, WIDTHS[0])).astype(np.float32)
+    y = rng.integers(0, WIDTHS[-1], N)
+    bad_x = x.copy()
+    bad_x[0, 0] = np.inf
+    value = stack.train(bad_x, y, step=_adam_step(f, state, 1), backward_if_nonfinite=False)
+    assert not math.isfinite(value)
+    np.testing.assert_array_equal(f, flat)
+    assert np.isnan(bufs[1]["dx"]).all(), "the backward pass did not run"
+    for b in bufs:
+        b["y"][...] = np.nan
+    other = flat.copy()
+    with pytest.raises(ValueError, match=r"layers\[0\].w: not inside the step's parameter buffer"):
+        stack.train(x, y, step=_adam_step(other, zeros(other), 1))
+    with pytest.raises(ValueError, match=r"step: elements \[0, 16\) of its buffer are no layer's"):
+        stack.train(x, y, step=_adam_step(whole, zeros(whole), 1))
+    short = f[:-1]  # the last layer's bias reaches past it
+    with pytest.raises(ValueError, match=r"layers\[2\].b: not inside the step's parameter buffer"):
+        stack.train(x, y, step=_adam_step(short, zeros(short), 1))
+    with pytest.raises(ValueError, match="update= steps each w in its backward kernel and step="):
+        stack.train(x, y, update=_adam_step(f, state, 1), step=_adam_step(f, state, 1))
+    with pytest.raises(TypeError, match="step: expected an OptimizerStep"):
+        stack.train(x, y, step="adam")
+    with pytest.raises(ValueError, match=r"x: shares memory with the step's 'exp_avg'"):
+        stack.train(state[0][:N * WIDTHS[0]].reshape(N, WIDTHS[0]), y, step=_adam_step(f, state, 1))
+    for b in bufs:  # nothing ran
+        assert np.isnan(b["y"]).all()
+    np.testing.assert_array_equal(f, flat)
+
+
 # -- bad input: a clear error naming the argument, nothing written -----------------------
 
 def _stack(rng, acts=("relu", "relu", "linear"), loss="softmax_cross_entropy"):
@@ -311,12 +475,15 @@ def _model(widths, act="relu", sib=False, stack=True, loss="softmax_cross_entrop
     return m
 
 
-@pytest.mark.parametrize("sib", [False, True])
+# step_in_backward: False, a separate step after the call; True, each w stepped in its
+# backward kernel; "auto" (below 2**20 weights), the whole step inside the call (step=).
+@pytest.mark.parametrize("sib", [False, True, "auto"])
 @pytest.mark.parametrize("act", ["relu", "prelu", "gelu"])
 def test_network_trains_the_same_through_the_stack(rng, sib, act):
     widths = (20, 16, 12, 3)
     a, b = _model(widths, act, sib), _model(widths, act, sib, stack=False)
     assert a._dense_stacks is not None
+    assert a._step_in_stack == (sib == "auto")
     for n in (8, 8, 5, 8):  # a second batch size gets its own stack
         x = rng.standard_normal((n, 20)).astype(np.float32)
         y = rng.integers(0, 3, n)
@@ -326,14 +493,15 @@ def test_network_trains_the_same_through_the_stack(rng, sib, act):
     assert sorted(a._dense_stacks) == [5, 8]
 
 
-def test_fit_through_the_stack_matches_and_skips_nonfinite_steps(rng):
+@pytest.mark.parametrize("sib", [True, "auto"])
+def test_fit_through_the_stack_matches_and_skips_nonfinite_steps(rng, sib):
     widths = (10, 8, 2)
     x = rng.standard_normal((64, 10)).astype(np.float32)
     x[7, 3] = np.nan  # one poisoned sample: its batch's loss is NaN
     y = rng.integers(0, 2, 64)
     runs = []
     for stack in (True, False):
-        m = _model(widths, sib=True, stack=stack)
+        m = _model(widths, sib=sib, stack=stack)
         h = m.fit(x, y, epochs=2, batch_size=16, verbose=0, on_nonfinite_loss="skip")
         runs.append((m, h))
     (a, ha), (b, hb) = runs
@@ -342,8 +510,9 @@ def test_fit_through_the_stack_matches_and_skips_nonfinite_steps(rng):
     assert ha.history["loss"] == hb.history["loss"]
 
 
-def test_bad_labels_leave_the_model_untouched(rng):
-    m = _model((6, 5, 3), sib=True)
+@pytest.mark.parametrize("sib", [True, "auto"])
+def test_bad_labels_leave_the_model_untouched(rng, sib):
+    m = _model((6, 5, 3), sib=sib)
     x = rng.standard_normal((4, 6)).astype(np.float32)
     m.train_step(x, np.array([0, 1, 2, 0]))
     params, count = m.flat_params.copy(), m.optimizer.step_count
@@ -351,6 +520,31 @@ def test_bad_labels_leave_the_model_untouched(rng):
         m.train_step(x, np.array([0, 1, 3, 0]))
     np.testing.assert_array_equal(m.flat_params, params)
     assert m.optimizer.step_count == count
+
+
+def test_a_small_network_takes_its_step_in_the_stack_on_any_thread_count(rng):
+    # 784-64-64-10 at batch 32: the first layer's forward splits K over two threads, so
+    # its w is updated by two threads; the rest by the calling thread. The parameters
+    # must come out as with a separate step, whatever the thread count.
+    widths = (784, 64, 64, 10)
+    x = rng.random((32, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 32)
+    results = []
+    before = fastdl.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            fastdl.set_num_threads(threads)
+            for sib in ("auto", False):
+                m = _model(widths, sib=sib)
+                assert m._step_in_stack == (sib == "auto")
+                losses = [m.train_step(x, y) for _ in range(3)]
+                results.append((losses, m.flat_params.copy(), m.flat_grads.copy()))
+    finally:
+        fastdl.set_num_threads(before)
+    for losses, params, grads in results[1:]:
+        assert losses == results[0][0]
+        np.testing.assert_array_equal(params, results[0][1])
+        np.testing.assert_array_equal(grads, results[0][2])
 
 
 def test_networks_the_stack_does_not_cover_keep_the_stage_path():

@@ -57,7 +57,7 @@ class PyDenseStack {
   // One training step's forward, loss and backward on the batch (x, target); with an
   // update, each w stepped in its backward (dw not written), the rest left to the caller.
   double train(py::handle x_h, py::handle target_h, py::handle update_h,
-               bool backward_if_nonfinite) {
+               bool backward_if_nonfinite, py::handle step_h) {
     py::array x = checked_f32(x_h, "x", 2, "of shape (N, input features)");
     expect_dim(x, "x", 0, n_, "the batch size this DenseStack was built for");
     expect_dim(x, "x", 1, layers_[0].k, "the first layer's input features");
@@ -90,10 +90,31 @@ class PyDenseStack {
       for (size_t at : weight_at_)
         updates.push_back(*weight_update(update_h, inputs_[at].array, others, /*keep_dw=*/false));
     }
+    const OptimizerStep* step = nullptr;
+    if (!step_h.is_none()) {
+      if (!update_h.is_none())
+        throw py::value_error("step: update= steps each w in its backward kernel and step= "
+                              "the whole buffer after the backward; pass one of them");
+      if (!py::isinstance<PyOptimizerStep>(step_h))
+        throw py::type_error("step: expected an OptimizerStep (an optimizer step kernel "
+                             "called with grads=None), got " + type_name(step_h));
+      const PyOptimizerStep& s = step_h.cast<const PyOptimizerStep&>();
+      // The step rewrites all of its buffers; the layers' w, b and alpha are its params
+      // (dense_stack_train checks that they tile them), nothing else may touch them.
+      NamedArrays others = {{"x", &x}, {"target", &t}};
+      for (const NamedArray& a : outputs_) others.push_back({a.name.c_str(), &a.array});
+      for (auto& [name, a] : others)
+        for (size_t i = 0; i < s.buffers.size(); ++i)
+          if (overlaps(*a, s.buffers[i]))
+            throw py::value_error(std::string(name) + ": shares memory with the step's '" +
+                                  s.names[i] + "', which the step rewrites");
+      step = &s.step;
+    }
     const float* px = fptr(x);
     py::gil_scoped_release release;
     return dense_stack_train(layers_.data(), (int)layers_.size(), n_, px, loss,
-                             updates.empty() ? nullptr : updates.data(), backward_if_nonfinite);
+                             updates.empty() ? nullptr : updates.data(), backward_if_nonfinite,
+                             step);
   }
 
   long batch_size() const { return n_; }
@@ -257,11 +278,15 @@ void register_dense_stack(py::module_& m) {
            py::kw_only(), py::arg("loss"), py::arg("dout"), py::arg("label_smoothing") = 0.0)
       .def("train", &PyDenseStack::train, py::arg("x"), py::arg("target"), py::kw_only(),
            py::arg("update") = py::none(), py::arg("backward_if_nonfinite") = true,
+           py::arg("step") = py::none(),
            "Runs the step on one batch and returns the mean loss; fills every layer's y "
            "(and z), dx, dw, db (and dalpha) and dout. update: an OptimizerStep over the "
            "flat buffer the weights are views of; each w is then stepped inside its "
-           "backward kernel and its dw is not written. backward_if_nonfinite=False: a "
-           "loss that is not finite returns before the backward pass (and any update).")
+           "backward kernel and its dw is not written. step: an OptimizerStep over a flat "
+           "buffer made of exactly the layers' w, b and alpha, applied whole after the "
+           "backward, each parameter by the thread that read it in the forward pass "
+           "(gradients are still written). backward_if_nonfinite=False: a loss that is not "
+           "finite returns before the backward pass (and any update or step).")
       .def_property_readonly("batch_size", &PyDenseStack::batch_size)
       .def("__len__", &PyDenseStack::num_layers);
 }

@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <vector>
 
+#include "dense/owned_step.h"
 #include "fastdl/losses.h"
 
 namespace fastdl {
@@ -23,8 +25,15 @@ double run_loss(const DenseStackLossArgs& a, const float* out, long n, long c) {
 
 double dense_stack_train(const DenseStackLayer* layers, int count, long n, const float* x,
                          const DenseStackLossArgs& loss, const WeightUpdate* updates,
-                         bool backward_if_nonfinite) {
+                         bool backward_if_nonfinite, const OptimizerStep* step) {
   if (count < 1) throw std::invalid_argument("dense_stack_train: no layers");
+  if (updates && step)
+    throw std::invalid_argument("dense_stack_train: updates and step are two ways to take "
+                                "the optimizer step; pass one");
+  // Planned (and checked) before anything runs; reused between steps.
+  static thread_local std::vector<OwnedBlock> owned;
+  const int step_threads = step ? owned_step_threads(*step) : 0;
+  if (step) plan_owned_step(*step, layers, count, n, step_threads, owned);
   for (int i = 0; i < count; ++i) {
     const DenseStackLayer& l = layers[i];
     dense_forward(l.y, l.z, i == 0 ? x : layers[i - 1].y, l.w, l.b, n, l.k, l.m, l.act, l.alpha,
@@ -42,6 +51,7 @@ double dense_stack_train(const DenseStackLayer* layers, int count, long n, const
     dense_backward(l.dx, u && !u->keep_dw ? nullptr : l.dw, l.db, l.dalpha, dy,
                    i == 0 ? x : layers[i - 1].y, l.w, s, n, l.k, l.m, l.act, l.alpha, l.alpha_vec, u);
   }
+  if (step) apply_owned_step(*step, owned, step_threads);
   return value;
 }
 

@@ -31,6 +31,15 @@ void sgemm(const GemmArgs& g) {
   generic::sgemm(g);
 }
 
+GemmBPart sgemm_b_part(const GemmArgs& g, int t) {
+  switch (active_isa()) {
+    case Isa::avx512: return avx512::sgemm_b_part(g, t);
+    case Isa::avx2: return avx2::sgemm_b_part(g, t);
+    case Isa::generic: break;
+  }
+  return generic::sgemm_b_part(g, t);
+}
+
 void sgemm(long m, long n, long k, const float* A, long rsa, long csa, const float* B,
            long rsb, long csb, float* C, long ldc, bool accumulate, const GemmEpilogue* ep) {
   sgemm(GemmArgs{m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, ep});

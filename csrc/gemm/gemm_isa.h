@@ -37,8 +37,20 @@ constexpr double kGemmParallelMinFlops = 4.0e5;
 // sgemm with the internal options: dispatches on the active ISA.
 void sgemm(const GemmArgs& g);
 
-namespace avx512 { void sgemm(const GemmArgs& g); }
-namespace avx2 { void sgemm(const GemmArgs& g); }
-namespace generic { void sgemm(const GemmArgs& g); }
+// The part of B that thread t (its number in an OpenMP team) reads when sgemm(g) runs now,
+// outside any parallel region: rows [row0, row0 + rows) x columns [col0, col0 + cols),
+// empty where t takes no part. shared: the rows of C are split, so every thread reads
+// all of B. For a caller that wants each thread to update the part of a weight matrix it
+// reads (owner-computes: dense_stack_train's optimizer step); the GEMM's own partition
+// and this answer come from one function (plan_of), so they cannot drift apart.
+struct GemmBPart {
+  long row0 = 0, rows = 0, col0 = 0, cols = 0;
+  bool shared = false;
+};
+GemmBPart sgemm_b_part(const GemmArgs& g, int t);
+
+namespace avx512 { void sgemm(const GemmArgs& g); GemmBPart sgemm_b_part(const GemmArgs& g, int t); }
+namespace avx2 { void sgemm(const GemmArgs& g); GemmBPart sgemm_b_part(const GemmArgs& g, int t); }
+namespace generic { void sgemm(const GemmArgs& g); GemmBPart sgemm_b_part(const GemmArgs& g, int t); }
 
 }  // namespace fastdl

@@ -782,12 +782,49 @@ static void gemm_split_k(const GemmArgs& g, long kc_step, bool direct_b, int a_l
     }
 }
 
-template <class Act>
-static void sgemm_typed(const GemmArgs& g) {
+// How sgemm(g) divides its work among threads (sgemm_typed runs it, sgemm_b_part reports it).
+struct GemmPlan {
+  long kc_step;     // the K blocks' size
+  int nthreads;     // 1: on the calling thread
+  bool split_k;     // two K blocks, one per thread (gemm_split_k)
+  bool split_cols;  // else the rows of C are split
+  long parts;       // the column or row micro-panels split over the threads
+};
+
+static GemmPlan plan_of(const GemmArgs& g) {
   const long m = g.m, n = g.n, k = g.k;
+  GemmPlan p{};
   // K is cut into equal blocks of at most KC (784 -> 2 x 392, not 512 + 272): a
   // short last block would pay a full C-tile reload for a few FMAs.
-  const long kc_step = k > 0 ? equal_block(k, KC, 1) : 1;
+  p.kc_step = k > 0 ? equal_block(k, KC, 1) : 1;
+  const double flops = 2.0 * m * n * (double)(k > 0 ? k : 1);
+  const long col_panels = (n + NR - 1) / NR, row_panels = (m + MR - 1) / MR;
+  int nthreads = flops < kGemmParallelMinFlops ? 1 : get_num_threads();
+  if (nthreads > (col_panels > row_panels ? col_panels : row_panels))
+    nthreads = (int)(col_panels > row_panels ? col_panels : row_panels);
+  p.nthreads = nthreads < 1 ? 1 : nthreads;
+  if (p.nthreads <= 1) return p;
+  p.split_k = use_split_k(g, p.kc_step, row_panels, col_panels, p.nthreads);
+  // Otherwise threads own disjoint column ranges (or row ranges), each packing its own
+  // panels: no barrier anywhere, and every C element is reduced over K in the same order
+  // whatever the thread count. Columns when there are plenty, else whichever split leaves the
+  // busiest thread fewer tiles: 32 x 64 (2 column, 3 row panels) splits 1 + 1 by
+  // columns, not 1 + 2 by rows (784-64x4-10 at batch 32: step 160 -> 150 us, 2-core
+  // EPYC). On a tie, split the larger operand: each thread packs all of the other one
+  // (the 784 x 64 weight gradient of that network splits by rows: step 140 -> 135 us).
+  const long most_by_cols = (col_panels + p.nthreads - 1) / p.nthreads * row_panels;
+  const long most_by_rows = (row_panels + p.nthreads - 1) / p.nthreads * col_panels;
+  p.split_cols = col_panels >= 2L * p.nthreads || most_by_cols < most_by_rows ||
+                 (most_by_cols == most_by_rows && m <= n);
+  p.parts = p.split_cols ? col_panels : row_panels;
+  return p;
+}
+
+template <class Act>
+static void sgemm_typed(const GemmArgs& g) {
+  const long m = g.m, n = g.n;
+  const GemmPlan plan = plan_of(g);
+  const long kc_step = plan.kc_step;
   // Small M: each element of B serves only M/MR micro-tiles, so packing it costs about
   // as much as the arithmetic. Read row-major B in place instead -- unless its row
   // stride is a multiple of 1 KiB, where the rows would alias in L1 (4 KiB sets).
@@ -805,34 +842,19 @@ static void sgemm_typed(const GemmArgs& g) {
                        : g.csa == 1 && (g.rsa % 256) != 0             ? kAInRows
                        : g.rsa == 1 && (g.csa % 256) != 0 && no_activation ? kAInColumns
                                                                       : kAPacked;
-  const double flops = 2.0 * m * n * (double)(k > 0 ? k : 1);
-  const long col_panels = (n + NR - 1) / NR, row_panels = (m + MR - 1) / MR;
-  int nthreads = flops < kGemmParallelMinFlops ? 1 : get_num_threads();
-  if (nthreads > (col_panels > row_panels ? col_panels : row_panels))
-    nthreads = (int)(col_panels > row_panels ? col_panels : row_panels);
-  if (nthreads <= 1) {
+  if (plan.nthreads <= 1) {
     gemm_block<Act>(g, 0, m, 0, n, kc_step, direct_b, a_layout);
     return;
   }
-  if (use_split_k(g, kc_step, row_panels, col_panels, nthreads)) {
+  if (plan.split_k) {
     gemm_split_k<Act>(g, kc_step, direct_b, a_layout);
     return;
   }
-  // Otherwise threads own disjoint column ranges (or row ranges), each packing its own
-  // panels: no barrier anywhere, and every C element is reduced over K in the same order
-  // whatever the thread count. Columns when there are plenty, else whichever split leaves the
-  // busiest thread fewer tiles: 32 x 64 (2 column, 3 row panels) splits 1 + 1 by
-  // columns, not 1 + 2 by rows (784-64x4-10 at batch 32: step 160 -> 150 us, 2-core
-  // EPYC). On a tie, split the larger operand: each thread packs all of the other one
-  // (the 784 x 64 weight gradient of that network splits by rows: step 140 -> 135 us).
-  const long most_by_cols = (col_panels + nthreads - 1) / nthreads * row_panels;
-  const long most_by_rows = (row_panels + nthreads - 1) / nthreads * col_panels;
-  const bool split_cols = col_panels >= 2L * nthreads || most_by_cols < most_by_rows ||
-                          (most_by_cols == most_by_rows && m <= n);
+  const bool split_cols = plan.split_cols;
   bool failed = false;
-#pragma omp parallel num_threads(nthreads)
+#pragma omp parallel num_threads(plan.nthreads)
   {
-    const long parts = split_cols ? col_panels : row_panels;
+    const long parts = plan.parts;
     const int t = omp_get_thread_num(), T = omp_get_num_threads();
     const long p0 = parts * t / T, p1 = parts * (t + 1) / T;
     if (p1 > p0) {
@@ -851,6 +873,40 @@ static void sgemm_typed(const GemmArgs& g) {
     }
   }
   if (failed) throw std::bad_alloc();
+}
+
+GemmBPart sgemm_b_part(const GemmArgs& g, int t) {
+  GemmBPart part;
+  if (g.m <= 0 || g.n <= 0 || t < 0) return part;
+  const GemmPlan plan = plan_of(g);
+  const long k = g.k > 0 ? g.k : 0;
+  if (plan.nthreads <= 1 || plan.split_k) {
+    // On the calling thread, or K in two blocks: the first on thread 0, the second on
+    // the last of gemm_split_k's two.
+    const int last = plan.nthreads <= 1 ? 0 : 1;
+    if (t == 0) part.rows = plan.nthreads <= 1 ? k : plan.kc_step;
+    else if (t == last) {
+      part.row0 = plan.kc_step;
+      part.rows = k - plan.kc_step;
+    }
+    if (part.rows > 0) part.cols = g.n;
+    return part;
+  }
+  if (t >= plan.nthreads) return part;
+  if (!plan.split_cols) {  // the rows of C are split: every thread reads all of B
+    part.rows = k;
+    part.cols = g.n;
+    part.shared = true;
+    return part;
+  }
+  const long p0 = plan.parts * t / plan.nthreads, p1 = plan.parts * (t + 1) / plan.nthreads;
+  const long c0 = p0 * NR, c1 = p1 * NR < g.n ? p1 * NR : g.n;
+  if (c1 > c0) {
+    part.rows = k;
+    part.col0 = c0;
+    part.cols = c1 - c0;
+  }
+  return part;
 }
 
 void sgemm(const GemmArgs& g) {

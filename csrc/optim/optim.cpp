@@ -216,6 +216,7 @@ OptimizerStep OptimizerStep::adam(float* params, float* exp_avg, float* exp_avg_
 }
 
 long OptimizerStep::size() const { return d_->b.n; }
+float* OptimizerStep::params() const { return d_->b.p; }
 
 void OptimizerStep::apply(const float* g, long begin, long end) const {
   if (begin < 0 || end > d_->b.n || begin > end)

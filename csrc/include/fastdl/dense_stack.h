@@ -48,10 +48,25 @@ struct DenseStackLossArgs {
 // returns the loss. The optimizer step is the caller's, after -- or, with `updates`
 // (one per layer), each layer's w is stepped inside its backward kernel
 // (dense_backward's WeightUpdate; dw is then written only where keep_dw) and the caller
-// steps the rest of the buffer. When the loss is not finite and backward_if_nonfinite
-// is false, the backward pass (and every update) is skipped.
+// steps the rest of the buffer -- or, with `step`, the whole step is taken here, after
+// the backward (below). When the loss is not finite and backward_if_nonfinite is false,
+// the backward pass (and every update) is skipped.
+//
+// `step`: an optimizer step over a flat buffer made of exactly the layers' parameters
+// (each element some layer's w, b or alpha_vec, at any offsets; their gradients are the
+// layers' dw, db, dalpha). Each element is updated by the thread that read it in this
+// pass's forward GEMM (owner-computes, gemm_isa.h's sgemm_b_part): a layer too small to
+// split over threads by the calling thread; the first layer of 784-64x4-10 at batch 32,
+// whose forward splits K over two threads, by rows; a forward split by columns, by
+// columns (with those columns' biases; other biases by the calling thread). The next
+// step's forward (and the backward's dx, dense_backward) then finds its weights in its
+// own core's cache instead of the other's: that step 99.6 -> 94.8 us on a 2-core Zen 4
+// VM, 214 -> 164 us while the VM was slowed (docs/network.md). The parameters come out
+// bit for bit as from OptimizerStep::apply over the whole buffer after the pass. Not
+// with `updates`. Throws std::invalid_argument, before anything runs, where the layers'
+// parameters do not tile the step's buffer or a trained parameter has no gradient buffer.
 double dense_stack_train(const DenseStackLayer* layers, int count, long n, const float* x,
                          const DenseStackLossArgs& loss, const WeightUpdate* updates = nullptr,
-                         bool backward_if_nonfinite = true);
+                         bool backward_if_nonfinite = true, const OptimizerStep* step = nullptr);
 
 }  // namespace fastdl

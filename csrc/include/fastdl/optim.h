@@ -120,7 +120,8 @@ class OptimizerStep {
   static OptimizerStep adam(float* params, float* exp_avg, float* exp_avg_sq, long n,
                             const AdamOptions& o, DecayRanges decay = {});
 
-  long size() const;  // n: the flat buffer's length
+  long size() const;        // n: the flat buffer's length
+  float* params() const;    // the flat parameter buffer it updates
   // Updates elements [begin, end) (0 <= begin <= end <= n) from their gradient:
   // g[i - begin] is element i's. Spread over the threads.
   void apply(const float* g, long begin, long end) const;
