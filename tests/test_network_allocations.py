@@ -136,5 +136,30 @@ def test_every_buffer_of_a_step_starts_on_a_cache_line():
         assert a.size == 0 or a.ctypes.data % ALIGN == 0  # an empty view has no data to align
 
 
+def test_large_buffers_get_pages_of_their_own_at_distinct_offsets():
+    # From OWN_PAGES_MIN bytes an array is an anonymous mapping of its own, starting at
+    # another line of its page than the last one, so that parameters, gradients and
+    # optimizer state (walked side by side by the optimizer) never share their low 12
+    # address bits -- wherever the process's heap stands (fastdl/_device.py).
+    from fastdl._device import ALIGN, OWN_PAGES_MIN, aligned_empty
+
+    n = OWN_PAGES_MIN // 4
+    arrays = [aligned_empty((n,)) for _ in range(4)]
+    offsets = [a.ctypes.data % 4096 for a in arrays]
+    assert len(set(offsets)) == 4, offsets
+    for i, a in enumerate(arrays):
+        assert a.ctypes.data % ALIGN == 0 and a.flags.writeable and a.flags.c_contiguous
+        a[...] = i
+    for i, a in enumerate(arrays):  # separate memory
+        assert (a == i).all()
+    two_d = aligned_empty((3, n), np.float64)
+    assert two_d.shape == (3, n) and two_d.dtype == np.float64 and two_d.ctypes.data % ALIGN == 0
+    model = _network()
+    model.compile(optimizer=fastdl.optim.Adam(1e-3))
+    big = [a for a in (model.flat_params, model.flat_grads, *model.optimizer.state.values())
+           if a.nbytes >= OWN_PAGES_MIN]
+    assert len({a.ctypes.data % 4096 for a in big}) == len(big)
+
+
 if __name__ == "__main__":  # one measurement for _measured: prints the peak in bytes
     print(_measure(sys.argv[1]))
