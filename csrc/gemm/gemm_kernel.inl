@@ -425,12 +425,17 @@ template <class Act>
 static FASTDL_INLINE void store_tile(V (&acc)[MR][NRV], float* c, long ldc, bool load_c,
                                      const GemmEpilogue* ep, long col0, long row0, int rows,
                                      int cols) {
-  if (ep && ep->maxout) {
-    store_tile_maxout(acc, c, ldc, load_c, ep, col0, row0, rows, cols);
-    return;
-  }
-  if (ep && ep->sink) {
-    store_tile_sink(acc, c, ldc, load_c, *ep->sink, col0, row0, rows, cols);
+  if (ep && (ep->maxout || ep->sink)) {
+    // Those two take the tile by reference in calls of their own: handing them a copy
+    // keeps acc's address from escaping, so that the accumulators of every micro-kernel
+    // live in registers, not in a stack array stored and reloaded around each tile.
+    V tile[MR][NRV];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < NRV; ++j) tile[i][j] = acc[i][j];
+    if (ep->maxout) store_tile_maxout(tile, c, ldc, load_c, ep, col0, row0, rows, cols);
+    else store_tile_sink(tile, c, ldc, load_c, *ep->sink, col0, row0, rows, cols);
     return;
   }
   // Dropout: the keep bits of each tile row (bit t <-> column col0 + t), from one
