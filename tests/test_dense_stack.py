@@ -16,6 +16,7 @@ import fastdl
 from fastdl import kernels as K
 
 import reference as ref
+from conftest import ISAS
 
 WIDTHS = (13, 33, 17, 5)  # odd sizes: ragged panels everywhere
 N = 7
@@ -325,6 +326,32 @@ def test_stack_with_step_matches_one_separate_step(rng, shape, opt, threads):
             np.testing.assert_array_equal(gather(a_bufs), gather(b_bufs))
     finally:
         fastdl.set_num_threads(before)
+
+
+def test_stack_with_step_follows_thread_count_and_isa_changes(rng):
+    # The partition is planned once and kept while nothing it depends on changes: the
+    # same stack and buffers stepped under 2, 1, 3, 2 threads and every ISA path must
+    # still match a separate step each time.
+    flat, layers, gather = _flat_layers(rng, (784, 64, 64, 10), ["relu", "relu", "linear"])
+    a, _, a_flat, _ = _stack_over(flat, layers, 32)
+    b, b_bufs, b_flat, _ = _stack_over(flat, layers, 32)
+    sa = [np.zeros_like(flat), np.zeros_like(flat)]
+    sb = [np.zeros_like(flat), np.zeros_like(flat)]
+    threads, isa = fastdl.get_num_threads(), fastdl.get_isa()
+    runs = [(t, i) for t in (2, 1, 3, 2) for i in ISAS]
+    try:
+        for step, (t, i) in enumerate(runs, start=1):
+            fastdl.set_num_threads(t)
+            fastdl.set_isa(i)
+            x = rng.standard_normal((32, 784)).astype(np.float32)
+            y = rng.integers(0, 10, 32)
+            a.train(x, y, step=_adam_step(a_flat, sa, step))
+            b.train(x, y)
+            K.adam_step(b_flat, gather(b_bufs), *sb, lr=1e-2, step=step)
+            np.testing.assert_array_equal(a_flat, b_flat, err_msg=f"{t} threads, {i}")
+    finally:
+        fastdl.set_num_threads(threads)
+        fastdl.set_isa(isa)
 
 
 def test_stack_with_step_on_every_isa(isa, rng):

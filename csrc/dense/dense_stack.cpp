@@ -30,10 +30,10 @@ double dense_stack_train(const DenseStackLayer* layers, int count, long n, const
   if (updates && step)
     throw std::invalid_argument("dense_stack_train: updates and step are two ways to take "
                                 "the optimizer step; pass one");
-  // Planned (and checked) before anything runs; reused between steps.
-  static thread_local std::vector<OwnedBlock> owned;
+  // Planned (and checked) before anything runs.
   const int step_threads = step ? owned_step_threads(*step) : 0;
-  if (step) plan_owned_step(*step, layers, count, n, step_threads, owned);
+  const std::vector<OwnedBlock>* owned =
+      step ? &plan_owned_step(*step, layers, count, n, step_threads) : nullptr;
   for (int i = 0; i < count; ++i) {
     const DenseStackLayer& l = layers[i];
     dense_forward(l.y, l.z, i == 0 ? x : layers[i - 1].y, l.w, l.b, n, l.k, l.m, l.act, l.alpha,
@@ -51,7 +51,7 @@ double dense_stack_train(const DenseStackLayer* layers, int count, long n, const
     dense_backward(l.dx, u && !u->keep_dw ? nullptr : l.dw, l.db, l.dalpha, dy,
                    i == 0 ? x : layers[i - 1].y, l.w, s, n, l.k, l.m, l.act, l.alpha, l.alpha_vec, u);
   }
-  if (step) apply_owned_step(*step, owned, step_threads);
+  if (step) apply_owned_step(*step, *owned, step_threads);
   return value;
 }
 

@@ -64,8 +64,9 @@ int owned_step_threads(const OptimizerStep& step) {
   return step.size() < kOwnedParallelMin ? 1 : get_num_threads();
 }
 
-void plan_owned_step(const OptimizerStep& step, const DenseStackLayer* layers, int count,
-                     long n, int threads, std::vector<OwnedBlock>& blocks) {
+// The plan itself (plan_owned_step caches it).
+static void make_owned_plan(const OptimizerStep& step, const DenseStackLayer* layers, int count,
+                            long n, int threads, std::vector<OwnedBlock>& blocks) {
   blocks.clear();
   // Reused between steps: a training step allocates nothing once warm.
   static thread_local std::vector<Param> params;
@@ -148,6 +149,38 @@ void plan_owned_step(const OptimizerStep& step, const DenseStackLayer* layers, i
                                 std::to_string(step.size()) +
                                 ") of its buffer are no layer's parameters; it must hold "
                                 "exactly the stack's parameters");
+}
+
+namespace {
+// Everything a plan depends on: the step's buffer, the batch size, the threads, the
+// kernel path (the GEMMs' partition differs per ISA) and every layer's shapes,
+// activation and pointers. A training loop plans once and then compares ~60 words a
+// step instead of planning again (~1 us).
+void plan_key(const OptimizerStep& step, const DenseStackLayer* layers, int count, long n,
+              int threads, std::vector<std::uintptr_t>& key) {
+  auto word = [&](auto v) { key.push_back((std::uintptr_t)v); };
+  key.clear();
+  word(step.params()), word(step.size()), word(n), word(threads), word((int)active_isa());
+  for (int i = 0; i < count; ++i) {
+    const DenseStackLayer& l = layers[i];
+    word(l.w), word(l.b), word(l.k), word(l.m), word((int)l.act), word(l.alpha_vec);
+    word(l.y), word(l.dw), word(l.db), word(l.dalpha);
+  }
+}
+}  // namespace
+
+const std::vector<OwnedBlock>& plan_owned_step(const OptimizerStep& step,
+                                               const DenseStackLayer* layers, int count,
+                                               long n, int threads) {
+  static thread_local std::vector<std::uintptr_t> key, planned;
+  static thread_local std::vector<OwnedBlock> plan;
+  plan_key(step, layers, count, n, threads, key);
+  if (key != planned) {
+    planned.clear();  // until the new plan is complete: a throw leaves no stale one
+    make_owned_plan(step, layers, count, n, threads, plan);
+    planned = key;
+  }
+  return plan;
 }
 
 void apply_owned_step(const OptimizerStep& step, const std::vector<OwnedBlock>& blocks,

@@ -21,8 +21,11 @@ struct OwnedBlock {
 // stack at batch size n on `threads` threads (the GEMMs' team: get_num_threads(), or 1
 // for a buffer too small to split). Throws std::invalid_argument, naming the layer,
 // where the layers' parameters do not tile the buffer or a parameter has no gradient.
-void plan_owned_step(const OptimizerStep& step, const DenseStackLayer* layers, int count,
-                     long n, int threads, std::vector<OwnedBlock>& blocks);
+// The plan is kept per calling thread and reused while nothing it depends on changes;
+// the reference is valid until this thread's next call.
+const std::vector<OwnedBlock>& plan_owned_step(const OptimizerStep& step,
+                                               const DenseStackLayer* layers, int count,
+                                               long n, int threads);
 
 // The threads plan_owned_step should plan for.
 int owned_step_threads(const OptimizerStep& step);
