@@ -63,7 +63,10 @@ def aligned_empty(shape, dtype=np.float32):
     if nbytes >= OWN_PAGES_MIN:
         _staggered += 1
         start = _staggered * STAGGER % _PAGE
-        pages = mmap.mmap(-1, start + nbytes)
+        # Private, as malloc's memory is: after a fork each process writes its own copy
+        # (mmap's default for anonymous memory is shared between parent and child).
+        private = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
+        pages = mmap.mmap(-1, start + nbytes, **private)
         if nbytes >= HUGE_PAGES_MIN and hasattr(pages, "madvise") and hasattr(mmap, "MADV_HUGEPAGE"):
             pages.madvise(mmap.MADV_HUGEPAGE)  # as numpy asks for its own large arrays
         # The array keeps the mapping alive (its base); unmapped when the last view goes.

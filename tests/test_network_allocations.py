@@ -159,6 +159,13 @@ def test_large_buffers_get_pages_of_their_own_at_distinct_offsets():
     big = [a for a in (model.flat_params, model.flat_grads, *model.optimizer.state.values())
            if a.nbytes >= OWN_PAGES_MIN]
     assert len({a.ctypes.data % 4096 for a in big}) == len(big)
+    if hasattr(os, "fork"):  # private pages, like malloc's: a forked child writes its own copy
+        pid = os.fork()
+        if pid == 0:
+            arrays[0][...] = -1.0
+            os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0
+        assert (arrays[0] == 0).all()
 
 
 if __name__ == "__main__":  # one measurement for _measured: prints the peak in bytes
