@@ -58,15 +58,9 @@ void need_gradient(const float* g, int layer, const char* grad, Part part) {
                                 " from it");
 }
 
-}  // namespace
-
-int owned_step_threads(const OptimizerStep& step) {
-  return step.size() < kOwnedParallelMin ? 1 : get_num_threads();
-}
-
-// The plan itself (plan_owned_step caches it).
-static void make_owned_plan(const OptimizerStep& step, const DenseStackLayer* layers, int count,
-                            long n, int threads, std::vector<OwnedBlock>& blocks) {
+// The plan itself (plan_owned_step keeps it).
+void make_owned_plan(const OptimizerStep& step, const DenseStackLayer* layers, int count, long n,
+                     int threads, std::vector<OwnedBlock>& blocks) {
   blocks.clear();
   // Reused between steps: a training step allocates nothing once warm.
   static thread_local std::vector<Param> params;
@@ -111,7 +105,8 @@ static void make_owned_plan(const OptimizerStep& step, const DenseStackLayer* la
       // One thread, or every thread reads all of w (C's rows are split): even rows.
       for (int t = 0; t < threads; ++t) {
         const long r0 = l.k * t / threads, r1 = l.k * (t + 1) / threads;
-        if (r1 > r0) blocks.push_back({t, l.dw + r0 * l.m, l.m, w0 + r0 * l.m, l.m, 1, (r1 - r0) * l.m});
+        if (r1 > r0)
+          blocks.push_back({t, l.dw + r0 * l.m, l.m, w0 + r0 * l.m, l.m, 1, (r1 - r0) * l.m});
       }
       add_vectors(0, 0, l.m);
       continue;
@@ -151,7 +146,6 @@ static void make_owned_plan(const OptimizerStep& step, const DenseStackLayer* la
                                 "exactly the stack's parameters");
 }
 
-namespace {
 // Everything a plan depends on: the step's buffer, the batch size, the threads, the
 // kernel path (the GEMMs' partition differs per ISA) and every layer's shapes,
 // activation and pointers. A training loop plans once and then compares ~60 words a
@@ -167,7 +161,12 @@ void plan_key(const OptimizerStep& step, const DenseStackLayer* layers, int coun
     word(l.y), word(l.dw), word(l.db), word(l.dalpha);
   }
 }
+
 }  // namespace
+
+int owned_step_threads(const OptimizerStep& step) {
+  return step.size() < kOwnedParallelMin ? 1 : get_num_threads();
+}
 
 const std::vector<OwnedBlock>& plan_owned_step(const OptimizerStep& step,
                                                const DenseStackLayer* layers, int count,
