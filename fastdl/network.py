@@ -314,7 +314,8 @@ class Sequential:
         # The whole step inside the DenseStack call (dense_stack.h): where the step is not
         # taken inside the backward kernels and was not asked to be a separate pass.
         self._step_in_stack = (self._dense_stacks is not None and self._rest_segments is None
-                               and step_in_backward is not False)
+                               and step_in_backward is not False
+                               and self.optimizer.can_prepare_step())
         return self
 
     # Below this many weights in the matrices a backward kernel could update, the separate
@@ -336,6 +337,12 @@ class Sequential:
             if mode is True:
                 raise ValueError("step_in_backward: the step in the backward pass is CPU only "
                                  f"(this model is on {self.device!r})")
+            return None
+        if not self.optimizer.can_prepare_step():
+            if mode is True:
+                raise ValueError(f"step_in_backward: {type(self.optimizer).__name__} overrides "
+                                 "_kernel_step, so it cannot be applied inside the backward pass; "
+                                 "use False or 'auto'")
             return None
         if mode == "auto" and sum(s.w.size for s in updated) < self.STEP_IN_BACKWARD_MIN_WEIGHTS:
             return None

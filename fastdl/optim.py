@@ -87,6 +87,13 @@ class Optimizer:
         self.step_count += 1
         self._kernel_step(params, grads)
 
+    def can_prepare_step(self):
+        """Whether ``prepare_step`` works: fastdl's own optimizers hand out a prepared
+        step from their kernel; a subclass that overrides ``_kernel_step`` (a numpy
+        optimizer, say) is only ever called with both buffers, so a network steps it in
+        a separate pass."""
+        return type(self)._kernel_step in _PREPARABLE
+
     def prepare_step(self, params):
         """Counts one step and returns it prepared, not applied: a
         ``fastdl.kernels.OptimizerStep`` over `params` (numpy, CPU) that the dense kernels'
@@ -96,6 +103,9 @@ class Optimizer:
         if _device.is_device_array(params):
             raise TypeError("prepare_step: the step in the backward pass is CPU only; use step() "
                             "on device buffers")
+        if not self.can_prepare_step():
+            raise TypeError(f"prepare_step: {type(self).__name__} overrides _kernel_step, which "
+                            "is called with both buffers only; use step()")
         self._bind_to(params)
         self.step_count += 1
         return self._kernel_step(params, None)
@@ -352,6 +362,8 @@ class AdamW(Adam):
 
 
 _BY_NAME = {c.name: c for c in (SGD, Adagrad, RMSProp, Adadelta, Adam, AdamW)}
+# The step kernels that can return a prepared step (grads=None): see can_prepare_step.
+_PREPARABLE = frozenset(c._kernel_step for c in _BY_NAME.values())
 
 
 def get(spec, **kwargs):

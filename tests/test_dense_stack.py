@@ -574,6 +574,35 @@ def test_a_small_network_takes_its_step_in_the_stack_on_any_thread_count(rng):
         np.testing.assert_array_equal(grads, results[0][2])
 
 
+class _NumpySGD(fastdl.optim.Optimizer):
+    """A user's optimizer in numpy: it overrides _kernel_step and cannot prepare a step."""
+    name = "numpy_sgd"
+
+    def bind(self, size, device="cpu", decay_segments=None):
+        self._size, self.state, self.step_count = int(size), {}, 0
+        return self
+
+    def _kernel_step(self, params, grads):
+        params -= np.float32(self.lr) * grads
+
+
+def test_an_optimizer_that_cannot_prepare_a_step_is_stepped_separately(rng):
+    m = _model((20, 16, 3), sib="auto")
+    m.compile(optimizer=_NumpySGD(0.1), loss="softmax_cross_entropy")
+    assert m._dense_stacks is not None and not m._step_in_stack
+    assert not m.optimizer.can_prepare_step() and fastdl.optim.AdamW().can_prepare_step()
+    x = rng.standard_normal((8, 20)).astype(np.float32)
+    y = rng.integers(0, 3, 8)
+    before = m.flat_params.copy()
+    m.train_step(x, y)
+    np.testing.assert_allclose(m.flat_params, before - np.float32(0.1) * m.flat_grads, rtol=1e-6)
+    m.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    with pytest.raises(ValueError, match="step_in_backward: _NumpySGD overrides _kernel_step"):
+        m.compile(optimizer=_NumpySGD(0.1), loss="softmax_cross_entropy", step_in_backward=True)
+    with pytest.raises(TypeError, match="prepare_step: _NumpySGD overrides _kernel_step"):
+        _NumpySGD(0.1).prepare_step(m.flat_params)
+
+
 def test_networks_the_stack_does_not_cover_keep_the_stage_path():
     assert _model((6, 5, 3))._dense_stacks is not None
     with_dropout = fastdl.Sequential([fastdl.Dense(6, 5, activation="relu"), fastdl.Dropout(0.5),
