@@ -28,11 +28,13 @@ def _alpha(act, m, rng):
     return {"leaky_relu": 0.1, "elu": 0.7}.get(act)
 
 
-def _params(rng, acts, widths=WIDTHS, with_bias=True):
-    """One flat parameter buffer (so an OptimizerStep can cover it) with w, b views."""
+def _params(rng, acts, widths=WIDTHS, with_bias=True, alpha_in_flat=False, scale=0.3):
+    """One flat parameter buffer (so an OptimizerStep can cover it) with w, b views, and
+    with alpha_in_flat prelu's slopes after each layer's b in it too."""
     sizes = [(widths[i], widths[i + 1]) for i in range(len(widths) - 1)]
-    total = sum(k * m + (m if with_bias else 0) for k, m in sizes)
-    flat = (rng.standard_normal(total) * 0.3).astype(np.float32)
+    total = sum(k * m + (m if with_bias else 0) + (m if alpha_in_flat and act == "prelu" else 0)
+                for (k, m), act in zip(sizes, acts))
+    flat = (rng.standard_normal(total) * scale).astype(np.float32)
     layers, off = [], 0
     for (k, m), act in zip(sizes, acts):
         w = flat[off:off + k * m].reshape(k, m)
@@ -41,8 +43,24 @@ def _params(rng, acts, widths=WIDTHS, with_bias=True):
         if with_bias:
             b = flat[off:off + m]
             off += m
-        layers.append((w, b, act, _alpha(act, m, rng)))
+        alpha = _alpha(act, m, rng)
+        if alpha_in_flat and act == "prelu":
+            flat[off:off + m] = alpha
+            alpha = flat[off:off + m]
+            off += m
+        layers.append((w, b, act, alpha))
     return flat, layers
+
+
+def _same_views(layers, flat, other):
+    """The layers with each array that is a view into `flat` replaced by the same view
+    of `other` (a buffer of flat's layout); the rest as they are."""
+    def moved(a):
+        if not isinstance(a, np.ndarray) or not np.shares_memory(a, flat):
+            return a
+        off = (a.ctypes.data - flat.ctypes.data) // flat.itemsize
+        return other[off:off + a.size].reshape(a.shape)
+    return [(moved(w), moved(b), act, moved(alpha)) for w, b, act, alpha in layers]
 
 
 def _buffers(n, layers):
@@ -173,13 +191,7 @@ def _adam_step(flat, state, step):
 def test_stack_with_update_matches_per_layer_update(isa, rng, acts):
     flat, layers = _params(rng, acts)
     flat_b = flat.copy()
-    off, layers_b = 0, []
-    for w, b, act, alpha in layers:  # the same layers as views into flat_b
-        wv = flat_b[off:off + w.size].reshape(w.shape)
-        off += w.size
-        bv = flat_b[off:off + b.size]
-        off += b.size
-        layers_b.append((wv, bv, act, alpha))
+    layers_b = _same_views(layers, flat, flat_b)  # the same layers as views into flat_b
     state_a = [np.zeros_like(flat), np.zeros_like(flat)]
     state_b = [np.zeros_like(flat), np.zeros_like(flat)]
     x = rng.standard_normal((N, WIDTHS[0])).astype(np.float32)
@@ -218,27 +230,10 @@ def test_nonfinite_loss_can_stop_before_the_backward(rng):
 # partition, every element must be updated exactly once, from its own gradient, with the
 # bits of one separate step over the whole buffer.
 
-def _flat_layers(rng, widths, acts, with_bias=True):
+def _flat_layers(rng, widths, acts):
     """w, b and prelu's alpha all inside one flat buffer (in that order per layer), and
     a function that gathers the gradients of DenseStack buffers in the same layout."""
-    sizes = [(widths[i], widths[i + 1]) for i in range(len(widths) - 1)]
-    total = sum(k * m + (m if with_bias else 0) + (m if act == "prelu" else 0)
-                for (k, m), act in zip(sizes, acts))
-    flat = (rng.standard_normal(total) * 0.1).astype(np.float32)
-    layers, off = [], 0
-    for (k, m), act in zip(sizes, acts):
-        w = flat[off:off + k * m].reshape(k, m)
-        off += k * m
-        b = None
-        if with_bias:
-            b = flat[off:off + m]
-            off += m
-        alpha = _alpha(act, m, rng)
-        if act == "prelu":
-            flat[off:off + m] = alpha
-            alpha = flat[off:off + m]
-            off += m
-        layers.append((w, b, act, alpha))
+    flat, layers = _params(rng, acts, widths, alpha_in_flat=True, scale=0.1)
 
     def gather(bufs):
         parts = []
@@ -278,21 +273,7 @@ def _stack_over(flat, layers, n, pad=0):
     whole = np.zeros(pad + flat.size, np.float32)
     f = whole[pad:]
     f[...] = flat
-    views, off = [], 0
-    for w, b, act, alpha in layers:  # the same layout over f
-        k, m = w.shape
-        wv = f[off:off + k * m].reshape(k, m)
-        off += k * m
-        bv = None
-        if b is not None:
-            bv = f[off:off + m]
-            off += m
-        av = alpha
-        if act == "prelu":
-            av = f[off:off + m]
-            off += m
-        views.append((wv, bv, act, av))
-    bufs = _buffers(n, views)
+    bufs = _buffers(n, _same_views(layers, flat, f))
     dout = np.empty((n, layers[-1][0].shape[1]), np.float32)
     return K.DenseStack(bufs, loss="softmax_cross_entropy", dout=dout), bufs, f, whole
 

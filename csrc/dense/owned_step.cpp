@@ -85,11 +85,13 @@ void make_owned_plan(const OptimizerStep& step, const DenseStackLayer* layers, i
     // Who reads which part of w in this layer's forward GEMM (dense_forward's: x (n, k)
     // @ w (k, m); its epilogue does not change the partition).
     GemmArgs fwd{n, l.m, l.k, nullptr, l.k, 1, l.w, l.m, 1, l.y, l.m, false, nullptr};
+    static thread_local std::vector<GemmBPart> parts;
+    parts.clear();
     bool by_gemm = threads > 1 && l.k > 0 && l.m > 0;
     bool by_columns = by_gemm;  // every thread's part spans all of w's rows
     long area = 0;
     for (int t = 0; t < threads && by_gemm; ++t) {
-      const GemmBPart p = sgemm_b_part(fwd, t);
+      const GemmBPart p = parts.emplace_back(sgemm_b_part(fwd, t));
       by_gemm = !p.shared;
       by_columns = by_columns && (p.cols == 0 || p.rows == l.k);
       area += p.rows * p.cols;
@@ -112,7 +114,7 @@ void make_owned_plan(const OptimizerStep& step, const DenseStackLayer* layers, i
       continue;
     }
     for (int t = 0; t < threads; ++t) {
-      const GemmBPart p = sgemm_b_part(fwd, t);
+      const GemmBPart& p = parts[t];
       if (p.rows <= 0 || p.cols <= 0) continue;
       const long at = p.row0 * l.m + p.col0;
       if (p.cols == l.m)  // whole rows: one contiguous run
