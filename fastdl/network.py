@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from fastdl import _device, callbacks as callbacks_mod, layers as L, losses as losses_mod, optim
+from fastdl._C import last_level_cache_bytes
 from fastdl._stages import BatchNormStage, DenseStage, DropoutStage, MaxoutStage
 
 __all__ = ["Sequential"]
@@ -288,15 +289,16 @@ class Sequential:
         gradient is in registers (then the rest of the buffer in one call), instead of in a
         separate pass over the whole buffer. The parameters come out bit for bit the same;
         what changes is memory traffic. True, False, or "auto" (default): on the CPU, when
-        those weight matrices hold at least 2**20 parameters (a separate pass then streams
-        the optimizer state from memory; below that it is cache-resident and the in-kernel
-        step only adds calls). With it, ``flat_grads`` does not receive those matrices'
+        those weight matrices hold at least 2**20 parameters and a separate pass's buffers
+        (parameters, gradients, optimizer state) are larger than the CPU's last-level
+        cache, so that it would stream them from memory; otherwise the in-kernel step only
+        adds calls. With it, ``flat_grads`` does not receive those matrices'
         gradients during ``train_step`` (``compute_gradients`` still fills it; ``fit`` steps
-        separately when a callback reads gradients). Below that size, "auto" gives a
+        separately when a callback reads gradients). Below 2**20 weights, "auto" gives a
         network that trains as one DenseStack call (Dense layers only, no dropout) the
         whole step inside that call, after its backward: each thread updates the
         parameters it computed with, so the next step finds them in its own core's cache
-        (``flat_grads`` is filled as usual). False: always a separate pass."""
+        (``flat_grads`` is filled as usual). Otherwise, and with False, a separate pass."""
         self.optimizer = optim.get(optimizer)
         self.loss = losses_mod.get(loss).bind(self._backend)
         metrics = list(metrics or [])
@@ -312,17 +314,26 @@ class Sequential:
         self._rest_segments = self._plan_step_in_backward(step_in_backward)
         self._dense_stacks = {} if self._dense_stack_applies() else None
         # The whole step inside the DenseStack call (dense_stack.h): where the step is not
-        # taken inside the backward kernels and was not asked to be a separate pass.
+        # taken inside the backward kernels and was not asked to be a separate pass, for a
+        # network whose state stays in the cores' caches from step to step (each thread
+        # steps what it read; on 784-1024-1024-10 that was 5.2-5.4 vs 4.9-5.0 ms for a
+        # separate pass, 2-core Xeon).
         self._step_in_stack = (self._dense_stacks is not None and self._rest_segments is None
                                and step_in_backward is not False
+                               and self._updated_weights() < self.STEP_IN_BACKWARD_MIN_WEIGHTS
                                and self.optimizer.can_prepare_step())
         return self
 
     # Below this many weights in the matrices a backward kernel could update, the separate
     # optimizer pass runs on cache-resident state, and stepping in the backward only adds
     # calls and keeps the backward's two GEMMs from running side by side (784-64x4-10:
-    # 131 vs 111 us per step); at 784-1024-1024-10 (1.86M) it is on par or up to 14%
-    # faster, by how busy the memory is (2-core EPYC; docs/network.md, Performance notes).
+    # 131 vs 111 us per step). Above it, "auto" steps in the backward only where the
+    # separate pass would stream its buffers from memory: where they are larger than the
+    # last-level cache (_separate_pass_leaves_cache). At 784-1024-1024-10 (1.86M weights,
+    # 30 MB for Adam) the step in the backward was a tie with a separate pass on a 2-core
+    # EPYC (32 MiB L3), up to 14% faster while its memory was busy, and 7-9% slower on a
+    # 2-core Xeon (480 MiB L3), whose divider-bound Adam hides nothing inside the GEMM's
+    # tiles (docs/network.md, Performance notes).
     STEP_IN_BACKWARD_MIN_WEIGHTS = 1 << 20
 
     def _plan_step_in_backward(self, mode):
@@ -330,7 +341,7 @@ class Sequential:
         updated the weight matrices (int64 (S, 2)), or None for a separate step."""
         if mode not in (True, False, "auto"):
             raise ValueError(f"step_in_backward: expected True, False or 'auto', got {mode!r}")
-        updated = [s for s in self._bwd_stages if isinstance(s, (DenseStage, MaxoutStage))]
+        updated = self._updated_stages()
         if mode is False or not updated:
             return None
         if self._backend.name != "cpu":
@@ -344,7 +355,7 @@ class Sequential:
                                  "_kernel_step, so it cannot be applied inside the backward pass; "
                                  "use False or 'auto'")
             return None
-        if mode == "auto" and sum(s.w.size for s in updated) < self.STEP_IN_BACKWARD_MIN_WEIGHTS:
+        if mode == "auto" and not self._separate_pass_leaves_cache(self._updated_weights()):
             return None
         offsets = {name: off for name, off, _, _ in self._param_index}
         taken = sorted((offsets[f"{s.layer.name}.w"], s.w.size) for s in updated)
@@ -356,6 +367,23 @@ class Sequential:
         if pos < self.num_params:
             rest.append((pos, self.num_params))
         return np.array(rest, np.int64).reshape(-1, 2)
+
+    def _updated_stages(self):
+        """The stages whose backward kernels can update their weight matrices."""
+        return [s for s in self._bwd_stages if isinstance(s, (DenseStage, MaxoutStage))]
+
+    def _updated_weights(self):
+        return sum(s.w.size for s in self._updated_stages())
+
+    def _separate_pass_leaves_cache(self, weights):
+        """Whether a separate optimizer pass over `weights` weight-matrix elements would
+        stream its buffers (parameters, gradients, optimizer state) from memory: at least
+        STEP_IN_BACKWARD_MIN_WEIGHTS of them, and more bytes than the CPU's last-level
+        cache holds (or a cache size the C library cannot tell)."""
+        if weights < self.STEP_IN_BACKWARD_MIN_WEIGHTS:
+            return False
+        cache = last_level_cache_bytes()
+        return cache <= 0 or 4 * weights * (2 + len(self.optimizer.state)) > cache
 
     def _dense_stack_applies(self):
         """Whether the forward, loss and backward run as one kernel call (DenseStack): a

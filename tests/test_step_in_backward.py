@@ -109,19 +109,58 @@ def test_compute_gradients_still_fills_flat_grads():
     np.testing.assert_array_equal(separate.flat_grads, inside.flat_grads)
 
 
-def test_auto_steps_in_the_backward_from_a_million_weights():
+def _big():
+    return Sequential([Dense(784, 1024, activation="relu"), Dense(1024, 1024, activation="relu"),
+                       Dense(1024, 10)], seed=0)
+
+
+@pytest.mark.parametrize("cache", [8 << 20, 0])
+def test_auto_steps_in_the_backward_from_a_million_weights_past_the_cache(monkeypatch, cache):
+    # 1.86M weights: Adam's separate pass reads 4 x 7.4 MB. Past an 8 MiB last-level
+    # cache, or where the C library cannot tell its size, the step goes in the backward.
+    monkeypatch.setattr(fastdl.network, "last_level_cache_bytes", lambda: cache)
     small = Sequential([Dense(784, 64, activation="relu"), Dense(64, 10)], seed=0)
     small.compile(optimizer="adam", loss="softmax_cross_entropy")
-    assert small._rest_segments is None
-    big = Sequential([Dense(784, 1024, activation="relu"), Dense(1024, 1024, activation="relu"),
-                      Dense(1024, 10)], seed=0)
+    assert small._rest_segments is None and small._step_in_stack
+    big = _big()
     big.compile(optimizer="adam", loss="softmax_cross_entropy")
     # What is left for the step after the backward: exactly the three biases.
     starts = [off for name, off, shape, _ in big._param_index if name.endswith(".b")]
     sizes = [int(np.prod(shape)) for name, off, shape, _ in big._param_index if name.endswith(".b")]
     np.testing.assert_array_equal(big._rest_segments, [[a, a + n] for a, n in zip(starts, sizes)])
     big.compile(optimizer="adam", loss="softmax_cross_entropy", step_in_backward=False)
+    assert big._rest_segments is None and not big._step_in_stack
+
+
+def test_auto_steps_separately_where_the_cache_holds_the_separate_pass(monkeypatch):
+    # 30 MB for Adam (params, grads, two states) in 64 MiB: a separate pass, not the
+    # owned step inside the DenseStack call either (that one is for small networks).
+    monkeypatch.setattr(fastdl.network, "last_level_cache_bytes", lambda: 64 << 20)
+    big = _big()
+    big.compile(optimizer="adam", loss="softmax_cross_entropy")
+    assert big._rest_segments is None and not big._step_in_stack
+    # SGD without momentum reads 2 x 7.4 MB: it fits in 16 MiB, Adam's 30 MB do not.
+    monkeypatch.setattr(fastdl.network, "last_level_cache_bytes", lambda: 16 << 20)
+    big.compile(optimizer=fastdl.optim.SGD(0.1), loss="softmax_cross_entropy")
     assert big._rest_segments is None
+    big.compile(optimizer="adam", loss="softmax_cross_entropy")
+    assert big._rest_segments is not None
+    # True still steps in the backward, whatever the cache.
+    big.compile(optimizer="adam", loss="softmax_cross_entropy", step_in_backward=True)
+    assert big._rest_segments is not None
+
+
+def test_last_level_cache_is_what_the_kernel_reports():
+    from pathlib import Path
+
+    reported = fastdl._C.last_level_cache_bytes()
+    assert isinstance(reported, int) and reported >= 0
+    # Linux lists the caches in sysfs; where it lists an L3, the C library tells its size.
+    caches = Path("/sys/devices/system/cpu/cpu0/cache")
+    levels = [d for d in caches.glob("index*") if (d / "level").is_file()]
+    if not any((d / "level").read_text().strip() == "3" for d in levels):
+        pytest.skip("no L3 listed in sysfs")
+    assert reported > 0
 
 
 def test_bad_step_in_backward_is_refused():

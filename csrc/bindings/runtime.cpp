@@ -4,6 +4,7 @@
 
 #include "fastdl/activation.h"
 #include "fastdl/runtime.h"
+#include "runtime/cache_size.h"
 
 namespace py = pybind11;
 
@@ -17,6 +18,9 @@ void register_runtime(py::module_& m) {
         "The kernel path in use: 'avx512', 'avx2' or 'generic'.");
   m.def("set_isa", [](const std::string& name) { fastdl::set_isa(parse_isa(name.c_str())); },
         py::arg("name"), "Forces a kernel path (also: environment variable FASTDL_ISA).");
+  m.def("last_level_cache_bytes", &fastdl::last_level_cache_bytes,
+        "The CPU's last-level cache in bytes (L3, else L2) as the C library reports it; "
+        "0 where it cannot say.");
   m.def("cpu_supports", [](const std::string& name) { return fastdl::cpu_supports(parse_isa(name.c_str())); },
         py::arg("name"));
   py::list names;
