@@ -332,8 +332,8 @@ class Sequential:
     # last-level cache (_separate_pass_leaves_cache). At 784-1024-1024-10 (1.86M weights,
     # 30 MB for Adam) the step in the backward was a tie with a separate pass on a 2-core
     # EPYC (32 MiB L3), up to 14% faster while its memory was busy, and 7-9% slower on a
-    # 2-core Xeon (480 MiB L3), whose divider-bound Adam hides nothing inside the GEMM's
-    # tiles (docs/network.md, Performance notes).
+    # 2-core Xeon (480 MiB L3), where the pass streams from L3 faster than the GEMM's
+    # tiles fetch their short rows of state (docs/network.md, Performance notes).
     STEP_IN_BACKWARD_MIN_WEIGHTS = 1 << 20
 
     def _plan_step_in_backward(self, mode):
