@@ -150,7 +150,7 @@ def test_auto_steps_separately_where_the_cache_holds_the_separate_pass(monkeypat
     assert big._rest_segments is not None
 
 
-def test_last_level_cache_is_what_the_kernel_reports():
+def test_last_level_cache_size_is_known_where_linux_lists_an_l3():
     from pathlib import Path
 
     reported = fastdl._C.last_level_cache_bytes()
