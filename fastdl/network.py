@@ -290,7 +290,7 @@ class Sequential:
         separate pass over the whole buffer. The parameters come out bit for bit the same;
         what changes is memory traffic. True, False, or "auto" (default): on the CPU, when
         those weight matrices hold at least 2**20 parameters and a separate pass's buffers
-        (parameters, gradients, optimizer state) are larger than the CPU's last-level
+        (parameters, gradients, optimizer state) take more than half the CPU's last-level
         cache, so that it would stream them from memory; otherwise the in-kernel step only
         adds calls. With it, ``flat_grads`` does not receive those matrices'
         gradients during ``train_step`` (``compute_gradients`` still fills it; ``fit`` steps
@@ -328,8 +328,8 @@ class Sequential:
     # optimizer pass runs on cache-resident state, and stepping in the backward only adds
     # calls and keeps the backward's two GEMMs from running side by side (784-64x4-10:
     # 131 vs 111 us per step). Above it, "auto" steps in the backward only where the
-    # separate pass would stream its buffers from memory: where they are larger than the
-    # last-level cache (_separate_pass_leaves_cache). At 784-1024-1024-10 (1.86M weights,
+    # separate pass would stream its buffers from memory: where they take more than half
+    # the last-level cache (_separate_pass_leaves_cache). At 784-1024-1024-10 (1.86M weights,
     # 30 MB for Adam) the step in the backward was a tie with a separate pass on a 2-core
     # EPYC (32 MiB L3), up to 14% faster while its memory was busy, and 7-9% slower on a
     # 2-core Xeon (480 MiB L3), where the pass streams from L3 faster than the GEMM's
@@ -378,12 +378,13 @@ class Sequential:
     def _separate_pass_leaves_cache(self, weights):
         """Whether a separate optimizer pass over `weights` weight-matrix elements would
         stream its buffers (parameters, gradients, optimizer state) from memory: at least
-        STEP_IN_BACKWARD_MIN_WEIGHTS of them, and more bytes than the CPU's last-level
-        cache holds (or a cache size the C library cannot tell)."""
+        STEP_IN_BACKWARD_MIN_WEIGHTS of them, and more bytes than half the CPU's last-level
+        cache (the step's weights, activations and GEMM buffers pass through it too), or a
+        cache size the C library cannot tell."""
         if weights < self.STEP_IN_BACKWARD_MIN_WEIGHTS:
             return False
         cache = last_level_cache_bytes()
-        return cache <= 0 or 4 * weights * (2 + len(self.optimizer.state)) > cache
+        return cache <= 0 or 4 * weights * (2 + len(self.optimizer.state)) > cache // 2
 
     def _dense_stack_applies(self):
         """Whether the forward, loss and backward run as one kernel call (DenseStack): a
