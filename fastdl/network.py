@@ -355,7 +355,7 @@ class Sequential:
                                  "_kernel_step, so it cannot be applied inside the backward pass; "
                                  "use False or 'auto'")
             return None
-        if mode == "auto" and not self._separate_pass_leaves_cache(self._updated_weights()):
+        if mode == "auto" and not self._separate_pass_leaves_cache():
             return None
         offsets = {name: off for name, off, _, _ in self._param_index}
         taken = sorted((offsets[f"{s.layer.name}.w"], s.w.size) for s in updated)
@@ -375,12 +375,13 @@ class Sequential:
     def _updated_weights(self):
         return sum(s.w.size for s in self._updated_stages())
 
-    def _separate_pass_leaves_cache(self, weights):
-        """Whether a separate optimizer pass over `weights` weight-matrix elements would
-        stream its buffers (parameters, gradients, optimizer state) from memory: at least
-        STEP_IN_BACKWARD_MIN_WEIGHTS of them, and more bytes than half the CPU's last-level
+    def _separate_pass_leaves_cache(self):
+        """Whether a separate optimizer pass over the weight matrices would stream its
+        buffers (parameters, gradients, optimizer state) from memory: at least
+        STEP_IN_BACKWARD_MIN_WEIGHTS weights, and more bytes than half the CPU's last-level
         cache (the step's weights, activations and GEMM buffers pass through it too), or a
         cache size the C library cannot tell."""
+        weights = self._updated_weights()
         if weights < self.STEP_IN_BACKWARD_MIN_WEIGHTS:
             return False
         cache = last_level_cache_bytes()

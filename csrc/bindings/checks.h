@@ -71,12 +71,23 @@ inline void expect_dim(const py::array& a, const char* name, int d, py::ssize_t 
                           std::to_string(expected) + " (" + why + "), got shape " + shape_str(a));
 }
 
+// The bytes an array spans (a hot path that checks one array against many others takes
+// them once).
+struct ByteRange {
+  const char* begin;
+  const char* end;
+  bool overlaps(const ByteRange& o) const {
+    return begin < end && o.begin < o.end && begin < o.end && o.begin < end;
+  }
+};
+
+inline ByteRange range_of(const py::array& a) {
+  const char* p = static_cast<const char*>(a.data());
+  return {p, p + a.nbytes()};
+}
+
 inline bool overlaps(const py::array& a, const py::array& b) {
-  const char* a0 = static_cast<const char*>(a.data());
-  const char* b0 = static_cast<const char*>(b.data());
-  const char* a1 = a0 + a.nbytes();
-  const char* b1 = b0 + b.nbytes();
-  return a.nbytes() > 0 && b.nbytes() > 0 && a0 < b1 && b0 < a1;
+  return range_of(a).overlaps(range_of(b));
 }
 
 // An `out=` array: float32 (or the stated dtype), C-contiguous, writable, exactly the

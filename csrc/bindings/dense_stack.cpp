@@ -27,20 +27,6 @@ struct NamedArray {
   py::array array;
 };
 
-// The bytes an array spans: checked against many others every step, so taken once.
-struct ByteRange {
-  const char* begin;
-  const char* end;
-  bool overlaps(const ByteRange& o) const {
-    return begin < end && o.begin < o.end && begin < o.end && o.begin < end;
-  }
-};
-
-ByteRange range_of(const py::array& a) {
-  const char* p = static_cast<const char*>(a.data());
-  return {p, p + a.nbytes()};
-}
-
 class PyDenseStack {
  public:
   PyDenseStack(const py::list& layers, const std::string& loss, py::handle dout,

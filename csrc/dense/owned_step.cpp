@@ -7,6 +7,7 @@
 
 #include "fastdl/runtime.h"
 #include "gemm/gemm_isa.h"
+#include "optim/optim_isa.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -18,10 +19,6 @@ static inline int omp_get_num_threads() { return 1; }
 namespace fastdl {
 
 namespace {
-
-// Below this many elements the step runs on one thread, as OptimizerStep::apply does
-// (optim_steps.inl's kParallelMin): the fork costs more than the second core gives.
-constexpr long kOwnedParallelMin = 1L << 15;
 
 enum class Part { w, b, alpha };
 
@@ -128,24 +125,22 @@ void make_owned_plan(const OptimizerStep& step, const DenseStackLayer* layers, i
   // The parameters must tile the buffer: each element updated exactly once.
   std::sort(params.begin(), params.end(),
             [](const Param& a, const Param& b) { return a.begin < b.begin; });
+  auto refuse_gap = [](long from, long to) {
+    throw std::invalid_argument("step: elements [" + std::to_string(from) + ", " +
+                                std::to_string(to) +
+                                ") of its buffer are no layer's parameters; it must hold "
+                                "exactly the stack's parameters");
+  };
   long pos = 0;
   for (const Param& p : params) {
     if (p.begin < pos)
       throw std::invalid_argument(param_name(p.layer, p.part) +
                                   ": overlaps another parameter in the step's buffer (at " +
                                   std::to_string(p.begin) + ")");
-    if (p.begin > pos)
-      throw std::invalid_argument("step: elements [" + std::to_string(pos) + ", " +
-                                  std::to_string(p.begin) +
-                                  ") of its buffer are no layer's parameters; it must hold "
-                                  "exactly the stack's parameters");
+    if (p.begin > pos) refuse_gap(pos, p.begin);
     pos = p.end;
   }
-  if (pos != step.size())
-    throw std::invalid_argument("step: elements [" + std::to_string(pos) + ", " +
-                                std::to_string(step.size()) +
-                                ") of its buffer are no layer's parameters; it must hold "
-                                "exactly the stack's parameters");
+  if (pos != step.size()) refuse_gap(pos, step.size());
 }
 
 // Everything a plan depends on: the step's buffer, the batch size, the threads, the
@@ -167,7 +162,7 @@ void plan_key(const OptimizerStep& step, const DenseStackLayer* layers, int coun
 }  // namespace
 
 int owned_step_threads(const OptimizerStep& step) {
-  return step.size() < kOwnedParallelMin ? 1 : get_num_threads();
+  return step.size() < optim::kParallelMin ? 1 : get_num_threads();
 }
 
 const std::vector<OwnedBlock>& plan_owned_step(const OptimizerStep& step,

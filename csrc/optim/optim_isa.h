@@ -6,6 +6,10 @@
 
 namespace fastdl::optim {
 
+// Below this many elements a step runs on one thread (the fork costs more than the
+// second core gives): OptimizerStep::apply and dense_stack_train's owned step alike.
+constexpr long kParallelMin = 1L << 15;
+
 // Sorted, disjoint, non-empty [start, stop) ranges that get weight decay / L1.
 struct Spans {
   const long* bounds;  // 2 * count entries

@@ -7,7 +7,6 @@
 // split the buffer into blocks freely and the result is thread-count independent.
 
 constexpr long kBlock = 8192;             // elements per task: 32 KB per stream
-constexpr long kParallelMin = 1L << 15;   // below this one thread (the fork costs more)
 
 // g + wd*theta + l1*sign(theta) inside the spans, g outside.
 template <bool Decay>
