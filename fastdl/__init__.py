@@ -4,56 +4,49 @@ The kernels live in :mod:`fastdl.kernels`; the thread count and the instruction-
 path are set here. The network API: :class:`Sequential` with the layers below,
 :mod:`fastdl.optim`, :mod:`fastdl.schedules`, :mod:`fastdl.callbacks`,
 :mod:`fastdl.augment`, :mod:`fastdl.datasets`, :func:`load` (docs/network.md).
+
+Submodules and the network API load on first use, so ``import fastdl.kernels`` loads
+the kernels and nothing of the network or the trainer.
 """
 
-from fastdl import _C
+import importlib
+
 from fastdl._C import cpu_supports, get_isa, get_num_threads, set_isa, set_num_threads
-from fastdl import kernels
 from fastdl._paths import get_cmake_dir, get_include
-from fastdl import augment, callbacks, datasets, initializers, losses, optim, schedules
-from fastdl.layers import (
-    ELU, GELU, SiLU, Activation, BatchNorm, Dense, Dropout, HardTanh, LeakyReLU, Maxout, PReLU, ReLU, Sigmoid,
-    Softplus, Tanh,
-)
-from fastdl.network import NonFiniteLossError, Sequential
-from fastdl.serialization import ModelFileError, load
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "kernels",
-    "set_num_threads",
-    "get_num_threads",
-    "get_isa",
-    "set_isa",
-    "cpu_supports",
-    "get_include",
-    "get_cmake_dir",
-    "__version__",
-    "Sequential",
-    "Dense",
-    "Maxout",
-    "Dropout",
-    "BatchNorm",
-    "Activation",
-    "ReLU",
-    "Sigmoid",
-    "Tanh",
-    "LeakyReLU",
-    "PReLU",
-    "ELU",
-    "SiLU",
-    "GELU",
-    "Softplus",
-    "HardTanh",
-    "load",
-    "ModelFileError",
-    "NonFiniteLossError",
-    "optim",
-    "schedules",
-    "callbacks",
-    "losses",
-    "initializers",
-    "augment",
-    "datasets",
-]
+# name -> the module that defines it (imported when the name is first used)
+_LAZY = {
+    "Sequential": "fastdl.model", "load": "fastdl.model",
+    "Dense": "fastdl.layers", "Maxout": "fastdl.layers", "Dropout": "fastdl.layers",
+    "BatchNorm": "fastdl.layers", "Activation": "fastdl.layers", "ReLU": "fastdl.layers",
+    "Sigmoid": "fastdl.layers", "Tanh": "fastdl.layers", "LeakyReLU": "fastdl.layers", "PReLU": "fastdl.layers",
+    "ELU": "fastdl.layers", "SiLU": "fastdl.layers", "GELU": "fastdl.layers", "Softplus": "fastdl.layers",
+    "HardTanh": "fastdl.layers",
+    "ModelFileError": "fastdl.serialization",
+    "NonFiniteLossError": "fastdl.training",
+}
+_SUBMODULES = ("kernels", "optim", "schedules", "callbacks", "losses", "initializers", "augment", "datasets",
+               "layers", "training", "network", "model", "serialization", "monitoring", "metrics", "step_plan")
+
+__all__ = ["kernels", "set_num_threads", "get_num_threads", "get_isa", "set_isa", "cpu_supports", "get_include",
+           "get_cmake_dir", "__version__", "Sequential", "Dense", "Maxout", "Dropout", "BatchNorm", "Activation",
+           "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "PReLU", "ELU", "SiLU", "GELU", "Softplus", "HardTanh", "load",
+           "ModelFileError", "NonFiniteLossError", "optim", "schedules", "callbacks", "losses", "initializers",
+           "augment", "datasets", "training"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"fastdl.{name}")
+    else:
+        raise AttributeError(f"module 'fastdl' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))

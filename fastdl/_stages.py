@@ -13,6 +13,8 @@ first step a training step allocates no arrays.
 import numpy as np
 
 NEEDS_Z = ("prelu", "silu", "gelu")
+#: the `rows` of a kept buffer that belongs to no batch size (never released)
+FIXED = -1
 
 
 class Stage:
@@ -26,19 +28,28 @@ class Stage:
     def __init__(self, backend):
         self.backend = backend
         self._kept_buffers = {}
+        self._rows_of = {}
 
-    def _kept(self, name, shape, dtype=np.float32):
+    def _kept(self, name, shape, dtype=np.float32, rows=None):
         """This stage's buffer `name` of `shape`: allocated on the first step with that
         shape (a new batch size), reused by every later one. What it holds is read
-        before the next step overwrites it (backward reads the forward's arrays)."""
+        before the next step overwrites it (backward reads the forward's arrays).
+        rows: the batch size it belongs to (shape[0] unless given), for release_rows."""
         key = (name, shape)
         buf = self._kept_buffers.get(key)
         if buf is None:
             buf = self._kept_buffers[key] = self.backend.empty(shape, dtype)
+            self._rows_of[key] = shape[0] if rows is None else rows
         return buf
 
-    def _mask_buffer(self, size):
-        return self._kept("mask", ((size + 7) // 8,), np.uint8)
+    def release_rows(self, rows):
+        """Drops the buffers kept for batch size `rows` (the network bounds how many
+        batch sizes keep buffers)."""
+        for key in [k for k, r in self._rows_of.items() if r == rows]:
+            del self._kept_buffers[key], self._rows_of[key]
+
+    def _mask_buffer(self, rows, size):
+        return self._kept("mask", ((size + 7) // 8,), np.uint8, rows=rows)
 
     def bind(self, views, grads, seed):
         """Receives its parameter/gradient views (dicts by parameter name) and the
@@ -50,6 +61,12 @@ class Stage:
 
     def forward_eval(self, x):
         raise NotImplementedError
+
+    def prepare_backward(self, rows):
+        """Allocates what backward needs for batch size `rows` ahead of it, so that a
+        backward that updates weights as it goes cannot fail half-way for memory."""
+        if self.need_dx:
+            self._kept("dx", (rows, self.input_width))
 
     def backward(self, dy, update=None):
         """update: the optimizer step being applied in this backward pass
@@ -81,6 +98,10 @@ class DenseStage(Stage):
             self._dfwd, self._dbwd = k.dense_dropout_forward, k.dense_dropout_backward
         self.z = self.mask = None
 
+    @property
+    def input_width(self):
+        return self.w.shape[0]
+
     def bind(self, views, grads, seed):
         self.seed = seed
         self.w, self.gw = views["w"], grads["w"]
@@ -96,7 +117,7 @@ class DenseStage(Stage):
         y = self._kept("y", shape)
         z = (self._kept("z", shape),) if self.needs_z else ()
         if self.p:
-            self.mask = self._mask_buffer(shape[0] * self.m)
+            self.mask = self._mask_buffer(shape[0], shape[0] * self.m)
             self._dfwd(x, self.w, self.b, self.act, self.p, self.seed, step, self.stream, alpha=self.alpha,
                        scale=self.scale, offset=self.row_offset * self.m, out=(y, self.mask) + z)
         else:
@@ -141,6 +162,10 @@ class MaxoutStage(Stage):
         k = backend.kernels
         self._fwd, self._bwd = k.dense_maxout_forward, k.dense_maxout_backward
 
+    @property
+    def input_width(self):
+        return self.w.shape[0]
+
     def bind(self, views, grads, seed):
         self.seed = seed
         self.w, self.b = views["w"], views["b"]
@@ -180,11 +205,19 @@ class DropoutStage(Stage):
         k = backend.kernels
         self._fwd, self._bwd = k.dropout_forward, k.dropout_backward
 
+    @property
+    def input_width(self):
+        return self.m
+
+    def prepare_backward(self, rows):
+        if self.p:
+            self._kept("dx", (rows, self.m))
+
     def forward_train(self, x, step):
         if not self.p:
             return x
         y, self.mask = self._fwd(x, self.p, self.seed, step, self.stream, scale=self.scale,
-                                 out=(self._kept("y", x.shape), self._mask_buffer(x.size)),
+                                 out=(self._kept("y", x.shape), self._mask_buffer(x.shape[0], x.size)),
                                  offset=self.row_offset * self.m)
         return y
 
@@ -214,6 +247,13 @@ class BatchNormStage(Stage):
         self._fwd_train, self._fwd_eval = k.batchnorm_forward_train, k.batchnorm_forward_eval
         self._bwd = k.batchnorm_backward
 
+    @property
+    def input_width(self):
+        return self.layer.num_features
+
+    def prepare_backward(self, rows):
+        self._kept("dx", (rows, self.layer.num_features))
+
     def bind(self, views, grads, seed):
         self.seed = seed
         self.gamma, self.beta = views["gamma"], views["beta"]
@@ -222,7 +262,8 @@ class BatchNormStage(Stage):
     def forward_train(self, x, step):
         self.x = x
         m = x.shape[1]
-        out = (self._kept("y", x.shape), self._kept("save_mean", (m,)), self._kept("save_invstd", (m,)))
+        out = (self._kept("y", x.shape), self._kept("save_mean", (m,), rows=FIXED),
+               self._kept("save_invstd", (m,), rows=FIXED))
         y, self.save_mean, self.save_invstd = self._fwd_train(
             x, self.gamma, self.beta, self.running_mean, self.running_var, momentum=self.momentum, eps=self.eps,
             out=out)
@@ -235,12 +276,12 @@ class BatchNormStage(Stage):
     def keep_running_stats(self):
         """Copies the running statistics aside, so a step refused for a non-finite loss
         can put them back (its forward pass has already folded the batch into them)."""
-        self.backend.copy(self._kept("kept_running_mean", self.running_mean.shape), self.running_mean)
-        self.backend.copy(self._kept("kept_running_var", self.running_var.shape), self.running_var)
+        self.backend.copy(self._kept("kept_running_mean", self.running_mean.shape, rows=FIXED), self.running_mean)
+        self.backend.copy(self._kept("kept_running_var", self.running_var.shape, rows=FIXED), self.running_var)
 
     def restore_running_stats(self):
-        self.backend.copy(self.running_mean, self._kept("kept_running_mean", self.running_mean.shape))
-        self.backend.copy(self.running_var, self._kept("kept_running_var", self.running_var.shape))
+        self.backend.copy(self.running_mean, self._kept("kept_running_mean", self.running_mean.shape, rows=FIXED))
+        self.backend.copy(self.running_var, self._kept("kept_running_var", self.running_var.shape, rows=FIXED))
 
     def backward(self, dy, update=None):
         # dgamma and dbeta straight into the flat gradient buffer (stepped afterwards).

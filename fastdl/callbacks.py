@@ -1,9 +1,23 @@
-"""Callbacks for ``Sequential.fit`` (Keras' protocol and semantics).
+"""Callbacks for ``Sequential.fit``, ``evaluate`` and ``predict`` (Keras 3's protocol).
 
-Hooks: on_train_begin, on_epoch_begin(epoch), on_train_batch_end(batch, logs),
-on_epoch_end(epoch, logs), on_train_end. ``logs`` at epoch end holds loss, the metrics,
-val_* when validating, lr and time (seconds). A callback stops training by setting
-``self.model.stop_training = True``.
+A callback overrides any of the hooks below; the trainer (``fastdl.training``) calls
+each at the point Keras calls it:
+
+- ``on_train_begin(logs)`` / ``on_train_end(logs)``: once per ``fit``; ``on_train_end``
+  gets the last epoch's logs.
+- ``on_epoch_begin(epoch, logs)`` / ``on_epoch_end(epoch, logs)``: ``logs`` at epoch end
+  holds loss, the metrics, val_* when validating, lr and time (seconds).
+- ``on_train_batch_begin(batch, logs)`` / ``on_train_batch_end(batch, logs)``: around
+  every training step (their defaults call ``on_batch_begin`` / ``on_batch_end``, as in
+  Keras); ``logs`` at batch end holds the epoch's running loss and metrics.
+- ``on_test_begin`` / ``on_test_end`` and ``on_test_batch_begin`` / ``on_test_batch_end``:
+  ``evaluate``, and the validation pass inside ``fit``.
+- ``on_predict_begin`` / ``on_predict_end`` and ``on_predict_batch_begin`` /
+  ``on_predict_batch_end`` (whose logs hold the batch's ``outputs``): ``predict``.
+
+``self.model`` is the model (``set_model``), ``self.params`` the run's parameters
+(``set_params``: verbose, epochs, steps, samples). A callback stops training by setting
+``self.model.stop_training = True``; fit checks it after every batch and every epoch.
 """
 
 import csv
@@ -12,29 +26,79 @@ import os
 import sys
 import time
 
+import numpy as np
+
+from fastdl import _device, schedules
+from fastdl.monitoring import layer_norms, layer_slices
+
 __all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau",
-           "CSVLogger", "ProgressBar", "CallbackList"]
+           "CSVLogger", "ProgressBar", "TerminateOnNaN", "LambdaCallback", "GradientMonitor", "CallbackList"]
+
+#: every hook, in the order of Keras's Callback
+HOOKS = ("on_batch_begin", "on_batch_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
+         "on_train_batch_end", "on_test_batch_begin", "on_test_batch_end", "on_predict_batch_begin",
+         "on_predict_batch_end", "on_train_begin", "on_train_end", "on_test_begin", "on_test_end",
+         "on_predict_begin", "on_predict_end")
 
 
 class Callback:
+    """Base class: every hook does nothing (the batch ones forward to on_batch_*)."""
+
     model = None
+    params = None
 
     def set_model(self, model):
         self.model = model
 
-    def on_train_begin(self, logs=None):
+    def set_params(self, params):
+        self.params = params
+
+    def on_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_batch_end(self, batch, logs=None):
         pass
 
     def on_epoch_begin(self, epoch, logs=None):
         pass
 
-    def on_train_batch_end(self, batch, logs=None):
-        pass
-
     def on_epoch_end(self, epoch, logs=None):
         pass
 
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs)
+
+    def on_test_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_test_batch_end(self, batch, logs=None):
+        pass
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_predict_batch_end(self, batch, logs=None):
+        pass
+
+    def on_train_begin(self, logs=None):
+        pass
+
     def on_train_end(self, logs=None):
+        pass
+
+    def on_test_begin(self, logs=None):
+        pass
+
+    def on_test_end(self, logs=None):
+        pass
+
+    def on_predict_begin(self, logs=None):
+        pass
+
+    def on_predict_end(self, logs=None):
         pass
 
 
@@ -167,8 +231,11 @@ class LearningRateScheduler(Callback):
 
     schedule: a fastdl.schedules schedule (``schedule(t)``, t = epoch or step, from 0),
     or a function ``f(epoch, lr) -> lr`` (Keras' form). per="epoch" (default) sets it at
-    the start of each epoch, per="step" before each step. A ReduceLROnPlateau schedule
-    is fed the monitored value at each epoch's end instead."""
+    the start of each epoch; per="step" sets ``schedule(t)`` before step t, counting the
+    model's steps (``model.global_step``: a resumed run goes on where it stopped), the
+    first step included -- after the last step the optimizer holds the next step's rate,
+    as after PyTorch's ``scheduler.step()``. A ReduceLROnPlateau schedule is fed the
+    monitored value at each epoch's end instead."""
 
     def __init__(self, schedule, per="epoch", verbose=0):
         if per not in ("epoch", "step"):
@@ -180,19 +247,17 @@ class LearningRateScheduler(Callback):
         self.verbose = verbose
 
     def _value(self, t, lr):
-        from fastdl import schedules
-
         if isinstance(self.schedule, schedules.Schedule):
             return self.schedule(t)
         return self.schedule(t, lr)
 
     def on_train_begin(self, logs=None):
-        from fastdl import schedules
-
         self._plateau = isinstance(self.schedule, schedules.ReduceLROnPlateau)
         if isinstance(self.schedule, schedules.Schedule):
             self.schedule.start(self.model.optimizer.lr)
-        self._t = self.model._step
+        self._t = self.model.global_step
+        if self.per == "step" and not self._plateau:
+            self.model.optimizer.lr = self._value(self._t, self.model.optimizer.lr)
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._plateau or self.per != "epoch":
@@ -219,8 +284,6 @@ class LearningRateScheduler(Callback):
 def ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
                       cooldown=0, min_lr=0.0, mode="min", verbose=0):
     """The callback form of fastdl.schedules.ReduceLROnPlateau (PyTorch's defaults)."""
-    from fastdl import schedules
-
     sched = schedules.ReduceLROnPlateau(monitor=monitor, factor=factor, patience=patience, threshold=threshold,
                                         threshold_mode=threshold_mode, cooldown=cooldown, min_lr=min_lr, mode=mode)
     return LearningRateScheduler(sched, verbose=verbose)
@@ -283,7 +346,8 @@ class ProgressBar(Callback):
     in place ``120/469 ━━━━━━──────── 1s 4ms/step - 32000 samples/s - loss: 0.3012``; else
     (verbose=2, or any stream that is not a terminal) one line per epoch. Never writes a
     carriage return to a file or pipe. On a stream that cannot encode the bar's lines the
-    bar is drawn with ``=`` and ``.``."""
+    bar is drawn with ``=`` and ``.``. epochs, steps and samples come from ``params``
+    when not given."""
 
     BAR = 20
 
@@ -296,20 +360,28 @@ class ProgressBar(Callback):
         self.epochs, self.steps, self.interval = epochs, steps, interval
 
     def on_train_begin(self, logs=None):
-        self._samples = 0
+        params = self.params or {}
+        if self.epochs is None:
+            self.epochs = params.get("epochs")
+        if self.steps is None:
+            self.steps = params.get("steps")
+        self._samples = params.get("samples")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
         self._last = 0.0
         self._epoch = epoch
+        self._done = 0
         self.stream.write(f"Epoch {epoch + 1}/{self.epochs}\n")
         if not self.tty:
             self.stream.flush()
 
     def _metrics(self, logs):
-        return "".join(f" - {k}: {v:.4f}" for k, v in logs.items() if k not in ("lr", "time"))
+        return "".join(f" - {k}: {v:.4f}" for k, v in logs.items() if k not in ("lr", "time")
+                       and isinstance(v, (int, float)))
 
     def on_train_batch_end(self, batch, logs=None):
+        self._done = batch + 1
         if not self.bar:
             return
         now = time.perf_counter()
@@ -321,15 +393,16 @@ class ProgressBar(Callback):
         filled = int(self.BAR * done / self.steps) if self.steps else self.BAR
         bar = self.full * filled + self.empty * (self.BAR - filled)
         per_step = elapsed / done
-        self.stream.write(f"\r{done}/{self.steps} {bar} {elapsed:.0f}s {per_step * 1e3:.0f}ms/step"
+        total = self.steps if self.steps else "?"
+        self.stream.write(f"\r{done}/{total} {bar} {elapsed:.0f}s {per_step * 1e3:.0f}ms/step"
                           f"{self._metrics(logs or {})}\x1b[K")
         self.stream.flush()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         elapsed = logs.get("time", time.perf_counter() - self._t0)
-        steps = self.steps or 1
-        n = getattr(self.model, "_epoch_samples", None)
+        steps = self.steps or self._done or 1
+        n = self._samples
         rate = f" - {n / elapsed:,.0f} samples/s" if n and elapsed > 0 else ""
         line = (f"{steps}/{steps} {self.full * self.BAR} {elapsed:.1f}s {elapsed / steps * 1e3:.1f}ms/step{rate}"
                 f"{self._metrics(logs)}")
@@ -340,47 +413,249 @@ class ProgressBar(Callback):
         self.stream.flush()
 
 
-class CallbackList:
-    """The callbacks of one fit: the History, the progress output, then the user's."""
+class TerminateOnNaN(Callback):
+    """Stops training at the first batch whose loss is NaN or infinite (Keras's
+    TerminateOnNaN). fastdl never applies such a step (fit's ``on_nonfinite_loss``), so
+    with this callback fit ends normally, keeping the parameters of the last finite step,
+    instead of raising NonFiniteLossError."""
 
-    def __init__(self, callbacks, model, verbose, epochs, steps, history, stream=None):
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions (Keras's LambdaCallback): ``on_epoch_begin`` and
+    ``on_epoch_end`` take (epoch, logs), the batch hooks (batch, logs), the begin/end
+    hooks (logs). Any hook named in ``HOOKS`` may be given as a keyword."""
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None,
+                 on_train_batch_begin=None, on_train_batch_end=None, **kwargs):
+        given = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end, on_train_begin=on_train_begin,
+                     on_train_end=on_train_end, on_train_batch_begin=on_train_batch_begin,
+                     on_train_batch_end=on_train_batch_end, **kwargs)
+        for name, fn in given.items():
+            if name not in HOOKS:
+                raise TypeError(f"LambdaCallback: unknown hook {name!r}; expected one of {list(HOOKS)}")
+            if fn is None:
+                continue
+            if not callable(fn):
+                raise TypeError(f"{name}: expected a function, got {type(fn).__name__}")
+            setattr(self, name, fn)
+
+
+class GradientMonitor(Callback):
+    """Records each layer's gradient norm and update ratio during ``fit``.
+
+    every: "epoch" (default) or a positive integer N: the norms are computed after every
+    N-th training step. Each epoch's mean over its recorded steps goes into the epoch
+    logs and so into ``model.fit``'s History (``grad_norm/<layer>``,
+    ``update_ratio/<layer>``); every recorded step is kept in ``self.steps`` (a dict of
+    lists, with the global step numbers under "step" and the epochs under "epoch").
+    "epoch" records every step too (N = 1) and is the same as every=1.
+    update_ratio: also record ||ΔW|| / ||W|| of each step (keeps a host copy of the
+    parameters from the step before; costs one copy of the parameters per recorded step).
+    weights_only: see ``fastdl.monitoring.layer_slices``. A step refused for a non-finite
+    loss is not recorded.
+
+    Cost: one host copy of the flat gradients (and parameters) per recorded step and a
+    norm per layer, about as much memory traffic as one optimizer step; use every=N to
+    thin it out on large networks or on the GPU, where each copy leaves the device.
+    """
+
+    #: fit keeps the separate optimizer step (flat_grads filled every batch) while it runs
+    reads_gradients = True
+
+    def __init__(self, every="epoch", update_ratio=True, weights_only=True):
+        if every == "epoch":
+            every = 1
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+            raise ValueError(f"every: expected 'epoch' or a positive integer, got {every!r}")
+        self.every = int(every)
+        self.update_ratio = bool(update_ratio)
+        self.weights_only = bool(weights_only)
+        self.steps = {}
+
+    def on_train_begin(self, logs=None):
+        self._slices = layer_slices(self.model, self.weights_only)
+        self.layers = list(self._slices)
+        self.steps = {"step": [], "epoch": []}
+        for layer in self.layers:
+            self.steps[f"grad_norm/{layer}"] = []
+            if self.update_ratio:
+                self.steps[f"update_ratio/{layer}"] = []
+        self._count = 0
+        self._prev = None
+        if self.update_ratio and self.every == 1:
+            self._prev = _device.to_host(self.model.flat_params).copy()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._sums = {k: 0.0 for k in self.steps if "/" in k}
+        self._n = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        if logs is not None and not math.isfinite(logs.get("loss", 0.0)):
+            return  # a refused step: nothing was applied
+        self._count += 1
+        record = self._count % self.every == 0
+        if record:
+            grads = _device.to_host(self.model.flat_grads)
+            gn = layer_norms(grads, self._slices)
+            self.steps["step"].append(self.model.global_step)
+            self.steps["epoch"].append(self._epoch)
+            for layer, v in gn.items():
+                key = f"grad_norm/{layer}"
+                self.steps[key].append(v)
+                self._sums[key] += v
+            if self.update_ratio:
+                params = _device.to_host(self.model.flat_params)
+                if self._prev is not None:
+                    delta = layer_norms(params - self._prev, self._slices)
+                    before = layer_norms(self._prev, self._slices)
+                    for layer in self.layers:
+                        key = f"update_ratio/{layer}"
+                        r = delta[layer] / before[layer] if before[layer] > 0 else math.inf
+                        self.steps[key].append(r)
+                        self._sums[key] += r
+                else:  # no snapshot of the step before (cannot happen with the schedule below)
+                    for layer in self.layers:
+                        self.steps[f"update_ratio/{layer}"].append(math.nan)
+                        self._sums[f"update_ratio/{layer}"] = math.nan
+            self._n += 1
+        if self.update_ratio:
+            if self.every == 1:
+                self._prev = _device.to_host(self.model.flat_params).copy()
+            elif (self._count + 1) % self.every == 0:  # the next step is recorded: keep W before it
+                self._prev = _device.to_host(self.model.flat_params).copy()
+            else:
+                self._prev = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._n == 0:  # every > steps per epoch and none fell in this epoch
+            return
+        values = {k: s / self._n for k, s in self._sums.items()}
+        if logs is not None:
+            logs.update(values)
+        # History runs before the user's callbacks and has already stored this epoch's logs
+        history = getattr(self.model, "history", None)
+        if history is not None and hasattr(history, "history"):
+            n_epochs = len(history.epoch)
+            for k, v in values.items():
+                col = history.history.setdefault(k, [])
+                if len(col) < n_epochs:
+                    col.extend([math.nan] * (n_epochs - 1 - len(col)))
+                    col.append(v)
+
+
+def _overrides(callback, hook):
+    """Whether `callback` does something in `hook` (the base class's batch hooks forward to
+    on_batch_*, so those count too): the batch loop calls only the callbacks that do."""
+    cls = type(callback)
+    if hook in vars(callback):  # set on the instance (LambdaCallback)
+        return True
+    own = getattr(cls, hook, None)
+    if own is not getattr(Callback, hook):
+        return True
+    alias = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}.get(hook)
+    return alias is not None and _overrides(callback, alias)
+
+
+class CallbackList:
+    """The callbacks of one run: the History, the progress output, then the user's.
+
+    ``CallbackList(callbacks, model, verbose, epochs, steps, history, stream=None,
+    **params)``: ``verbose`` 0, 1, 2 or "auto" (1 on a terminal, 2 otherwise) adds a
+    ProgressBar; ``history`` (a History or None) goes first. Every callback gets
+    ``set_model(model)`` and ``set_params({"verbose", "epochs", "steps", ...params})``.
+    Each hook calls the callbacks that override it, in order."""
+
+    def __init__(self, callbacks=None, model=None, verbose=0, epochs=None, steps=None, history=None, stream=None,
+                 **params):
         stream = stream if stream is not None else sys.stdout
         if verbose == "auto":
             isatty = getattr(stream, "isatty", None)
             verbose = 1 if (isatty and isatty()) else 2
-        if verbose not in (0, 1, 2):
+        if isinstance(verbose, bool) or verbose not in (0, 1, 2):
             raise ValueError(f"verbose: expected 0, 1, 2 or 'auto', got {verbose!r}")
+        if callbacks is not None and (isinstance(callbacks, Callback) or not hasattr(callbacks, "__iter__")):
+            raise TypeError(f"callbacks: expected a list of fastdl.callbacks.Callback instances, got "
+                            f"{type(callbacks).__name__}")
         user = list(callbacks or [])
         for c in user:
             if not isinstance(c, Callback):
                 raise TypeError(f"callbacks: expected fastdl.callbacks.Callback instances, got {type(c).__name__}")
-        self.callbacks = [history]
+        self.callbacks = [] if history is None else [history]
         if verbose:
             self.callbacks.append(ProgressBar(verbose, stream, epochs, steps))
         self.callbacks += user
+        self.params = {"verbose": verbose, "epochs": epochs, "steps": steps, **params}
+        self.model = model
         for c in self.callbacks:
             c.set_model(model)
+            c.set_params(self.params)
+        self._batch = {hook: [getattr(c, hook) for c in self.callbacks if _overrides(c, hook)]
+                       for hook in ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin",
+                                    "on_test_batch_end", "on_predict_batch_begin", "on_predict_batch_end")}
 
-    def on_train_begin(self):
-        for c in self.callbacks:
-            c.on_train_begin({})
+    def reads_gradients(self):
+        """Whether a callback reads ``flat_grads`` after each step (GradientMonitor)."""
+        return any(getattr(c, "reads_gradients", False) for c in self.callbacks)
 
-    def on_epoch_begin(self, epoch):
-        for c in self.callbacks:
-            c.on_epoch_begin(epoch, {})
+    def calls(self, hook):
+        """Whether any callback does something in a batch hook (else the loop skips it)."""
+        return bool(self._batch[hook])
 
-    def on_train_batch_end(self, batch, logs):
+    def _each(self, hook, *args):
         for c in self.callbacks:
-            c.on_train_batch_end(batch, logs)
+            getattr(c, hook)(*args)
+
+    def on_train_begin(self, logs=None):
+        self._each("on_train_begin", logs if logs is not None else {})
+
+    def on_train_end(self, logs=None):
+        self._each("on_train_end", logs if logs is not None else {})
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._each("on_epoch_begin", epoch, logs if logs is not None else {})
 
     def on_epoch_end(self, epoch, logs):
-        for c in self.callbacks:
-            c.on_epoch_end(epoch, logs)
+        self._each("on_epoch_end", epoch, logs)
 
-    def on_train_end(self):
-        for c in self.callbacks:
-            c.on_train_end({})
+    def on_test_begin(self, logs=None):
+        self._each("on_test_begin", logs if logs is not None else {})
 
+    def on_test_end(self, logs=None):
+        self._each("on_test_end", logs if logs is not None else {})
 
+    def on_predict_begin(self, logs=None):
+        self._each("on_predict_begin", logs if logs is not None else {})
 
-from fastdl.monitoring import GradientMonitor  # noqa: E402  (lives with gradient_norms; a callback like these)
+    def on_predict_end(self, logs=None):
+        self._each("on_predict_end", logs if logs is not None else {})
+
+    def on_train_batch_begin(self, batch, logs=None):
+        for f in self._batch["on_train_batch_begin"]:
+            f(batch, logs)
+
+    def on_train_batch_end(self, batch, logs):
+        for f in self._batch["on_train_batch_end"]:
+            f(batch, logs)
+
+    def on_test_batch_begin(self, batch, logs=None):
+        for f in self._batch["on_test_batch_begin"]:
+            f(batch, logs)
+
+    def on_test_batch_end(self, batch, logs):
+        for f in self._batch["on_test_batch_end"]:
+            f(batch, logs)
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        for f in self._batch["on_predict_batch_begin"]:
+            f(batch, logs)
+
+    def on_predict_batch_end(self, batch, logs):
+        for f in self._batch["on_predict_batch_end"]:
+            f(batch, logs)

@@ -3,9 +3,12 @@ same result as one process (docs/distributed.md).
 
 Start a script with ``mpirun -np N python -m mpi4py train.py`` (``srun python -m mpi4py
 train.py`` under Slurm); in it, build and compile the model as usual and call
-``fastdl.distributed.fit(model, x, y, ...)`` instead of ``model.fit``. Every rank
-passes the same x, y (a ``np.load(..., mmap_mode="r")`` array reads only the rows the
-rank touches). Per global mini-batch of B samples:
+``model.fit(x, y, ..., distributed="mpi")`` (or ``fastdl.distributed.fit(model, x, y,
+...)``, which also takes a communicator and a timeout). Every rank passes the same x, y
+(a ``np.load(..., mmap_mode="r")`` array reads only the rows the rank touches).
+
+The training loop is fastdl.training's, the one ``model.fit`` runs; ``MPIStrategy`` is
+the set of hooks it calls to spread over the ranks. Per global mini-batch of B samples:
 
 1. every rank takes the same globally shuffled order (the model's shuffle generator,
    synchronised from rank 0) and computes gradients on its contiguous slice of the
@@ -33,9 +36,11 @@ import numpy as np
 
 from fastdl import _device
 from fastdl import callbacks as callbacks_mod
+from fastdl.training import NonFiniteLossError, Strategy
+from fastdl.training import fit as _fit_loop
 
-__all__ = ["fit", "Communicator", "CollectiveTimeout", "shard_bounds", "rank", "world_size", "local_rank",
-           "select_gpu", "sync_model", "gradient_bytes"]
+__all__ = ["fit", "MPIStrategy", "Communicator", "CollectiveTimeout", "shard_bounds", "rank", "world_size",
+           "local_rank", "select_gpu", "sync_model", "gradient_bytes"]
 
 MPI_HINT = ("fastdl.distributed needs mpi4py and an MPI library: `pip install fastdl[mpi]` and e.g. Debian's "
             "`apt-get install openmpi-bin libopenmpi-dev` (or your cluster's MPI module)")
@@ -255,23 +260,12 @@ class Communicator:
 
 
 # -- replicas ------------------------------------------------------------------------------
-def _model_arrays(model):
-    """Every array that must be equal on all ranks: parameters, BatchNorm statistics,
-    optimizer state (in a fixed order)."""
-    arrays = [model.flat_params]
-    for s in model._bn_stages:
-        arrays += [s.running_mean, s.running_var]
-    if model.optimizer is not None:
-        arrays += [model.optimizer.state[k] for k in sorted(model.optimizer.state)]
-    return arrays
-
-
 def _describe(model):
     opt = model.optimizer
     return {"num_params": model.num_params, "config": model.get_config()["layers"],
             "optimizer": None if opt is None else (opt.name, sorted(opt.state),
                                                    tuple(int(a.shape[0]) for a in opt.state.values())),
-            "device": model._backend.name}
+            "device": model.device}
 
 
 def sync_model(model, comm):
@@ -284,63 +278,21 @@ def sync_model(model, comm):
         if d != descs[0]:
             raise ValueError(f"rank {r} built a different model or optimizer than rank 0 ({d} vs {descs[0]}); "
                              "every rank must build and compile the same network")
-    for a in _model_arrays(model):
+    for a in model.replica_arrays():
         comm.bcast_(a.reshape(-1) if not _device.is_device_array(a) else a.reshape(a.size), 0, "Bcast of the model")
     opt = model.optimizer
-    meta = comm.bcast_object({
-        "step": model._step, "seed": model.seed, "dropout_seed": model._dropout_seed,
-        "rng": model._shuffle_rng.bit_generator.state,
-        "opt": None if opt is None else (opt.step_count, opt.lr)})
-    model._step = meta["step"]
-    model.seed = meta["seed"]
-    model._dropout_seed = meta["dropout_seed"]
-    for s in model._stages:
-        s.seed = meta["dropout_seed"]
-    model._shuffle_rng.bit_generator.state = meta["rng"]
+    meta = comm.bcast_object({"training": model.training_state(),
+                              "opt": None if opt is None else (opt.step_count, opt.lr)})
+    model.load_training_state(meta["training"])
     if opt is not None:
         opt.step_count, opt.lr = meta["opt"]
 
 
 def _fingerprint(model):
     crc = 0
-    for a in _model_arrays(model):
+    for a in model.replica_arrays():
         crc = zlib.crc32(np.ascontiguousarray(_device.to_host(a)).view(np.uint8), crc)
     return crc
-
-
-# -- training --------------------------------------------------------------------------------
-def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0, shuffle=True,
-        callbacks=None, verbose="auto", initial_epoch=0, comm=None, timeout=None, abort_on_error=True,
-        on_nonfinite_loss="raise"):
-    """``model.fit`` data-parallel over the ranks of `comm` (an mpi4py communicator,
-    COMM_WORLD by default), with the same result as ``model.fit`` in one process:
-    batch_size is the *global* batch, split across the ranks. Every rank must call it
-    with the same arguments and data. Returns the History (on every rank).
-
-    timeout: seconds any collective may wait (None: no limit of our own). With
-    abort_on_error (default) an exception on one rank prints its traceback and aborts
-    the whole job (MPI_Abort), so no rank waits forever for it. Not supported: the
-    `augment` argument of model.fit. BatchNorm normalises with each rank's shard
-    statistics (no sync-BN), so networks with BatchNorm are not equivalent to one
-    process; its running statistics are averaged over the ranks every epoch."""
-    c = comm if isinstance(comm, Communicator) else Communicator(comm, timeout)
-    try:
-        return _fit(model, c, x, y, epochs, batch_size, validation_data, validation_split, shuffle, callbacks,
-                    verbose, initial_epoch, on_nonfinite_loss)
-    except BaseException as e:
-        from fastdl.network import NonFiniteLossError
-
-        if isinstance(e, NonFiniteLossError):  # raised on every rank at the same step: no abort needed
-            raise
-        if abort_on_error and c.size > 1:
-            sys.stderr.write(f"fastdl.distributed: rank {c.rank} of {c.size} failed; aborting all ranks\n")
-            traceback.print_exc(file=sys.stderr)
-            sys.stderr.flush()
-            c.abort(1)
-        raise
-    finally:
-        for s in model._stages:
-            s.row_offset = 0
 
 
 def _data_signature(x, y):
@@ -352,159 +304,146 @@ def _data_signature(x, y):
     return (tuple(x.shape), tuple(y.shape), str(y.dtype), crc)
 
 
-def _fit(model, comm, x, y, epochs, batch_size, validation_data, validation_split, shuffle, callbacks, verbose,
-         initial_epoch, on_nonfinite_loss):
-    from fastdl.network import NonFiniteLossError, _nonneg, _positive
+# -- the strategy ----------------------------------------------------------------------------
+class MPIStrategy(Strategy):
+    """Data parallelism over the ranks of an MPI communicator: the hooks fastdl.training's
+    loop calls (``model.fit(..., distributed="mpi")`` makes one over COMM_WORLD).
 
-    if on_nonfinite_loss not in ("raise", "skip"):
-        raise ValueError(f"on_nonfinite_loss: expected 'raise' or 'skip', got {on_nonfinite_loss!r}")
+    comm: an mpi4py communicator or a Communicator (COMM_WORLD by default); timeout:
+    seconds any collective may wait (None: no limit of our own); abort_on_error: an
+    exception on one rank prints its traceback and aborts the whole job (MPI_Abort),
+    so no rank waits forever for it (fastdl.distributed.fit applies it)."""
 
-    model._require_compiled("fit")
-    epochs = _nonneg("epochs", epochs)
-    batch_size = _positive("batch_size", batch_size)
-    initial_epoch = _nonneg("initial_epoch", initial_epoch)
-    x, y, val = model._prepare_fit_data(x, y, validation_data, validation_split)
-    sigs = comm.allgather_object((_data_signature(x, y), None if val is None else _data_signature(*val),
-                                  epochs, batch_size, initial_epoch, bool(shuffle)))
-    for r, s in enumerate(sigs):
-        if s != sigs[0]:
-            raise ValueError(f"rank {r} passed different data or fit arguments than rank 0 ({s} vs {sigs[0]}); "
-                             "every rank must pass the same x, y, validation data, epochs and batch_size")
-    sync_model(model, comm)
+    name = "mpi"
+    stops_mid_epoch = False
+    needs_gradients = True
 
-    n = x.shape[0]
-    root = comm.rank == 0
-    user = list(callbacks or [])
-    if not root:
-        user = [c for c in user if not isinstance(c, WRITERS)]
-    history = callbacks_mod.History()
-    cbs = callbacks_mod.CallbackList(user, model=model, verbose=verbose if root else 0, epochs=epochs,
-                                     steps=(n + batch_size - 1) // batch_size, history=history)
-    model.stop_training = False
-    model.history = history
-    model._epoch_samples = n
-    backend = model._backend
-    gpu = backend.name != "cpu"
-    stages = model._stages
-    batch_bufs = {}
-    bad_flag = np.zeros(1, np.float64)  # every rank learns whether any rank's loss was NaN/Inf
-    cbs.on_train_begin()
-    for epoch in range(initial_epoch, epochs):
-        if model.stop_training:
-            break
-        cbs.on_epoch_begin(epoch)
-        t0 = time.perf_counter()
-        order = model._shuffle_rng.permutation(n) if shuffle else None
-        seen = 0
-        skipped = 0
-        loss_sum = 0.0
-        correct = 0.0
-        for b, s in enumerate(range(0, n, batch_size)):
-            m = min(s + batch_size, n) - s
-            lo, hi = shard_bounds(m, comm.size, comm.rank)
-            rows = hi - lo
+    def __init__(self, comm=None, timeout=None, abort_on_error=True):
+        self.comm = comm if isinstance(comm, Communicator) else Communicator(comm, timeout)
+        self.abort_on_error = bool(abort_on_error)
+        self.is_writer = self.comm.rank == 0
+        self._bad = np.zeros(1, np.float64)  # every rank learns whether any rank's loss was NaN/Inf
+
+    def shard(self, m):
+        return shard_bounds(m, self.comm.size, self.comm.rank)
+
+    eval_shard = shard
+
+    def begin_fit(self, model, data, validation, arguments):
+        from fastdl.training.data import ArrayData
+
+        if not isinstance(data, ArrayData):
+            raise ValueError("x: data-parallel training reads arrays (every rank the same), not an iterable")
+        if validation is not None and not isinstance(validation, tuple):
+            raise ValueError("validation_data: data-parallel training validates on arrays, not an iterable")
+        c = self.comm
+        sigs = c.allgather_object((_data_signature(data.x, data.y),
+                                   None if validation is None else _data_signature(*validation[:2]),
+                                   data.w is not None, arguments))
+        for r, s in enumerate(sigs):
+            if s != sigs[0]:
+                raise ValueError(f"rank {r} passed different data or fit arguments than rank 0 ({s} vs {sigs[0]}); "
+                                 "every rank must pass the same x, y, validation data, epochs and batch_size")
+        if model.batchnorm_statistics() and min(data.shard_sizes(self.shard)) == 1:
+            raise ValueError(f"batch_size: a batch split over {c.size} ranks leaves one rank a single sample, which "
+                             "a BatchNorm layer cannot normalise; use a batch size of at least "
+                             f"{2 * c.size} with a last batch of at least {2 * c.size} samples")
+        sync_model(model, c)
+
+    def callbacks(self, callbacks):
+        # Rank 0 alone runs the callbacks that write files or print; the others
+        # (EarlyStopping, schedules) run everywhere from the same allreduced logs.
+        return callbacks if self.is_writer else [cb for cb in callbacks if not isinstance(cb, WRITERS)]
+
+    def train_batch(self, model, batch, fill_gradients):
+        c = self.comm
+        rows = 0 if batch.x is None else batch.x.shape[0]
+        if rows:
+            model.set_row_offset(self.shard(batch.size)[0])
+            loss = float(model.compute_gradients(batch.x, batch.y, batch.w))
+        else:  # a last batch smaller than the world: this rank contributes nothing
+            model.count_step()  # dropout steps stay in lockstep with the other ranks
+            loss = 0.0
+        # One 8-byte allreduce per step, so that every rank refuses the same steps (a sum
+        # of 0/1 flags is exact in any reduction order).
+        self._bad[0] = 0.0 if math.isfinite(loss) else 1.0
+        if c.size > 1:
+            c.allreduce_(self._bad, "Allreduce of the non-finite-loss flags")
+        if self._bad[0]:
             if rows:
-                if order is None:
-                    xb, yb = x[s + lo:s + hi], y[s + lo:s + hi]
-                else:
-                    bufs = batch_bufs.get(rows)
-                    if bufs is None:
-                        bufs = batch_bufs[rows] = (np.empty((rows,) + x.shape[1:], x.dtype),
-                                                   np.empty((rows,) + y.shape[1:], y.dtype))
-                    xb, yb = bufs
-                    idx = order[s + lo:s + hi]
-                    np.take(x, idx, axis=0, out=xb)
-                    np.take(y, idx, axis=0, out=yb)
-                for st in stages:
-                    st.row_offset = lo
-                for st in model._bn_stages:
-                    st.keep_running_stats()
-                loss = float(model.compute_gradients(xb, yb))
-            else:  # a last batch smaller than the world: this rank contributes nothing
-                model._step += 1  # dropout steps stay in lockstep with the other ranks
-                loss = 0.0
-            # One 8-byte allreduce per step, so that every rank refuses the same steps
-            # (a sum of 0/1 flags is exact in any reduction order).
-            bad_flag[0] = 0.0 if math.isfinite(loss) else 1.0
-            if comm.size > 1:
-                comm.allreduce_(bad_flag, "Allreduce of the non-finite-loss flags")
-            if bad_flag[0]:
-                if rows:
-                    for st in model._bn_stages:
-                        st.restore_running_stats()
-                if on_nonfinite_loss == "skip":
-                    skipped += 1
-                    continue
-                cbs.on_train_end()
-                raise NonFiniteLossError(epoch, b, s, s + m - 1, loss, history,
-                                         "not finite on another rank" if math.isfinite(loss) else None)
-            # this rank's mean gradient weighs rows / m (exactly 1 / N for even shards)
-            share = None if comm.size == 1 else (1.0 / comm.size if rows * comm.size == m else rows / m)
-            comm.allreduce_(model.flat_grads, "Allreduce of the gradients", scale=share)
-            model.apply_gradients()
-            seen += rows
-            loss_sum += loss * rows
-            logs = {"loss": loss_sum / seen if seen else 0.0}  # rank-local running values (progress only)
-            if model.metrics:
-                if rows:
-                    out = model._last_output if not gpu else _device.to_host(model._last_output)
-                    correct += model._correct(out, yb)
-                logs["accuracy"] = correct / seen if seen else 0.0
-            cbs.on_train_batch_end(b, logs)
-        for st in stages:
-            st.row_offset = 0
-        totals = comm.sum_scalars([loss_sum, correct, seen])
-        logs = {"loss": float(totals[0] / totals[2]) if totals[2] else float("nan")}
-        if model.metrics:
-            logs["accuracy"] = float(totals[1] / totals[2]) if totals[2] else float("nan")
-        if on_nonfinite_loss == "skip":
-            logs["skipped_steps"] = skipped
-        if model._bn_stages:  # shard statistics differ: every replica keeps the mean
-            for st in model._bn_stages:
-                for a in (st.running_mean, st.running_var):
-                    comm.allreduce_(a, "Allreduce of the BatchNorm statistics", scale=1.0 / comm.size)
-        if val is not None:
-            logs.update(_evaluate(model, comm, val, max(batch_size, 256)))
-        logs["lr"] = model.optimizer.lr
-        logs["time"] = time.perf_counter() - t0
-        _check_replicas(model, comm, epoch)
-        cbs.on_epoch_end(epoch, logs)
+                model.revert_statistics()
+            return loss, False
+        m = batch.size
+        # this rank's mean gradient weighs rows / m (exactly 1 / N for even shards)
+        share = None if c.size == 1 else (1.0 / c.size if rows * c.size == m else rows / m)
+        c.allreduce_(model.flat_grads, "Allreduce of the gradients", scale=share)
+        model.apply_gradients()
+        return loss, True
+
+    def sum_scalars(self, values):
+        return self.comm.sum_scalars(values)
+
+    def end_epoch(self, model, epoch):
+        c = self.comm
+        for mean, var in model.batchnorm_statistics():  # shard statistics differ: every replica keeps the mean
+            for a in (mean, var):
+                c.allreduce_(a, "Allreduce of the BatchNorm statistics", scale=1.0 / c.size)
+        self._check_replicas(model, epoch)
+
+    def _check_replicas(self, model, epoch):
+        """Every rank must hold identical parameters and optimizer state. With 2 ranks a
+        SUM Allreduce is commutative, hence identical everywhere; with more, an MPI may
+        sum in a different order on different ranks (allowed by the standard). If the
+        replicas differ, rank 0's state is broadcast (and the resyncs counted)."""
+        c = self.comm
+        if c.size == 1:
+            return
+        prints = c.allgather_object(_fingerprint(model))
+        if len(set(prints)) > 1:
+            for a in model.replica_arrays():
+                c.bcast_(a, 0, "Bcast of the model")
+            self.resyncs = getattr(self, "resyncs", 0) + 1
+            if c.rank == 0:
+                sys.stderr.write(f"fastdl.distributed: epoch {epoch + 1}: replicas differed in the last bits "
+                                 "(the MPI's reduction order); resynchronised from rank 0\n")
+
+    def agree_stop(self, stop):
         # callbacks saw the same logs everywhere; rank 0's decision is the one that counts
-        model.stop_training = bool(comm.bcast_object(bool(model.stop_training)))
-    cbs.on_train_end()
-    return history
+        return bool(self.comm.bcast_object(bool(stop)))
+
+    def failed(self, error):
+        """Aborts every rank on an exception that only this rank may have: the others
+        would wait for it in their next collective."""
+        c = self.comm
+        if isinstance(error, NonFiniteLossError) or not self.abort_on_error or c.size == 1:
+            return  # NonFiniteLossError is raised on every rank at the same step: no abort needed
+        sys.stderr.write(f"fastdl.distributed: rank {c.rank} of {c.size} failed; aborting all ranks\n")
+        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+        sys.stderr.flush()
+        c.abort(1)
+
+    def end_fit(self, model):
+        model.set_row_offset(0)
 
 
-def _evaluate(model, comm, val, batch_size):
-    """Validation loss (and accuracy) over the whole set, each rank evaluating a
-    contiguous shard: val_* identical on every rank."""
-    xv, yv = val
-    lo, hi = shard_bounds(xv.shape[0], comm.size, comm.rank)
-    count = hi - lo
-    loss_sum = acc_sum = 0.0
-    if count:
-        part = model._evaluate(xv[lo:hi], yv[lo:hi], batch_size)
-        loss_sum = part["loss"] * count
-        acc_sum = part.get("accuracy", 0.0) * count
-    totals = comm.sum_scalars([loss_sum, acc_sum, count])
-    out = {"val_loss": float(totals[0] / totals[2])}
-    if model.metrics:
-        out["val_accuracy"] = float(totals[1] / totals[2])
-    return out
+# -- training --------------------------------------------------------------------------------
+def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0, shuffle=True,
+        callbacks=None, verbose="auto", initial_epoch=0, comm=None, timeout=None, abort_on_error=True,
+        on_nonfinite_loss="raise", **fit_kwargs):
+    """``model.fit`` data-parallel over the ranks of `comm` (an mpi4py communicator,
+    COMM_WORLD by default), with the same result as ``model.fit`` in one process:
+    batch_size is the *global* batch, split across the ranks. Every rank must call it
+    with the same arguments and data. Returns the History (on every rank). Other
+    keyword arguments are model.fit's (sample_weight, class_weight, validation_freq...).
 
-
-def _check_replicas(model, comm, epoch):
-    """Every rank must hold identical parameters and optimizer state. With 2 ranks a
-    SUM Allreduce is commutative, hence identical everywhere; with more, an MPI may sum
-    in a different order on different ranks (allowed by the standard). If the replicas
-    differ, rank 0's state is broadcast (and the number of resyncs counted)."""
-    if comm.size == 1:
-        return
-    prints = comm.allgather_object(_fingerprint(model))
-    if len(set(prints)) > 1:
-        for a in _model_arrays(model):
-            comm.bcast_(a, 0, "Bcast of the model")
-        model._replica_resyncs = getattr(model, "_replica_resyncs", 0) + 1
-        if comm.rank == 0:
-            sys.stderr.write(f"fastdl.distributed: epoch {epoch + 1}: replicas differed in the last bits "
-                             "(the MPI's reduction order); resynchronised from rank 0\n")
+    timeout: seconds any collective may wait (None: no limit of our own). With
+    abort_on_error (default) an exception on one rank prints its traceback and aborts
+    the whole job (MPI_Abort), so no rank waits forever for it. Not supported: the
+    `augment` argument of model.fit and iterable inputs. BatchNorm normalises with each
+    rank's shard statistics (no sync-BN), so networks with BatchNorm are not equivalent
+    to one process; its running statistics are averaged over the ranks every epoch."""
+    strategy = MPIStrategy(comm, timeout, abort_on_error)
+    return _fit_loop(model, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                     validation_split=validation_split, validation_data=validation_data, shuffle=shuffle,
+                     initial_epoch=initial_epoch, on_nonfinite_loss=on_nonfinite_loss, strategy=strategy,
+                     **fit_kwargs)

@@ -26,6 +26,11 @@ class Loss:
         (an array of output's shape: the network passes one it keeps)."""
         return self._kernel(output, target, out=out)
 
+    def is_prepared(self, y, output_dim):
+        """Whether y already is what the kernel takes (so a step uses it as it is)."""
+        return (type(y) is np.ndarray and y.dtype == np.float32 and y.ndim == 2 and y.shape[1] == output_dim
+                and y.flags.c_contiguous)
+
     def prepare_targets(self, y, output_dim, argname="y"):
         """Converts user targets once (before training) to the dtype/shape the kernel takes."""
         y = np.asarray(y)
@@ -54,6 +59,10 @@ class SoftmaxCrossEntropy(Loss):
 
     def __call__(self, output, target, out=None):
         return self._kernel(output, target, label_smoothing=self.label_smoothing, out=out)
+
+    def is_prepared(self, y, output_dim):
+        return type(y) is np.ndarray and y.flags.c_contiguous and (
+            (y.dtype == np.int64 and y.ndim == 1) or (y.dtype == np.float32 and y.ndim == 2 and y.shape[1] == output_dim))
 
     def prepare_targets(self, y, output_dim, argname="y"):
         y = np.asarray(y)

@@ -32,11 +32,12 @@ def _arrays_and_meta(model):
     from fastdl import _device
 
     arrays = {"params": _device.to_host(model.flat_params)}
-    for k, s in enumerate(model._bn_stages):
-        arrays[f"bn{k}_running_mean"] = _device.to_host(s.running_mean)
-        arrays[f"bn{k}_running_var"] = _device.to_host(s.running_var)
-    meta = {"format": FORMAT, "version": VERSION, "model": model.get_config(), "step": model._step,
-            "shuffle_rng": model._shuffle_rng.bit_generator.state, "compile": None}
+    for k, (mean, var) in enumerate(model.batchnorm_statistics()):
+        arrays[f"bn{k}_running_mean"] = _device.to_host(mean)
+        arrays[f"bn{k}_running_var"] = _device.to_host(var)
+    state = model.training_state()
+    meta = {"format": FORMAT, "version": VERSION, "model": model.get_config(), "step": state["step"],
+            "shuffle_rng": state["shuffle_rng"], "compile": None}
     if model.optimizer is not None:
         sd = model.optimizer.state_dict()
         opt_arrays = {k: v for k, v in sd["state"].items() if k != "step"}
@@ -44,7 +45,7 @@ def _arrays_and_meta(model):
             arrays[f"optimizer/{k}"] = v
         meta["compile"] = {"optimizer": model.optimizer.get_config(), "optimizer_step": sd["state"]["step"],
                            "optimizer_state": sorted(opt_arrays), "loss": model.loss.get_config(),
-                           "metrics": list(model.metrics)}
+                           "metrics": list(model.metrics), "weighted_metrics": list(model.weighted_metrics)}
     return arrays, meta
 
 
@@ -136,31 +137,31 @@ def _check_sizes(path, layer_configs, n_params):
                              f"parameters, {n_params} saved)")
 
 
-def load(path, device="cpu"):
-    """Rebuilds a model saved with ``model.save(path)`` on `device` ("cpu" or "cuda"),
-    compiled with its optimizer (state included) when it was compiled."""
+def load(path, model_class, device="cpu"):
+    """Rebuilds a model saved with ``model.save(path)`` as a `model_class` (Sequential:
+    ``fastdl.load``) on `device` ("cpu" or "cuda"), compiled with its optimizer (state
+    included) when it was compiled."""
     from fastdl import layers as L
-    from fastdl import network
 
     path = os.fspath(path)
     meta, arrays = _read(path)
     try:
         cfg = meta["model"]
         _check_sizes(path, cfg["layers"], arrays["params"].size)
-        model = network.Sequential([L.from_config(c) for c in cfg["layers"]], device=device, seed=cfg["seed"],
-                                   input_dim=cfg["input_dim"])
+        model = model_class([L.from_config(c) for c in cfg["layers"]], device=device, seed=cfg["seed"],
+                            input_dim=cfg["input_dim"])
         if arrays["params"].shape != (model.num_params,):
             raise ModelFileError(f"{path}: {arrays['params'].shape} parameters do not fit the saved architecture "
                                  f"({model.num_params})")
         weights = [arrays["params"]]
-        for k in range(len(model._bn_stages)):
+        for k in range(len(model.batchnorm_statistics())):
             weights += [arrays[f"bn{k}_running_mean"], arrays[f"bn{k}_running_var"]]
         model.set_weights(weights)
-        model._step = int(meta["step"])
-        model._shuffle_rng.bit_generator.state = meta["shuffle_rng"]
+        model.load_training_state(dict(model.training_state(), step=meta["step"], shuffle_rng=meta["shuffle_rng"]))
         comp = meta.get("compile")
         if comp:
-            model.compile(optimizer=comp["optimizer"], loss=comp["loss"], metrics=comp["metrics"])
+            model.compile(optimizer=comp["optimizer"], loss=comp["loss"], metrics=comp["metrics"],
+                          weighted_metrics=comp.get("weighted_metrics"))
             state = {"step": comp["optimizer_step"]}
             state.update({k: arrays[f"optimizer/{k}"] for k in comp["optimizer_state"]})
             hyper = {k: v for k, v in comp["optimizer"].items() if k != "name"}

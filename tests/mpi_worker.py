@@ -172,7 +172,7 @@ def fit_or_record(run, out, name):
 def stage_masks(model, rows):
     """Each dropout stage's keep flags as (rows, M) bool."""
     out = []
-    for st in model._stages:
+    for st in model._graph.stages:
         if getattr(st, "p", 0) and getattr(st, "mask", None) is not None:
             m = st.m
             out.append(np.unpackbits(st.mask, bitorder="little")[:rows * m].reshape(rows, m).astype(bool))
@@ -185,7 +185,7 @@ def shard_masks(cfg, model, x, y, comm):
     c = distributed.Communicator(comm)
     distributed.sync_model(model, c)
     lo, hi = distributed.shard_bounds(cfg["batch_size"], c.size, c.rank)
-    for st in model._stages:
+    for st in model._graph.stages:
         st.row_offset = lo
     model.compute_gradients(np.ascontiguousarray(x[lo:hi]), y[lo:hi].astype(np.int64))
     return stage_masks(model, hi - lo)

@@ -11,17 +11,17 @@ from fastdl._stages import BatchNormStage, DenseStage, DropoutStage, MaxoutStage
 def stage_params(model):
     """{stage index: {param name: (offset, shape)}} in buffer order."""
     names = {}
-    for name, off, shape, _ in model._param_index:
+    for name, off, shape, _, _ in model.param_layout:
         layer, pname = name.split(".")
         names.setdefault(layer, {})[pname] = (off, shape)
-    return [names.get(s.layer.name, {}) for s in model._stages]
+    return [names.get(s.layer.name, {}) for s in model._graph.stages]
 
 
 def forward_loss(model, flat, x, y, loss="softmax_cross_entropy"):
     """Loss of `model`'s architecture with parameters `flat` (float64) on (x, y), with
     training behaviour but no dropout (the tests use none)."""
     h = x.astype(np.float64)
-    for stage, params in zip(model._stages, stage_params(model)):
+    for stage, params in zip(model._graph.stages, stage_params(model)):
         p = {k: flat[o:o + int(np.prod(s))].reshape(s) for k, (o, s) in params.items()}
         if isinstance(stage, DenseStage):
             assert stage.p == 0

@@ -31,7 +31,7 @@ def test_train_on_an_mnist_folder(tmp_path, capsys):
     model = fastdl.load(out / "model.fdl")
     assert model.input_dim == 784 and model.output_dim == 10
     assert isinstance(model.optimizer, fastdl.optim.SGD) and model.optimizer.lr == 0.05
-    assert [s.layer.out_features for s in model._stages] == [32, 10]
+    assert [s.layer.out_features for s in model._graph.stages] == [32, 10]
 
 
 def test_train_with_only_the_t10k_files(tmp_path, capsys):

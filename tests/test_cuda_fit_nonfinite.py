@@ -26,7 +26,7 @@ def test_nan_step_skipped_or_refused_on_the_gpu():
     h = m.fit(x, y, epochs=2, batch_size=16, verbose=0, on_nonfinite_loss="skip")
     assert h.history["skipped_steps"] == [1, 1]
     assert np.isfinite(_device.to_host(m.flat_params)).all()
-    bn = m._bn_stages[0]
+    bn = m._graph.bn_stages[0]
     assert np.isfinite(_device.to_host(bn.running_mean)).all() and np.isfinite(_device.to_host(bn.running_var)).all()
     before = _device.to_host(m.flat_params).copy()
     with pytest.raises(fastdl.NonFiniteLossError, match="epoch 1, step 3"):

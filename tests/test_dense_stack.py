@@ -474,32 +474,34 @@ def test_update_must_cover_the_weights(rng):
 
 # -- the network trains through it -----------------------------------------------------
 
+# sib: False, a separate step after the call; True, each w stepped in its backward kernel;
+# "auto" (below 2**20 weights), the whole step inside the call (step=).
+OPTIMIZER_STEP = {False: "separate", True: "in_backward", "auto": "auto"}
+
 def _model(widths, act="relu", sib=False, stack=True, loss="softmax_cross_entropy", **layer_kw):
     layers = [fastdl.Dense(widths[i], widths[i + 1], activation=act, **layer_kw) for i in range(len(widths) - 2)]
     layers.append(fastdl.Dense(widths[-2], widths[-1]))
     m = fastdl.Sequential(layers, seed=3)
-    m.compile(optimizer=fastdl.optim.Adam(lr=1e-2), loss=loss, step_in_backward=sib)
+    m.compile(optimizer=fastdl.optim.Adam(lr=1e-2), loss=loss, optimizer_step=OPTIMIZER_STEP[sib])
     if not stack:
-        m._dense_stacks = None  # the stage-by-stage path
+        m._stepper._stacks = None  # the stage-by-stage path
     return m
 
 
-# step_in_backward: False, a separate step after the call; True, each w stepped in its
-# backward kernel; "auto" (below 2**20 weights), the whole step inside the call (step=).
 @pytest.mark.parametrize("sib", [False, True, "auto"])
 @pytest.mark.parametrize("act", ["relu", "prelu", "gelu"])
 def test_network_trains_the_same_through_the_stack(rng, sib, act):
     widths = (20, 16, 12, 3)
     a, b = _model(widths, act, sib), _model(widths, act, sib, stack=False)
-    assert a._dense_stacks is not None
-    assert a._step_in_stack == (sib == "auto")
+    assert a.step_plan.execution == "dense_stack"
+    assert (a.step_plan.optimizer_step == "in_stack") == (sib == "auto")
     for n in (8, 8, 5, 8):  # a second batch size gets its own stack
         x = rng.standard_normal((n, 20)).astype(np.float32)
         y = rng.integers(0, 3, n)
         assert a.train_step(x, y) == b.train_step(x, y)
         np.testing.assert_array_equal(a.flat_params, b.flat_params)
         np.testing.assert_array_equal(a.predict(x), b.predict(x))
-    assert sorted(a._dense_stacks) == [5, 8]
+    assert sorted(a._stepper._stacks) == [5, 8]
 
 
 @pytest.mark.parametrize("sib", [True, "auto"])
@@ -545,7 +547,7 @@ def test_a_small_network_takes_its_step_in_the_stack_on_any_thread_count(rng):
             fastdl.set_num_threads(threads)
             for sib in ("auto", False):
                 m = _model(widths, sib=sib)
-                assert m._step_in_stack == (sib == "auto")
+                assert (m.step_plan.optimizer_step == "in_stack") == (sib == "auto")
                 losses = [m.train_step(x, y) for _ in range(3)]
                 results.append((losses, m.flat_params.copy(), m.flat_grads.copy()))
     finally:
@@ -571,7 +573,7 @@ class _NumpySGD(fastdl.optim.Optimizer):
 def test_an_optimizer_that_cannot_prepare_a_step_is_stepped_separately(rng):
     m = _model((20, 16, 3), sib="auto")
     m.compile(optimizer=_NumpySGD(0.1), loss="softmax_cross_entropy")
-    assert m._dense_stacks is not None and not m._step_in_stack
+    assert m.step_plan.execution == "dense_stack" and m.step_plan.optimizer_step != "in_stack"
     assert not m.optimizer.can_prepare_step() and fastdl.optim.AdamW().can_prepare_step()
     x = rng.standard_normal((8, 20)).astype(np.float32)
     y = rng.integers(0, 3, 8)
@@ -579,18 +581,18 @@ def test_an_optimizer_that_cannot_prepare_a_step_is_stepped_separately(rng):
     m.train_step(x, y)
     np.testing.assert_allclose(m.flat_params, before - np.float32(0.1) * m.flat_grads, rtol=1e-6)
     m.fit(x, y, epochs=1, batch_size=4, verbose=0)
-    with pytest.raises(ValueError, match="step_in_backward: _NumpySGD overrides _kernel_step"):
-        m.compile(optimizer=_NumpySGD(0.1), loss="softmax_cross_entropy", step_in_backward=True)
+    with pytest.raises(ValueError, match="optimizer_step='in_backward': _NumpySGD overrides _kernel_step"):
+        m.compile(optimizer=_NumpySGD(0.1), loss="softmax_cross_entropy", optimizer_step="in_backward")
     with pytest.raises(TypeError, match="prepare_step: _NumpySGD overrides _kernel_step"):
         _NumpySGD(0.1).prepare_step(m.flat_params)
 
 
 def test_networks_the_stack_does_not_cover_keep_the_stage_path():
-    assert _model((6, 5, 3))._dense_stacks is not None
+    assert _model((6, 5, 3)).step_plan.execution == "dense_stack"
     with_dropout = fastdl.Sequential([fastdl.Dense(6, 5, activation="relu"), fastdl.Dropout(0.5),
                                       fastdl.Dense(5, 3)], seed=0)
     with_dropout.compile(optimizer="adam", loss="softmax_cross_entropy")
-    assert with_dropout._dense_stacks is None
+    assert with_dropout.step_plan.execution != "dense_stack"
     with_bn = fastdl.Sequential([fastdl.Dense(6, 5), fastdl.BatchNorm(5), fastdl.Dense(5, 3)], seed=0)
     with_bn.compile(optimizer="adam", loss="softmax_cross_entropy")
-    assert with_bn._dense_stacks is None
+    assert with_bn.step_plan.execution != "dense_stack"

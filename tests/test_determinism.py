@@ -161,7 +161,7 @@ def _fit_weights(threads, seed=5):
                            fastdl.Maxout(96, 64, pieces=3), fastdl.Dense(64, 5)], seed=seed)
     m.compile(optimizer=fastdl.optim.AdamW(lr=1e-2))
     m.fit(x, y, epochs=3, batch_size=64, validation_split=0.2, verbose=0)
-    return m.flat_params.copy(), [st.running_mean.copy() for st in m._bn_stages]
+    return m.flat_params.copy(), [st.running_mean.copy() for st in m._graph.bn_stages]
 
 
 def test_fit_is_bit_identical_for_the_same_seed_at_any_thread_count(restore_threads):

@@ -239,7 +239,7 @@ def test_single_process_distributed_fit_is_model_fit(tmp_path):
     hb = distributed.fit(b, x, y, epochs=2, batch_size=32, validation_data=val, verbose=0, comm=MPI.COMM_SELF)
     np.testing.assert_array_equal(a.flat_params, b.flat_params)
     assert ha.history["val_loss"] == hb.history["val_loss"]
-    assert all(st.row_offset == 0 for st in b._stages)
+    assert all(st.row_offset == 0 for st in b._graph.stages)
 
 
 def test_gpu_ranks_staged_through_host_memory_on_the_simulator(dirs):

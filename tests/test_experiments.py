@@ -97,12 +97,12 @@ def test_gradient_norms_changes_nothing():
     m = fastdl.Sequential([Dense(12, 16, activation="relu"), Dropout(0.3), BatchNorm(16), Dense(4)], seed=1)
     m.compile("sgd")
     before = [w.copy() for w in m.get_weights()]
-    step = m._step
+    step = m.global_step
     norms = gradient_norms(m, x, y)
     assert list(norms) == ["dense_0", "dense_1"] and all(v > 0 for v in norms.values())
     for a, b in zip(before, m.get_weights()):
         np.testing.assert_array_equal(a, b)  # parameters and BatchNorm running statistics
-    assert m._step == step
+    assert m.global_step == step
     # the norms are those of the gradient the network computes
     m.compute_gradients(x, y)
     w_grad = m.flat_grads[: 12 * 16]

@@ -64,7 +64,7 @@ def _measure(case):
         y = rng.uniform(0, 1, (BATCH, WIDTH)).astype(np.float32)
     model = _network()
     model.compile(optimizer=fastdl.optim.Adam(1e-3), loss=loss,
-                  step_in_backward=step_in_backward == "True")
+                  optimizer_step="in_backward" if step_in_backward == "True" else "separate")
     model.train_step(x, y)  # the batch size's first step allocates the buffers
     return _peak_over_steps(lambda: model.train_step(x, y))
 
@@ -108,7 +108,7 @@ def test_reused_buffers_give_the_gradients_of_fresh_ones_for_every_batch_size():
         n = BATCH if k % 2 == 0 else BATCH // 2 + 1
         fresh = _network()
         fresh.compile(optimizer="adam", loss="softmax_cross_entropy")
-        fresh._step = reused._step  # the same dropout masks
+        fresh._step = reused.global_step  # the same dropout masks
         assert reused.compute_gradients(x[:n], y[:n]) == fresh.compute_gradients(x[:n], y[:n])
         np.testing.assert_array_equal(reused.flat_grads, fresh.flat_grads)
 
@@ -124,8 +124,8 @@ def test_every_buffer_of_a_step_starts_on_a_cache_line():
     model = _network()
     model.compile(optimizer=fastdl.optim.Adam(1e-3))
     model.train_step(x, y)
-    arrays = [model.flat_params, model.flat_grads, *model.optimizer.state.values(), *model._loss_grads.values()]
-    for stage in model._stages:
+    arrays = [model.flat_params, model.flat_grads, *model.optimizer.state.values(), *model._stepper._loss_grads.values()]
+    for stage in model._graph.stages:
         arrays += stage._kept_buffers.values()
     assert len(arrays) > 10
     for a in arrays:

@@ -15,7 +15,7 @@ def torch_twin(model):
     torch parameters that correspond to model.named_parameters(), in the same order."""
     mods, params = [], []
     named = dict(model.named_parameters())
-    for stage in model._stages:
+    for stage in model._graph.stages:
         name = stage.layer.name
         if name.startswith("dense"):
             w = named[f"{name}.w"]
@@ -116,7 +116,7 @@ def test_prelu_and_batchnorm_network_matches_pytorch():
         torch.nn.functional.cross_entropy(tmodel(torch.from_numpy(x)), torch.from_numpy(y)).backward()
         topt.step()
         np.testing.assert_allclose(model.flat_params, as_fastdl_order(tparams), rtol=2e-4, atol=2e-5)
-    bn, tbn = model._stages[1], tmodel[2]
+    bn, tbn = model._graph.stages[1], tmodel[2]
     np.testing.assert_allclose(bn.running_mean, tbn.running_mean.numpy(), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(bn.running_var, tbn.running_var.numpy(), rtol=1e-4, atol=1e-6)
     tmodel.eval()

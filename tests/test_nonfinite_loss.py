@@ -23,7 +23,7 @@ def model(seed=3):
 
 
 def bn_stats(m):
-    st = next(s for s in m._stages if hasattr(s, "running_mean"))
+    st = next(s for s in m._graph.stages if hasattr(s, "running_mean"))
     return st.running_mean.copy(), st.running_var.copy()
 
 

@@ -38,7 +38,7 @@ def test_round_trip_restores_everything_and_training_continues_identically(tmp_p
     assert r.optimizer.step_count == m.optimizer.step_count == 8
     for k in m.optimizer.state:
         np.testing.assert_array_equal(r.optimizer.state[k], m.optimizer.state[k])
-    assert r.metrics == ["accuracy"] and r._step == m._step
+    assert r.metrics == ["accuracy"] and r.global_step == m.global_step
     # same dropout masks, same shuffling, same updates from here on
     m.fit(x, y, epochs=2, batch_size=16, verbose=0)
     r.fit(x, y, epochs=2, batch_size=16, verbose=0)

@@ -78,10 +78,10 @@ def test_same_seed_same_run_and_reshuffled_each_epoch():
     # the order of the samples changes every epoch
     m = model(seed=7)
     orders = []
-    rng_state = m._shuffle_rng.bit_generator.state
+    rng_state = m.shuffle_rng.bit_generator.state
     for _ in range(2):
-        orders.append(m._shuffle_rng.permutation(10))
-    m._shuffle_rng.bit_generator.state = rng_state
+        orders.append(m.shuffle_rng.permutation(10))
+    m.shuffle_rng.bit_generator.state = rng_state
     assert not np.array_equal(orders[0], orders[1])
 
 

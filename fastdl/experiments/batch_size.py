@@ -26,7 +26,7 @@ def run(ctx):
 
     # gradient noise at initialization: ||g_B - g_full|| / ||g_full|| over a few random batches
     m = model()
-    x, y = m._prepare_x(data.x_train), m.loss.prepare_targets(data.y_train, m.output_dim)
+    x, y = m.prepare_inputs(data.x_train), m.prepare_targets(data.y_train)
     m.compute_gradients(x, y)
     from fastdl import _device
     g_full = _device.to_host(m.flat_grads).astype(np.float64)

@@ -1,0 +1,46 @@
+"""Metrics: what compile's ``metrics=`` and ``weighted_metrics=`` accept, and the sums
+an epoch accumulates (Keras's semantics: the loss and unweighted metrics are means over
+samples; a weighted metric is sum(w * value) / sum(w))."""
+
+import numpy as np
+
+from fastdl import losses as losses_mod
+
+__all__ = ["get_metrics", "correct_counts", "METRIC_NAMES"]
+
+#: the names compile accepts, all computing classification accuracy
+METRIC_NAMES = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy", "binary_accuracy")
+
+
+def get_metrics(spec, argname, loss):
+    """["accuracy"] or [] from compile's metrics= / weighted_metrics= argument."""
+    if spec is None:
+        return []
+    if isinstance(spec, str) or not hasattr(spec, "__iter__"):
+        raise TypeError(f"{argname}: expected a list of metric names, e.g. ['accuracy'], got {spec!r}")
+    names = list(spec)
+    for m in names:
+        if m not in METRIC_NAMES:
+            raise ValueError(f"{argname}: unknown metric {m!r}; fastdl knows {list(METRIC_NAMES)}")
+        if isinstance(loss, losses_mod.MSE):
+            raise ValueError(f"{argname}: 'accuracy' needs a classification loss (softmax_cross_entropy or "
+                             "binary_cross_entropy), not mse")
+    return ["accuracy" for _ in names[:1]]
+
+
+def correct_counts(loss, out, y, w=None):
+    """(correct, weighted correct) predictions of one batch of host outputs: the argmax
+    against labels (or the argmax of one-hot / probability rows); for the binary
+    cross-entropy, each output against its target at 0.5, averaged over the outputs.
+    Without weights the second is None."""
+    if isinstance(loss, losses_mod.BinaryCrossEntropy):
+        hits = (out > 0) == (y > 0.5)
+        correct = float(np.count_nonzero(hits)) / out.shape[1]
+        per_row = hits.mean(axis=1) if w is not None else None
+    else:
+        labels = y if y.ndim == 1 else y.argmax(axis=1)
+        per_row = out.argmax(axis=1) == labels
+        correct = float(np.count_nonzero(per_row))
+    if w is None:
+        return correct, None
+    return correct, float(np.dot(per_row.astype(np.float64), w.astype(np.float64)))
