@@ -12,7 +12,7 @@ first step a training step allocates no arrays.
 
 import numpy as np
 
-NEEDS_Z = ("prelu", "silu", "gelu")
+from fastdl.activations import NEEDS_Z
 #: the `rows` of a kept buffer that belongs to no batch size (never released)
 FIXED = -1
 

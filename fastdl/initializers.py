@@ -172,10 +172,12 @@ def get(spec, argname="init"):
         return Constant(spec)
     if isinstance(spec, str):
         key = _ALIASES.get(spec.lower(), spec.lower())
+        if key == "ones":  # Keras's name
+            return Constant(1.0)
         if key in _BY_NAME:
             return _BY_NAME[key]()
         raise ValueError(f"{argname}: unknown initializer {spec!r}; expected one of "
-                         f"{sorted(_BY_NAME) + sorted(_ALIASES)}, a number (constant) or a callable")
+                         f"{sorted(_BY_NAME) + sorted(_ALIASES) + ['ones']}, a number (constant) or a callable")
     raise TypeError(f"{argname}: expected an initializer name, a number, an Initializer or a callable, "
                     f"got {type(spec).__name__}")
 

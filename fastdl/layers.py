@@ -12,22 +12,27 @@ inside the dense layer's epilogue, so an activation must follow a Dense layer (n
 BatchNorm or Maxout layer): write ``Dense(..., activation="relu"), BatchNorm(n)``.
 """
 
+import inspect
+
 import numpy as np
 
-from fastdl import initializers
+from fastdl import activations, initializers
 
 __all__ = [
     "Layer", "Dense", "Maxout", "Dropout", "BatchNorm", "Activation", "ReLU", "Sigmoid", "Tanh", "LeakyReLU",
     "PReLU", "ELU", "SiLU", "GELU", "Softplus", "HardTanh", "Linear", "ACTIVATIONS", "from_config", "get",
 ]
 
-#: the kernels' activations (docs/kernels.md)
-ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "silu", "softplus",
-               "hard_tanh", "gelu")
+#: the kernels' activations (docs/kernels.md; the C++ registry, fastdl.activations)
+ACTIVATIONS = activations.NAMES
 _ACT_ALIASES = {None: "linear", "identity": "linear", "none": "linear", "swish": "silu", "hardtanh": "hard_tanh"}
-#: activations that take a scalar alpha
-_SCALAR_ALPHA = {"leaky_relu": 0.01, "elu": 1.0}
+#: activations that take a scalar alpha -> its default
+_SCALAR_ALPHA = activations.SCALAR_ALPHA
 PRELU_INIT = 0.25
+
+
+#: activations the network applies to its outputs, not in a kernel: only on the last layer
+OUTPUT_ACTIVATIONS = ("softmax",)
 
 
 def _activation_name(activation, argname="activation"):
@@ -35,8 +40,9 @@ def _activation_name(activation, argname="activation"):
         return activation.name
     key = activation.lower() if isinstance(activation, str) else activation
     key = _ACT_ALIASES.get(key, key)
-    if key not in ACTIVATIONS:
-        raise ValueError(f"{argname}: unknown activation {activation!r}; expected one of {list(ACTIVATIONS)}")
+    if key not in ACTIVATIONS and key not in OUTPUT_ACTIVATIONS:
+        raise ValueError(f"{argname}: unknown activation {activation!r}; expected one of "
+                         f"{list(ACTIVATIONS) + list(OUTPUT_ACTIVATIONS)}")
     return key
 
 
@@ -76,7 +82,11 @@ class Layer:
         raise NotImplementedError
 
     def __repr__(self):
-        cfg = {k: v for k, v in self.get_config().items() if k != "class"}
+        # what differs from the defaults, as a user would have written it
+        params = inspect.signature(type(self).__init__).parameters
+        cfg = {k: v for k, v in self.get_config().items()
+               if k != "class" and not (k in params and params[k].default is not inspect.Parameter.empty
+                                        and params[k].default == v)}
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in cfg.items())})"
 
 
@@ -88,7 +98,7 @@ class Activation(Layer):
     def __init__(self, activation, alpha=None):
         self.name_ = _activation_name(activation)
         if alpha is not None:
-            if self.name_ not in _SCALAR_ALPHA and self.name_ != "prelu":
+            if self.name_ not in _SCALAR_ALPHA and self.name_ not in activations.LEARNED_ALPHA:
                 raise ValueError(f"alpha: only leaky_relu, elu and prelu take alpha, not {self.name_!r}")
             alpha = float(alpha)
             if not alpha >= 0:
@@ -148,6 +158,15 @@ def HardTanh():
     return Activation("hard_tanh")
 
 
+def _one_of(name, value, keras_name, keras_value, default=None):
+    """fastdl's argument or its Keras spelling, not both."""
+    if keras_value is None:
+        return value
+    if value is not default and value != default:
+        raise TypeError(f"{keras_name}: the Keras spelling of {name}; give one of the two, not both")
+    return keras_value
+
+
 class Dense(Layer):
     """Fully connected layer y = f(x @ w + b), w stored (in_features, out_features).
 
@@ -156,12 +175,25 @@ class Dense(Layer):
     otherwise); ``bias_init``: default zeros (``Constant(0.1)`` keeps ReLU units active at
     the start). ``max_norm``: after every update, each unit's incoming weight vector is
     rescaled to L2 norm <= max_norm. ``alpha``: slope for leaky_relu / elu, initial slope
-    for prelu."""
+    for prelu. Keras's spellings work too: ``Dense(units=64, activation="relu",
+    kernel_initializer=..., bias_initializer=..., input_dim=784)``; ``activation="softmax"``
+    on the last layer makes the network output probabilities (fused into the
+    cross-entropy in training)."""
 
-    def __init__(self, in_features, out_features=None, activation="linear", init=None, bias_init="zeros",
-                 use_bias=True, max_norm=None, alpha=None):
-        if out_features is None:
+    def __init__(self, in_features=None, out_features=None, activation="linear", init=None, bias_init="zeros",
+                 use_bias=True, max_norm=None, alpha=None, *, units=None, kernel_initializer=None,
+                 bias_initializer=None, input_dim=None):
+        if units is not None:
+            if out_features is not None:
+                raise TypeError("units: the Keras spelling of out_features; give one of the two, not both")
+            out_features = units
+        elif out_features is None:
             in_features, out_features = None, in_features
+        in_features = _one_of("in_features", in_features, "input_dim", input_dim)
+        if out_features is None:
+            raise TypeError("Dense: expected the number of units: Dense(out), Dense(in, out) or Dense(units=out)")
+        init = _one_of("init", init, "kernel_initializer", kernel_initializer)
+        bias_init = _one_of("bias_init", bias_init, "bias_initializer", bias_initializer, default="zeros")
         self.in_features = None if in_features is None else _positive_int("in_features", in_features)
         self.out_features = _positive_int("out_features", out_features)
         act = Activation(activation, alpha) if not isinstance(activation, Activation) else activation
@@ -243,9 +275,10 @@ class Dropout(Layer):
     Inverted by default (kept units scaled by 1/(1-p) in training; identity at test, as
     PyTorch and Keras do). ``scale_at_test=True`` is the original formulation: no
     scaling in training, outputs multiplied by 1-p at test (the same as multiplying the
-    next layer's weights by 1-p)."""
+    next layer's weights by 1-p). ``rate=`` is Keras's name for p."""
 
-    def __init__(self, p=0.5, scale_at_test=False):
+    def __init__(self, p=0.5, scale_at_test=False, *, rate=None):
+        p = _one_of("p", p, "rate", rate, default=0.5)
         p = float(p)
         if not 0.0 <= p < 1.0:
             raise ValueError(f"p: expected a drop probability in [0, 1), got {p}")

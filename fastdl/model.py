@@ -7,7 +7,7 @@ with the training loops of fastdl.training and persistence.
     model.evaluate(x_test, y_test); model.predict(x_test); model.save("model.fdl")
 """
 
-from fastdl import _graph, layers as L, serialization, training
+from fastdl import _graph, layers as L, losses as losses_mod, outputs, serialization, training
 from fastdl.network import Network
 
 __all__ = ["Sequential", "load"]
@@ -39,8 +39,7 @@ class Sequential(Network):
         # Built again from the seed, so that adding layers one by one gives the weights
         # the whole list would have; what the old layers learned is copied back.
         self._graph = None
-        self._rows.clear()
-        self._dev_bufs.clear()
+        self._sizes.clear()
         self.build(input_dim)
         for name, view in self.named_parameters():
             if name in old and tuple(old[name].shape) == tuple(view.shape):
@@ -119,17 +118,14 @@ class Sequential(Network):
     def predict_proba(self, x, batch_size=None):
         """Class probabilities: softmax (cross-entropy) or sigmoid (binary cross-entropy)
         of the outputs, whatever the last layer's activation."""
-        from fastdl import losses as losses_mod
-        from fastdl.network import apply_output_activation
-
         self._require_compiled("predict_proba", build=False)
         out = self.predict(x, batch_size)
         if self.output_activation is not None:
             return out
         if isinstance(self.loss, losses_mod.SoftmaxCrossEntropy):
-            return apply_output_activation(out, "softmax")
+            return outputs.apply(out, "softmax")
         if isinstance(self.loss, losses_mod.BinaryCrossEntropy):
-            return apply_output_activation(out, "sigmoid")
+            return outputs.apply(out, "sigmoid")
         return out
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):

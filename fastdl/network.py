@@ -12,15 +12,14 @@ same layout, so an update is one fused kernel call. Biases, PReLU slopes and
 BatchNorm's gamma/beta sit outside ``decay_segments`` and get no weight decay or L1.
 """
 
-from collections import OrderedDict
-
 import numpy as np
 
-from fastdl import _device, _graph, layers as L, losses as losses_mod, optim
+from fastdl import _device, _graph, _signals, layers as L, losses as losses_mod, optim, outputs
 from fastdl import step_plan as plans
-from fastdl._stages import DenseStage
+from fastdl._batches import BatchSizes
 from fastdl.inputs import as_sample_weight, prepare_inputs
 from fastdl.metrics import get_metrics
+from fastdl.state import NetworkState, _check_seed
 
 __all__ = ["Network", "NotBuiltError"]
 
@@ -39,15 +38,7 @@ def _derive_seeds(seed):
     return init_ss, shuffle_ss, int(dropout_ss.generate_state(1, np.uint64)[0])
 
 
-def _check_seed(seed):
-    if seed is None:
-        return int(np.random.SeedSequence().entropy % (2 ** 63))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative integer or None, got {seed!r}")
-    return int(seed)
-
-
-class Network:
+class Network(NetworkState):
     """A stack of layers trained with one fused optimizer step (see fastdl.Sequential).
 
     layers: fastdl layers and/or activation names. device: "cpu" or "cuda". seed: fixes
@@ -77,9 +68,8 @@ class Network:
         self._optimizer_step = "auto"
         self.step_plan = None
         self._stepper = None
-        self._rows = OrderedDict()  # batch sizes with kept buffers, least recently used first
-        self._dev_bufs = {}
-        self._fused_sigmoid = False
+        self._sizes = BatchSizes(MAX_KEPT_BATCH_SIZES, self._release_rows)
+        self._output_activation = None
         self._separate_stepper = None
         self._last_stepper = None
         self.stop_training = False
@@ -140,113 +130,6 @@ class Network:
     def output_dim(self):
         return None if self._graph is None else self._graph.output_dim
 
-    @property
-    def flat_params(self):
-        """Every parameter, one float32 buffer (each layer's arrays are views into it)."""
-        return self._require_built("flat_params").flat_params
-
-    @property
-    def flat_grads(self):
-        """The gradients, in flat_params' layout."""
-        return self._require_built("flat_grads").flat_grads
-
-    @property
-    def decay_segments(self):
-        """int64 (S, 2) [start, stop) ranges of the weight matrices: weight decay and L1
-        apply there only."""
-        return self._require_built("decay_segments").decay_segments
-
-    @property
-    def param_layout(self):
-        """(name, offset, shape, size, decay) of every parameter array, in buffer order."""
-        return self._require_built("param_layout").param_layout
-
-    # -- parameters ----------------------------------------------------------------------
-    @property
-    def num_params(self):
-        return int(self._require_built("num_params").flat_params.shape[0])
-
-    def count_params(self):
-        """The number of parameters (Keras's name): the length of ``flat_params``."""
-        return self.num_params
-
-    def named_parameters(self):
-        """[(name, view)], each a view into ``flat_params`` (writing to it changes the model)."""
-        flat = self._require_built("named_parameters").flat_params
-        return [(s.name, flat[s.offset:s.offset + s.size].reshape(s.shape)) for s in self.param_layout]
-
-    def parameters(self):
-        """The parameter arrays, views into the flat buffer, in buffer order."""
-        return [view for _, view in self.named_parameters()]
-
-    def batchnorm_statistics(self):
-        """[(running_mean, running_var)] of each BatchNorm layer, in layer order (the
-        arrays themselves, on the model's device)."""
-        return [(s.running_mean, s.running_var) for s in self._require_built("batchnorm_statistics").bn_stages]
-
-    def get_weights(self):
-        """A host copy of everything that defines the function: the flat parameters and
-        the BatchNorm running statistics."""
-        weights = [_device.to_host(self.flat_params).copy()]
-        for mean, var in self.batchnorm_statistics():
-            weights += [_device.to_host(mean).copy(), _device.to_host(var).copy()]
-        return weights
-
-    def set_weights(self, weights):
-        targets = [self.flat_params] + [a for pair in self.batchnorm_statistics() for a in pair]
-        if len(weights) != len(targets):
-            raise ValueError(f"weights: expected {len(targets)} arrays (flat parameters + BatchNorm statistics), "
-                             f"got {len(weights)}")
-        for k, (dst, src) in enumerate(zip(targets, weights)):
-            src = np.asarray(src)
-            if src.shape != tuple(dst.shape):
-                raise ValueError(f"weights[{k}]: expected shape {tuple(dst.shape)}, got {src.shape}")
-        for dst, src in zip(targets, weights):
-            self._backend.copy_from_host(dst, np.ascontiguousarray(src, dtype=np.float32))
-
-    def replica_arrays(self):
-        """Every array that must be equal on all replicas of a data-parallel run, in a
-        fixed order: parameters, BatchNorm statistics, optimizer state."""
-        arrays = [self.flat_params] + [a for pair in self.batchnorm_statistics() for a in pair]
-        if self.optimizer is not None:
-            arrays += [self.optimizer.state[k] for k in sorted(self.optimizer.state)]
-        return arrays
-
-    # -- training state ----------------------------------------------------------------------
-    @property
-    def global_step(self):
-        """Training steps taken (refused non-finite steps included): the step number
-        that seeds the dropout masks."""
-        return self._step
-
-    def training_state(self):
-        """The counters and generators that make training reproducible: {"step", "seed",
-        "dropout_seed", "shuffle_rng"} (JSON-able)."""
-        return {"step": self._step, "seed": self.seed, "dropout_seed": self._dropout_seed,
-                "shuffle_rng": self.shuffle_rng.bit_generator.state}
-
-    def load_training_state(self, state):
-        step = state["step"]
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-            raise ValueError(f"step: expected a non-negative integer, got {step!r}")
-        self._step = int(step)
-        self.seed = _check_seed(state["seed"])
-        self._dropout_seed = int(state["dropout_seed"])
-        for s in (self._graph.stages if self._graph is not None else ()):
-            s.seed = self._dropout_seed
-        self.shuffle_rng.bit_generator.state = state["shuffle_rng"]
-
-    def count_step(self):
-        """Counts a training step this replica took no part in (a data-parallel rank
-        with no rows of a short last batch), so dropout stays in step with the others."""
-        self._step += 1
-
-    def set_row_offset(self, row):
-        """The global row of this process's first batch row: dropout draws the masks of
-        the global samples (data-parallel ranks each take a slice of a batch)."""
-        for s in self._require_built("set_row_offset").stages:
-            s.row_offset = int(row)
-
     # -- compile --------------------------------------------------------------------------
     def compile(self, optimizer="adam", loss="softmax_cross_entropy", metrics=None, weighted_metrics=None,
                 optimizer_step="auto", step_in_backward=None):
@@ -285,36 +168,16 @@ class Network:
 
     def _bind_training(self):
         """The compile steps that need the parameters: bind the optimizer to the buffer,
-        fuse an output activation into the loss, choose the step plan."""
+        fuse an output activation into the loss (fastdl.outputs), choose the step plan."""
         g = self._graph
-        self._fuse_output_activation()
+        self._output_activation = outputs.fuse_into_loss(g, self.loss)
         self.optimizer.bind(self.num_params, self.device, g.decay_segments)
         self._set_plan(plans.choose(self._optimizer_step, g.stages, g.bwd_stages, self.loss, self.optimizer,
                                     self._backend.name))
 
-    def _fuse_output_activation(self):
-        """Keras's output activations: softmax on the last layer is fused into the cross-
-        entropy (predict returns probabilities); sigmoid on the last layer with the binary
-        cross-entropy is fused into it the same way."""
-        g = self._graph
-        last = g.stages[-1]
-        if g.output_activation == "softmax" and not isinstance(self.loss, losses_mod.SoftmaxCrossEntropy):
-            raise ValueError(f"loss: the last layer's softmax is fused into softmax_cross_entropy (Keras's "
-                             f"categorical cross-entropy); with {self.loss.name!r} give the last layer another "
-                             "activation")
-        sigmoid_last = isinstance(last, DenseStage) and last.layer.activation == "sigmoid" and not last.p
-        fuse = sigmoid_last and isinstance(self.loss, losses_mod.BinaryCrossEntropy)
-        if sigmoid_last:
-            last.act = "linear" if fuse else "sigmoid"
-        self._fused_sigmoid = fuse
-
     def _set_plan(self, plan):
-        g = self._graph
         self.step_plan = plan
-        max_norm = getattr(self._backend.kernels, "max_norm_") if g.max_norm_stages else None
-        self._stepper = plans.Stepper(plan, g.stages, g.bwd_stages, g.bn_stages, g.max_norm_stages, self.loss,
-                                      self.optimizer, self._backend, g.flat_params, g.flat_grads, g.output_dim,
-                                      max_norm)
+        self._stepper = plans.Stepper(plan, self._graph, self.loss, self.optimizer, self._backend)
 
     def _require_compiled(self, what, build=True):
         if not self.compiled:
@@ -326,12 +189,10 @@ class Network:
     @property
     def output_activation(self):
         """What the network applies to its outputs outside the kernels: "softmax",
-        "sigmoid" (each fused into the loss in training) or None."""
+        "sigmoid" (each fused into the loss in training; fastdl.outputs) or None."""
         if self._graph is None:
             return None
-        if self._graph.output_activation:
-            return self._graph.output_activation
-        return "sigmoid" if self._fused_sigmoid else None
+        return self._graph.output_activation or self._output_activation
 
     # -- inputs ------------------------------------------------------------------------------
     def prepare_inputs(self, x, argname="x"):
@@ -359,39 +220,16 @@ class Network:
         return x, y, w
 
     def _use_rows(self, n):
-        """Keeps buffers for at most MAX_KEPT_BATCH_SIZES batch sizes: a run that sees many
-        sizes (predicting on ragged batches) would otherwise keep a set for each forever."""
-        rows = self._rows
-        if n in rows:
-            if next(reversed(rows)) != n:
-                rows.move_to_end(n)
-            return
-        rows[n] = True
-        while len(rows) > MAX_KEPT_BATCH_SIZES:
-            old, _ = rows.popitem(last=False)
-            for s in self._graph.stages:
-                s.release_rows(old)
-            if self._stepper is not None:
-                self._stepper.release_rows(old)
-            for key in [k for k in self._dev_bufs if k[0] == old]:
-                del self._dev_bufs[key]
+        self._sizes.use(n)
+
+    def _release_rows(self, rows):
+        for s in self._graph.stages:
+            s.release_rows(rows)
+        if self._stepper is not None:
+            self._stepper.release_rows(rows)
 
     def _device_batch(self, x, y, w):
-        """Copies a numpy mini-batch into device buffers kept per shape (GPU models)."""
-        if not isinstance(x, np.ndarray):
-            return x, y, w
-        key = (x.shape[0], x.shape, y.shape, y.dtype, w is None)
-        bufs = self._dev_bufs.get(key)
-        if bufs is None:
-            be = self._backend
-            bufs = self._dev_bufs[key] = (be.empty(x.shape), be.empty(y.shape, y.dtype),
-                                          None if w is None else be.empty(w.shape))
-        dx, dy, dw = bufs
-        dx.copy_to_device(x)
-        dy.copy_to_device(np.ascontiguousarray(y))
-        if w is not None:
-            dw.copy_to_device(w)
-        return dx, dy, dw
+        return self._sizes.to_device(self._backend, x, y, w)
 
     # -- one step ----------------------------------------------------------------------------
     def train_step(self, x, y, sample_weight=None):
@@ -402,9 +240,14 @@ class Network:
         loss (``step_if_finite`` refuses non-finite ones)."""
         stepper = self._require_compiled("train_step")
         x, y, w = self._batch(x, y, sample_weight)
-        loss = stepper.step(x, y, w, self._step + 1, finite_only=False)
-        self._step += 1
-        self._last_stepper = stepper
+        counted, done = _signals.enter(), False  # Ctrl-C waits for the step's end (fastdl/_signals.py)
+        try:
+            loss = stepper.step(x, y, w, self._step + 1, finite_only=False)
+            self._step += 1
+            self._last_stepper = stepper
+            done = True
+        finally:
+            _signals.leave(counted, raise_pending=done)
         return loss
 
     def step_if_finite(self, x, y, sample_weight=None, fill_gradients=False):
@@ -417,20 +260,21 @@ class Network:
         x, y, w = self._batch(x, y, sample_weight)
         if fill_gradients and not self.step_plan.fills_gradients:
             stepper = self._gradient_stepper()
-        loss = stepper.step(x, y, w, self._step + 1, finite_only=True)
-        self._step += 1
-        self._last_stepper = stepper
+        counted, done = _signals.enter(), False
+        try:
+            loss = stepper.step(x, y, w, self._step + 1, finite_only=True)
+            self._step += 1
+            self._last_stepper = stepper
+            done = True
+        finally:
+            _signals.leave(counted, raise_pending=done)
         return loss
 
     def _gradient_stepper(self):
-        plan = self.step_plan
         if self._separate_stepper is None or self._separate_stepper[0] is not self._stepper:
-            g = self._graph
-            sep = plans.StepPlan(plan.execution, "separate", "a callback reads flat_grads")
-            stepper = plans.Stepper(sep, g.stages, g.bwd_stages, g.bn_stages, g.max_norm_stages, self.loss,
-                                    self.optimizer, self._backend, g.flat_params, g.flat_grads, g.output_dim,
-                                    self._stepper.max_norm_kernel)
-            self._separate_stepper = (self._stepper, stepper)
+            sep = plans.StepPlan(self.step_plan.execution, "separate", "a callback reads flat_grads")
+            self._separate_stepper = (self._stepper, plans.Stepper(sep, self._graph, self.loss, self.optimizer,
+                                                                   self._backend))
         return self._separate_stepper[1]
 
     def compute_gradients(self, x, y, sample_weight=None, keep_state=False):
@@ -481,12 +325,13 @@ class Network:
         return h
 
     def predict_batch(self, x):
-        """The outputs of one prepared host batch, as a new host array, with the output
-        activation (softmax/sigmoid) applied."""
+        """The outputs of one prepared host batch on the host, with the output activation
+        (softmax/sigmoid) applied; without one, on the CPU, the stage's own buffer
+        (overwritten by the next call)."""
         self._use_rows(x.shape[0])
         xb = self._backend.from_host(x) if self._backend.name != "cpu" else x
         out = _device.to_host(self.forward(xb))
-        return apply_output_activation(out, self.output_activation)
+        return outputs.apply(out, self.output_activation)
 
     def test_batch(self, x, y, w=None):
         """(loss, logits) of one prepared host batch, inference behaviour; the logits are
@@ -523,16 +368,3 @@ class Network:
         return {"layers": [layer.get_config() for layer in self.layers],
                 "input_dim": self.input_dim if self.built else None, "seed": self.seed}
 
-
-def apply_output_activation(out, activation):
-    """Softmax or sigmoid of host outputs (float64 inside, float32 out); out itself for None."""
-    if activation is None:
-        return out
-    z = out.astype(np.float64)
-    if activation == "softmax":
-        z -= z.max(axis=1, keepdims=True)
-        np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
-    else:
-        z = 1.0 / (1.0 + np.exp(-z))
-    return z.astype(np.float32)

@@ -25,6 +25,16 @@ def _check_nonneg(name, value):
     return value
 
 
+def _keras_lr(lr, learning_rate, cls):
+    """lr, or Keras's spelling learning_rate= (not both)."""
+    if learning_rate is None:
+        return lr
+    default = cls.__init__.__defaults__[0]
+    if lr != default:
+        raise TypeError("learning_rate: the Keras spelling of lr; give one of the two, not both")
+    return learning_rate
+
+
 class Optimizer:
     """Base class. Subclasses list their state buffers and implement ``_kernel_step``."""
 
@@ -46,6 +56,15 @@ class Optimizer:
     @property
     def lr(self):
         return self._lr
+
+    @property
+    def learning_rate(self):
+        """Keras's name for lr."""
+        return self._lr
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self.lr = value
 
     @lr.setter
     def lr(self, value):
@@ -205,8 +224,8 @@ class SGD(Optimizer):
     kernel_name = "sgd_step"
 
     def __init__(self, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-                 l1=0.0, classic=False, decay_biases=False):
-        super().__init__(lr, weight_decay, l1, decay_biases)
+                 l1=0.0, classic=False, decay_biases=False, *, learning_rate=None):
+        super().__init__(_keras_lr(lr, learning_rate, type(self)), weight_decay, l1, decay_biases)
         self.momentum = _check_nonneg("momentum", momentum)
         self.dampening = float(dampening)
         self.nesterov = bool(nesterov)
@@ -238,8 +257,8 @@ class Adagrad(Optimizer):
     state_names = ("sum_sq",)
 
     def __init__(self, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
-                 l1=0.0, decay_biases=False):
-        super().__init__(lr, weight_decay, l1, decay_biases)
+                 l1=0.0, decay_biases=False, *, learning_rate=None):
+        super().__init__(_keras_lr(lr, learning_rate, type(self)), weight_decay, l1, decay_biases)
         self.lr_decay = _check_nonneg("lr_decay", lr_decay)
         self.initial_accumulator_value = _check_nonneg("initial_accumulator_value", initial_accumulator_value)
         self.eps = _check_nonneg("eps", eps)
@@ -264,8 +283,8 @@ class RMSProp(Optimizer):
     kernel_name = "rmsprop_step"
 
     def __init__(self, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
-                 l1=0.0, decay_biases=False):
-        super().__init__(lr, weight_decay, l1, decay_biases)
+                 l1=0.0, decay_biases=False, *, learning_rate=None):
+        super().__init__(_keras_lr(lr, learning_rate, type(self)), weight_decay, l1, decay_biases)
         self.alpha = _check_nonneg("alpha", alpha)
         self.eps = _check_nonneg("eps", eps)
         self.momentum = _check_nonneg("momentum", momentum)
@@ -299,8 +318,9 @@ class Adadelta(Optimizer):
     kernel_name = "adadelta_step"
     state_names = ("square_avg", "acc_delta")
 
-    def __init__(self, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, l1=0.0, decay_biases=False):
-        super().__init__(lr, weight_decay, l1, decay_biases)
+    def __init__(self, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, l1=0.0, decay_biases=False, *,
+                 learning_rate=None):
+        super().__init__(_keras_lr(lr, learning_rate, type(self)), weight_decay, l1, decay_biases)
         self.rho = _check_nonneg("rho", rho)
         self.eps = _check_nonneg("eps", eps)
 
@@ -322,8 +342,9 @@ class Adam(Optimizer):
     state_names = ("exp_avg", "exp_avg_sq")
     decoupled = False
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, l1=0.0, decay_biases=False):
-        super().__init__(lr, weight_decay, l1, decay_biases)
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, l1=0.0, decay_biases=False, *,
+                 learning_rate=None):
+        super().__init__(_keras_lr(lr, learning_rate, type(self)), weight_decay, l1, decay_biases)
         self.betas = betas
         self.eps = _check_nonneg("eps", eps)
 
@@ -357,8 +378,9 @@ class AdamW(Adam):
     name = "adamw"
     decoupled = True
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, l1=0.0, decay_biases=False):
-        super().__init__(lr, betas, eps, weight_decay, l1, decay_biases)
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, l1=0.0, decay_biases=False, *,
+                 learning_rate=None):
+        super().__init__(lr, betas, eps, weight_decay, l1, decay_biases, learning_rate=learning_rate)
 
 
 _BY_NAME = {c.name: c for c in (SGD, Adagrad, RMSProp, Adadelta, Adam, AdamW)}

@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from fastdl import _signals, losses as losses_mod
+from fastdl import losses as losses_mod
 from fastdl._C import last_level_cache_bytes
 from fastdl._stages import DenseStage, MaxoutStage
 
@@ -154,14 +154,15 @@ class Stepper:
     compile (and again whenever the plan changes) with its stages, flat buffers, loss
     and optimizer; the buffers a step needs are kept per batch size, like the stages'."""
 
-    def __init__(self, plan, stages, bwd_stages, bn_stages, max_norm_stages, loss, optimizer, backend,
-                 flat_params, flat_grads, output_dim, max_norm_kernel):
+    def __init__(self, plan, graph, loss, optimizer, backend):
         self.plan = plan
-        self.stages, self.bwd_stages, self.bn_stages = stages, bwd_stages, bn_stages
-        self.max_norm_stages, self.max_norm_kernel = max_norm_stages, max_norm_kernel
+        g = graph
+        self.stages, self.bwd_stages, self.bn_stages = g.stages, g.bwd_stages, g.bn_stages
+        self.max_norm_stages = g.max_norm_stages
+        self.max_norm_kernel = getattr(backend.kernels, "max_norm_") if g.max_norm_stages else None
         self.loss, self.optimizer, self.backend = loss, optimizer, backend
-        self.flat_params, self.flat_grads = flat_params, flat_grads
-        self.output_dim = output_dim
+        self.flat_params, self.flat_grads = g.flat_params, g.flat_grads
+        self.output_dim = g.output_dim
         self.last_output = None
         self._loss_grads = {}  # output rows -> the loss gradient's buffer
         self._stacks = {} if plan.execution == "dense_stack" else None
@@ -309,11 +310,8 @@ class Stepper:
         loss, d = self._forward_loss(x, y, w, step)
         if finite_only and not math.isfinite(loss):
             return loss
-        # From the first weight matrix updated to the last range of the rest, the step is
-        # all or nothing: Ctrl-C waits for its end.
-        with _signals.interrupts_deferred():
-            update = self.optimizer.prepare_step(self.flat_params)
-            self._backward(d, update)
-            update.apply(self.flat_grads, segments=self.rest_segments)
+        update = self.optimizer.prepare_step(self.flat_params)
+        self._backward(d, update)
+        update.apply(self.flat_grads, segments=self.rest_segments)
         self.apply_max_norm()
         return loss

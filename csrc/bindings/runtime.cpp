@@ -23,9 +23,26 @@ void register_runtime(py::module_& m) {
         "0 where it cannot say.");
   m.def("cpu_supports", [](const std::string& name) { return fastdl::cpu_supports(parse_isa(name.c_str())); },
         py::arg("name"));
-  py::list names;
-  for (int i = 0; i < kNumActivations; ++i) names.append(activation_name(static_cast<Activation>(i)));
+  // The activation registry, the one source of these facts for the Python layers and the
+  // CUDA kernels (fastdl/activations.py): name, code (the enum's value), whether the
+  // backward needs z, what alpha is, and its default where it is a scalar.
+  py::list names, table;
+  static const char* const kAlphaKinds[] = {"none", "scalar", "learned"};
+  for (int i = 0; i < kNumActivations; ++i) {
+    const Activation a = static_cast<Activation>(i);
+    names.append(activation_name(a));
+    py::dict row;
+    row["name"] = activation_name(a);
+    row["code"] = i;
+    row["needs_z"] = activation_needs_z(a);
+    row["alpha"] = kAlphaKinds[static_cast<int>(activation_alpha_kind(a))];
+    row["default_alpha"] = activation_alpha_kind(a) == AlphaKind::scalar
+                               ? py::object(py::float_(activation_default_alpha(a)))
+                               : py::object(py::none());
+    table.append(row);
+  }
   m.attr("ACTIVATIONS") = py::tuple(names);
+  m.attr("ACTIVATION_TABLE") = py::tuple(table);
 }
 
 }  // namespace fastdl::bind

@@ -479,15 +479,3 @@ def dense_maxout_case(shape):
 
     return Case(f"dense_maxout fwd {_id(shape[:2])}x{shape[2]}x{shape[3]}", "maxout", build)
 
-
-def cpu_cases(sizes):
-    from . import network
-
-    cases = [dense_forward_case(s) for s in sizes.dense_shapes]
-    cases += [dense_backward_case(s) for s in sizes.dense_shapes]
-    cases += [gemm_case(sizes.gemm_n), softmax_ce_case(sizes.ce_shape),
-              batchnorm_forward_case(sizes.bn_shape), batchnorm_backward_case(sizes.bn_shape),
-              adam_case(sizes.adam_n), dropout_case(sizes.dropout_shape), dense_maxout_case(sizes.maxout_shape)]
-    cases += [network.train_step_case(name, widths, batch) for name, widths, batch in sizes.train_steps]
-    cases.append(network.fit_case(sizes))
-    return cases

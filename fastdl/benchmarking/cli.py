@@ -11,7 +11,8 @@ import sys
 import time
 
 from . import machine, peers, report, results
-from .cases import Context, Skip, cpu_cases
+from .cases import Context, Skip
+from .suite import cpu_cases
 from .sizes import PROFILES
 from .timing import ValidationError, time_interleaved, validate
 

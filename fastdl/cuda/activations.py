@@ -12,16 +12,20 @@ import math
 
 import numpy as np
 
+from fastdl import activations as _registry
 from fastdl.cuda import require
 
 cuda = require()
 
-NAMES = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "silu",
-         "softplus", "hard_tanh", "gelu")
-CODES = {name: i for i, name in enumerate(NAMES)}
-LINEAR, SIGMOID, TANH, RELU, LEAKY_RELU, PRELU, ELU, SILU, SOFTPLUS, HARD_TANH, GELU = range(11)
-NEEDS_Z = ("prelu", "silu", "gelu")
-DEFAULT_ALPHA = {"leaky_relu": 0.01, "elu": 1.0}
+# The registry's facts (fastdl.activations, from the C++ one): the codes the kernels below
+# switch on are the C++ enum's, so a name means the same function on both devices.
+NAMES = _registry.NAMES
+CODES = _registry.CODES
+LINEAR, SIGMOID, TANH, RELU, LEAKY_RELU, PRELU, ELU, SILU, SOFTPLUS, HARD_TANH, GELU = (
+    CODES[n] for n in ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "silu", "softplus",
+                       "hard_tanh", "gelu"))
+NEEDS_Z = _registry.NEEDS_Z
+DEFAULT_ALPHA = _registry.SCALAR_ALPHA
 
 ZERO = np.float32(0.0)
 ONE = np.float32(1.0)

@@ -46,12 +46,12 @@ import functools
 
 import numpy as np
 
-from fastdl import _C
+from fastdl import _C, activations
 
 #: Activation names the kernels accept.
-ACTIVATIONS = _C.ACTIVATIONS
+ACTIVATIONS = activations.NAMES
 #: Activations for which dense_forward returns (y, z) and dense_backward needs z.
-NEEDS_Z = ("prelu", "silu", "gelu")
+NEEDS_Z = activations.NEEDS_Z
 #: A prepared optimizer step (a step kernel called with grads=None; CPU).
 OptimizerStep = _C.OptimizerStep
 #: Forward, loss and backward of a stack of dense layers in one call (CPU).

@@ -33,7 +33,10 @@ class Batch:
 
 
 def is_batch_iterable(x):
-    """Whether fit's x is an iterable of batches rather than an array-like."""
+    """Whether fit's x is an iterable of batches rather than an array-like: a generator,
+    an iterator, a DataLoader-like object, or a list of (x, y[, w]) tuples."""
+    if isinstance(x, list) and x and isinstance(x[0], tuple) and len(x[0]) in (2, 3) and np.ndim(x[0][0]) >= 1:
+        return True
     if x is None or isinstance(x, (np.ndarray, list, tuple, str, bytes)):
         return False
     if hasattr(x, "__array__") or hasattr(x, "__array_interface__") or hasattr(x, "__cuda_array_interface__"):
@@ -212,8 +215,8 @@ class IterableData:
     def batches(self, shard=whole_shard):
         pending = None
         b = 0
-        for item in self._items():
-            x, y, w = self._convert(item, b)
+        for k, item in enumerate(self._items()):
+            x, y, w = self._convert(item, k)
             if self.merge_single is None:  # the first batch has built the model
                 self.merge_single = bool(self.model.batchnorm_statistics())
             if self.merge_single and pending is not None and x.shape[0] == 1:

@@ -199,7 +199,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
     model.stop_training = False
     model.history = history
     try:
-        with _signals.interrupts_deferred() as interrupts:
+        with _signals.step() as interrupts:  # Ctrl-C is raised between steps (fastdl/_signals.py)
             _epochs(model, data, val, cbs, strategy, epochs, initial_epoch, should_validate,
                     validation_batch_size or batch_size or 32, on_nonfinite_loss, history, interrupts)
     except BaseException as e:
@@ -366,7 +366,9 @@ def predict(model, x, batch_size=None, verbose=0, steps=None, callbacks=None):
         yb = model.predict_batch(xb)
         if total is not None:
             out[pos:pos + yb.shape[0]] = yb
+            yb = out[pos:pos + yb.shape[0]]
         else:
+            yb = yb.copy()
             outs.append(yb)
         pos += yb.shape[0]
         if end:

@@ -32,6 +32,16 @@ constexpr bool activation_needs_z(Activation a) {
   return a == Activation::prelu || a == Activation::silu || a == Activation::gelu;
 }
 
+// What alpha means for an activation: none; one scalar for the layer (leaky_relu's
+// slope, elu's scale); or one learned value per output unit (prelu's slopes).
+enum class AlphaKind : int { none = 0, scalar, learned };
+
+constexpr AlphaKind activation_alpha_kind(Activation a) {
+  return a == Activation::leaky_relu || a == Activation::elu ? AlphaKind::scalar
+         : a == Activation::prelu                           ? AlphaKind::learned
+                                                            : AlphaKind::none;
+}
+
 // Default alpha for the activations that take a scalar one.
 constexpr float activation_default_alpha(Activation a) {
   return a == Activation::elu ? 1.0f : 0.01f;

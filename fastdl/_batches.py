@@ -1,0 +1,56 @@
+"""The batch sizes a network keeps buffers for, and the device copies of host batches.
+
+Every stage keeps its buffers per batch size (no allocation per step). A run that sees
+many sizes (predicting on ragged batches, a data loader with a varying last batch) would
+otherwise keep a set for each forever, so only the ``limit`` most recently used sizes
+keep theirs; the least recently used one's buffers go first.
+"""
+
+from collections import OrderedDict
+
+import numpy as np
+
+__all__ = ["BatchSizes"]
+
+
+class BatchSizes:
+    """Tracks the batch sizes in use; ``release(rows)`` is called for an evicted size."""
+
+    def __init__(self, limit, release):
+        self.limit = limit
+        self._release = release
+        self._rows = OrderedDict()  # least recently used first
+        self._device = {}  # (rows, shapes...) -> device buffers of a host batch
+
+    def use(self, n):
+        rows = self._rows
+        if n in rows:
+            if next(reversed(rows)) != n:
+                rows.move_to_end(n)
+            return
+        rows[n] = True
+        while len(rows) > self.limit:
+            old, _ = rows.popitem(last=False)
+            self._release(old)
+            for key in [k for k in self._device if k[0] == old]:
+                del self._device[key]
+
+    def clear(self):
+        self._rows.clear()
+        self._device.clear()
+
+    def to_device(self, backend, x, y, w):
+        """Copies a numpy batch into device buffers kept per shape (GPU models)."""
+        if not isinstance(x, np.ndarray):
+            return x, y, w
+        key = (x.shape[0], x.shape, y.shape, y.dtype, w is None)
+        bufs = self._device.get(key)
+        if bufs is None:
+            bufs = self._device[key] = (backend.empty(x.shape), backend.empty(y.shape, y.dtype),
+                                        None if w is None else backend.empty(w.shape))
+        dx, dy, dw = bufs
+        dx.copy_to_device(x)
+        dy.copy_to_device(np.ascontiguousarray(y))
+        if w is not None:
+            dw.copy_to_device(w)
+        return dx, dy, dw
