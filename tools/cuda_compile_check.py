@@ -68,6 +68,7 @@ jobs += [
     ("dropout mask+y unaligned", dropout._mask_kernel(True, False), (F1, U8_1, F1, i64, u64, u64, u64, u64, u64, f32, u64)),
     ("dropout mask unaligned", dropout._mask_kernel(False, False), (F1, U8_1, F1, i64, u64, u64, u64, u64, u64, f32, u64)),
     ("dropout bwd", dropout._dropout_backward, (F1, F1, U8_1, i64, f32)),
+    ("dropout eval scale", dropout._scale, (F1, i64, f32)),
     ("final sum", reduce.final_sum, (F64_1, F64_1, i64, f64)),
     ("final sum and flag", reduce.final_sum_and_flag, (F64_1, F64_1, i64, f64, I64_1, i64)),
     ("softmax xent labels", losses._softmax_xent_rows, (F2, F1, I64_1, F2, I64_1, F2, b1, i64, i64, f32, f32, f32)),
