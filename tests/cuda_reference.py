@@ -73,6 +73,10 @@ def count_device_traffic(monkeypatch):
     return counts
 
 
+#: FASTDL_CUDA_REAL_SIZES=1 runs test_cuda_real_sizes.py at the sizes networks use (for a
+#: GPU: the verification run sets it); otherwise at small stand-ins the simulator can run.
+REAL_SIZES = os.environ.get("FASTDL_CUDA_REAL_SIZES") == "1"
+
 #: Warnings numba emits on tiny test launches (low occupancy, host copies): not errors here.
 FILTERS = ["ignore::numba.core.errors.NumbaPerformanceWarning"]
 
