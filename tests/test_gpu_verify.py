@@ -185,3 +185,38 @@ def test_junit_summary_counts_and_names_failures(tmp_path):
     assert (s["tests"], s["passed"], s["failures"], s["skipped"]) == (3, 1, 1, 1)
     assert s["failed"] == ["test_x::test_b: assert 1 == 2"]
     assert gv.junit_summary(tmp_path / "missing.xml") is None
+
+
+@pytest.mark.parametrize("errors", [0, 2])
+def test_the_sanitizer_step_reads_memcheck_and_the_exercise(tmp_path, monkeypatch, errors):
+    # A stand-in compute-sanitizer (writes memcheck's summary to --log-file, runs the
+    # program) and a stand-in exercise: the GPU-only branch of the step, parsed as there.
+    bin_dir, tools = tmp_path / "bin", tmp_path / "tools"
+    bin_dir.mkdir()
+    tools.mkdir()
+    report = (f"========= Invalid __global__ write of size 4 bytes\\n" * errors
+              + f"========= ERROR SUMMARY: {errors} errors\\n")
+    sanitizer = bin_dir / "compute-sanitizer"
+    sanitizer.write_text("#!/usr/bin/env bash\n"
+                         "while [ \"$1\" != \"--log-file\" ]; do shift; done; log=$2; shift 2\n"
+                         f"\"$@\"; rc=$?; printf '{report}' > \"$log\"\n"
+                         f"if [ {errors} -gt 0 ]; then exit 86; fi; exit $rc\n")
+    sanitizer.chmod(0o755)
+    (tools / "gpu_exercise.py").write_text(
+        "import json, sys\n"
+        "json.dump({'called': {'adam_step': 1}, 'missing_kernels': [], 'launches': 3,\n"
+        "           'kernels_launched': {'_adam': 3}, 'error': None}, open(sys.argv[sys.argv.index('--result') + 1], 'w'))\n")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(gv, "TOOLS", tools)
+    run = gv.Run(dry=False, out=tmp_path, work=tmp_path, python=sys.executable, budget_s=60,
+                 started=time.perf_counter(), pytest_args=[])
+    outcome, info, problems = gv.step_sanitizer(run, 30, tmp_path / "log.txt")
+    assert info["compute_sanitizer"] == str(sanitizer)
+    assert info["memcheck_errors"] == errors
+    assert info["exercise"]["kernels_launched"] == {"_adam": 3}
+    if errors:
+        assert outcome.returncode == 86
+        assert problems and problems[0].startswith("memcheck reported 2 errors: Invalid __global__ write")
+    else:
+        assert outcome.returncode == 0 and problems == []
+    assert "ERROR SUMMARY" in (tmp_path / "log.txt").read_text()
