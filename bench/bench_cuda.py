@@ -1,4 +1,4 @@
-"""GPU benchmarks for issue 4 (real GPU only: skipped without one and under the simulator).
+"""GPU benchmarks (real GPU only: skipped without one and under the simulator).
 
     python -m pytest bench/bench_cuda.py --benchmark-only
 
@@ -20,6 +20,7 @@ except ImportError:
 if not cuda.is_available():
     pytest.skip("no CUDA GPU", allow_module_level=True)
 
+from fastdl.benchmarking.cuda_cases import TRAIN_STEP_GOALS, network_name  # noqa: E402
 from fastdl.cuda import kernels as G  # noqa: E402
 from fastdl.cuda.fused_mlp import FusedMLP  # noqa: E402
 
@@ -142,11 +143,12 @@ def _torch_step(sizes, batch):
     return fn
 
 
-TRAIN_CASES = [((784, 64, 64, 64, 64, 10), 256), ((784, 1024, 1024, 10), 128), ((784, 4096, 4096, 4096, 10), 4096)]
+# The goal networks, shared with the verification run's measurements (tools/gpu_goals.py).
+TRAIN_CASES = TRAIN_STEP_GOALS
 
 
 @pytest.mark.parametrize("impl", ["fastdl", "torch"])
-@pytest.mark.parametrize("sizes,batch", TRAIN_CASES, ids=["784-64x4-10 b256", "784-1024x2-10 b128", "784-4096x3-10 b4096"])
+@pytest.mark.parametrize("sizes,batch", TRAIN_CASES, ids=[f"{network_name(s)} b{b}" for s, b in TRAIN_CASES])
 def bench_train_step(benchmark, sizes, batch, impl):
     benchmark.group = f"train step {'-'.join(map(str, sizes))} batch {batch}"
     if impl == "torch":

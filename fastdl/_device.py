@@ -129,7 +129,10 @@ class CUDABackend:
         except (ImportError, RuntimeError) as e:
             raise RuntimeError(f"device='cuda' is not available: {e}") from e
         self.kernels = fcuda.kernels
-        self._scale_kernel = None
+        from fastdl.cuda import dropout
+
+        # Only the scale_at_test dropout's inference pass needs this elementwise op.
+        self.scale_ = dropout.scale_
 
     def zeros(self, shape):
         return self.cuda.to_device(np.zeros(shape, np.float32))
@@ -151,22 +154,6 @@ class CUDABackend:
     @staticmethod
     def copy(dst, src):
         dst.copy_to_device(src)
-
-    def scale_(self, a, s):
-        # Only the scale_at_test dropout's inference path needs this elementwise op.
-        if self._scale_kernel is None:
-            cuda = self.cuda
-
-            @cuda.jit
-            def scale(flat, factor):
-                i = cuda.grid(1)
-                if i < flat.shape[0]:
-                    flat[i] *= factor
-
-            self._scale_kernel = scale
-        flat = a.reshape(a.size)
-        threads = 256
-        self._scale_kernel[(a.size + threads - 1) // threads, threads](flat, np.float32(s))
 
 
 _BACKENDS = {}

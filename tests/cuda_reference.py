@@ -2,6 +2,7 @@
 references for the kernels that have no CPU version in this tree yet (Philox dropout,
 maxout, losses, batch norm, optimizers). The dense references live in reference.py."""
 
+import collections
 import math
 import os
 
@@ -21,6 +22,60 @@ def require_gpu_or_simulator():
                     allow_module_level=True)
     return cuda
 
+
+def count_device_traffic(monkeypatch):
+    """A Counter of what the process asks of the device while the test runs: "launch"
+    (kernel launches), "to_host" and "to_device" (copies between host and device
+    memory, which wait for the device), "on_device" (device-to-device copies). Works on
+    the simulator and on a GPU alike."""
+    import fastdl.cuda
+
+    counts = collections.Counter()
+
+    if fastdl.cuda.is_simulator():
+        from numba.cuda.simulator import kernel as sim_kernel
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray as array_class
+
+        original_call = sim_kernel.FakeCUDAKernel.__call__
+
+        def launch(self, *args):
+            # device functions and calls from inside a running kernel are not launches
+            if not self._device and sim_kernel._kernel_context is None:
+                counts["launch"] += 1
+            return original_call(self, *args)
+
+        monkeypatch.setattr(sim_kernel.FakeCUDAKernel, "__call__", launch)
+    else:
+        from numba.cuda.cudadrv.devicearray import DeviceNDArrayBase as array_class
+        from numba.cuda.dispatcher import _LaunchConfiguration
+
+        original_call = _LaunchConfiguration.__call__
+
+        def launch(self, *args):
+            counts["launch"] += 1
+            return original_call(self, *args)
+
+        monkeypatch.setattr(_LaunchConfiguration, "__call__", launch)
+
+    original_to_host, original_to_device = array_class.copy_to_host, array_class.copy_to_device
+
+    def to_host(self, *args, **kwargs):
+        counts["to_host"] += 1
+        return original_to_host(self, *args, **kwargs)
+
+    def to_device(self, ary, *args, **kwargs):
+        on_device = hasattr(ary, "__cuda_array_interface__") or getattr(ary, "__cuda_ndarray__", False)
+        counts["on_device" if on_device else "to_device"] += 1
+        return original_to_device(self, ary, *args, **kwargs)
+
+    monkeypatch.setattr(array_class, "copy_to_host", to_host)
+    monkeypatch.setattr(array_class, "copy_to_device", to_device)
+    return counts
+
+
+#: FASTDL_CUDA_REAL_SIZES=1 runs test_cuda_real_sizes.py at the sizes networks use (for a
+#: GPU: the verification run sets it); otherwise at small stand-ins the simulator can run.
+REAL_SIZES = os.environ.get("FASTDL_CUDA_REAL_SIZES") == "1"
 
 #: Warnings numba emits on tiny test launches (low occupancy, host copies): not errors here.
 FILTERS = ["ignore::numba.core.errors.NumbaPerformanceWarning"]

@@ -164,3 +164,20 @@ def test_dense_dropout_offset_matches_the_whole_batch_rows(rng, m):
     np.testing.assert_allclose(host(part[0]), host(whole[0])[lo:], rtol=1e-6)
     with pytest.raises(ValueError, match="offset"):
         G.dense_dropout_forward(to_dev(x), to_dev(w), to_dev(b), "relu", p, 5, 2, 1, offset=-1)
+
+
+@pytest.mark.parametrize("first", ["dense", "dropout"])
+def test_scale_at_test_dropout_inference_matches_the_cpu(rng, first):
+    # Inference scales by 1 - p on the device (a Dense's output, or a standalone
+    # Dropout's copy of its input); the same network on the CPU is the reference.
+    from fastdl import Dense, Dropout, Sequential
+
+    def layers():
+        if first == "dense":
+            return [Dense(6, 8, activation="relu"), Dropout(0.25, scale_at_test=True), Dense(8, 3)]
+        return [Dropout(0.5, scale_at_test=True), Dense(6, 3)]
+
+    x = rng.standard_normal((5, 6)).astype(np.float32)
+    want = Sequential(layers(), seed=0).predict(x)
+    got = Sequential(layers(), seed=0, device="cuda").predict(x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

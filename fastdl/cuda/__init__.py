@@ -60,7 +60,8 @@ def require():
 
 
 _LAZY = {"kernels": ("fastdl.cuda.kernels", None), "as_device": ("fastdl.cuda.arrays", "as_device"),
-         "FusedMLP": ("fastdl.cuda.fused_mlp", "FusedMLP")}
+         "FusedMLP": ("fastdl.cuda.fused_mlp", "FusedMLP"),
+         "FusedMLPStep": ("fastdl.cuda.fused_step", "FusedMLPStep")}
 
 
 def __getattr__(name):
@@ -75,4 +76,5 @@ def __getattr__(name):
     return module if attr is None else getattr(module, attr)
 
 
-__all__ = ["is_available", "is_simulator", "require", "kernels", "as_device", "FusedMLP", "INSTALL_HINT"]
+__all__ = ["is_available", "is_simulator", "require", "kernels", "as_device", "FusedMLP", "FusedMLPStep",
+           "INSTALL_HINT"]

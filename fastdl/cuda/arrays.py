@@ -157,13 +157,15 @@ _scratch = threading.local()
 _SCRATCH_MAX = 64  # kept intermediates per thread; a network needs a few per layer
 
 
-def scratch(name, shape, dtype=np.float32):
+def scratch(name, shape, dtype=np.float32, fill=None):
     """A device array for a kernel's internal intermediate (dz, partial sums), kept per
     (name, shape, dtype) and Python thread and handed to the next call that asks: the
     kernels run in order on the default stream, so that call's launches start after this
     one's are done with it. Numba allocates and frees device memory per array
     (cuMemAlloc, and cuMemFree synchronizes the device), which a training step would
-    pay for every intermediate. Never return a scratch array to the caller."""
+    pay for every intermediate. Never return a scratch array to the caller.
+    fill: the value a new array starts with (copied once, when it is created); the
+    kernels that use such an array put that value back before they finish."""
     cache = getattr(_scratch, "arrays", None)
     if cache is None:
         cache = _scratch.arrays = {}
@@ -172,7 +174,8 @@ def scratch(name, shape, dtype=np.float32):
     if d is None:
         if len(cache) >= _SCRATCH_MAX:  # many shapes (a sweep of sizes): start over
             cache.clear()
-        d = cache[key] = empty(shape, dtype)
+        d = cache[key] = (empty(shape, dtype) if fill is None
+                          else cuda.to_device(np.full(shape, fill, dtype)))
     return d
 
 

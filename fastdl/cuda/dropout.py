@@ -91,6 +91,22 @@ def _dropout_backward(dx, dy, mask, size, keep_scale):
         dx[i] = dy[i] * keep_scale if kept != 0 else ZERO
 
 
+@cuda.jit
+def _scale(flat, size, factor):
+    i = cuda.grid(1)
+    if i < size:
+        flat[i] *= factor
+
+
+def scale_(a, factor):
+    """a *= factor in place (any C-contiguous float32 device array): the inference pass of
+    a Dropout(scale_at_test=True), which scales the kept activations by 1 - p."""
+    a = checked(a, "a", a.ndim if hasattr(a, "ndim") else 1, "", np.float32)
+    if a.size:
+        launcher(_scale, (blocks(a.size, THREADS),), (THREADS,))(_flat(a), a.size, np.float32(factor))
+    return a
+
+
 def _keep_scale(p, scale):
     return np.float32(1.0 / (1.0 - p)) if scale else np.float32(1.0)
 

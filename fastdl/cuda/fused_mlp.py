@@ -287,6 +287,10 @@ class FusedMLP:
     def forward(self, x, params):
         """logits (N, C): a view of a buffer that the next forward overwrites."""
         x, params = self._check(x, params)
+        return self.forward_checked(x, params)
+
+    def forward_checked(self, x, params):
+        """forward() for arguments already checked (FusedMLPStep checks its buffers once)."""
         n = x.shape[0]
         if n:
             launcher(_kernel("fwd", self.code, self.needs_z), (blocks(n, BT),), (THREADS,))(
@@ -307,6 +311,11 @@ class FusedMLP:
         if n == 0:
             grads.copy_to_device(np.zeros(self.n_params, dtype=np.float32))
             return grads
+        return self.backward_checked(dlogits, x, params, grads)
+
+    def backward_checked(self, dlogits, x, params, grads):
+        """backward() for arguments already checked, with at least one row."""
+        n = x.shape[0]
         if self.n_layers > 1:
             saved = self._Z if self.needs_z else self._Y
             launcher(_kernel("bwd", self.code, self.needs_z), (blocks(n, BT),), (THREADS,))(

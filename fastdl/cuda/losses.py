@@ -17,6 +17,7 @@ NEG_INF = np.float32(-np.inf)
 ROWS_PER_BLOCK = 8  # one 32-thread group per row
 GROUP = 32
 THREADS = reduce.THREADS
+NO_BAD_LABEL = 1 << 53  # above any row index; exact in the float64 it comes back in
 
 
 @cuda.jit(device=True)
@@ -141,14 +142,15 @@ def softmax_cross_entropy(logits, target, *, label_smoothing=0.0, out=None):
     if n == 0:
         return 0.0, dlogits
     row_loss = scratch("softmax_cross_entropy.row_loss", (n,))
-    bad = scratch("softmax_cross_entropy.first_bad", (1,), np.int64)
-    bad.copy_to_device(np.array([n], dtype=np.int64))
+    # The first out-of-range label's row (atomic min). It holds NO_BAD_LABEL between
+    # calls: the final sum reads it and puts NO_BAD_LABEL back, so the loss and the
+    # check come back in one copy and nothing is copied to the device per call.
+    bad = scratch("softmax_cross_entropy.first_bad", (1,), np.int64, fill=NO_BAD_LABEL)
     launcher(_softmax_xent_rows, ((n + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK,), (ROWS_PER_BLOCK * GROUP,))(
         dlogits, row_loss, bad, logits, labels, probs, use_labels, n, c,
         np.float32(label_smoothing), np.float32(label_smoothing / c if c else 0.0),
         np.float32(1.0 / n))
-    loss = reduce.finish(row_loss, n, 1.0 / n)
-    first_bad = int(bad.copy_to_host()[0])
+    loss, first_bad = reduce.finish_with_flag(row_loss, n, 1.0 / n, bad, NO_BAD_LABEL)
     if first_bad < n:
         label = int(labels[first_bad:first_bad + 1].copy_to_host()[0])
         raise ValueError(f"target: label {label} at index {first_bad} is outside [0, {c})")

@@ -43,6 +43,22 @@ def final_sum(out, partials, count, scale):
         out[0] = total * scale
 
 
+@cuda.jit
+def final_sum_and_flag(out, partials, count, scale, flag, reset):
+    """As final_sum, and out[1] = flag[0], then flag[0] = reset: a kernel's int64 report
+    (the first bad label) comes back in the same copy as the loss, and the slot is ready
+    for the next call without a copy to the device."""
+    sh = cuda.shared.array(THREADS, float64)
+    acc = float64(0.0)
+    for i in range(cuda.threadIdx.x, count, THREADS):
+        acc += partials[i]
+    total = block_sum(sh, acc)
+    if cuda.threadIdx.x == 0:
+        out[0] = total * scale
+        out[1] = float64(flag[0])
+        flag[0] = reset
+
+
 def grid_for(size):
     """Blocks for a grid-stride pass that leaves at most MAX_PARTIALS partial sums."""
     return max(1, min(MAX_PARTIALS, (size + THREADS - 1) // THREADS))
@@ -55,3 +71,15 @@ def finish(partials, count, scale):
     out = scratch("reduce.finish", (1,), np.float64)
     launcher(final_sum, (1,), (THREADS,))(out, partials, count, np.float64(scale))
     return float(out.copy_to_host()[0])
+
+
+def finish_with_flag(partials, count, scale, flag, reset):
+    """(scale * sum(partials[:count]), int(flag[0])) in one launch and one copy to the
+    host, leaving flag[0] = reset (see final_sum_and_flag)."""
+    from fastdl.cuda.arrays import launcher, scratch
+
+    out = scratch("reduce.finish_with_flag", (2,), np.float64)
+    launcher(final_sum_and_flag, (1,), (THREADS,))(out, partials, count, np.float64(scale), flag,
+                                                   np.int64(reset))
+    total, flagged = out.copy_to_host()
+    return float(total), int(flagged)
