@@ -28,8 +28,9 @@ __all__ = ["Network", "NotBuiltError"]
 MAX_KEPT_BATCH_SIZES = 8
 
 
-class NotBuiltError(ValueError):
-    """The network's input width is not known yet, so it has no parameters."""
+class NotBuiltError(ValueError, AttributeError):
+    """The network's input width is not known yet, so it has no parameters (an
+    AttributeError too: ``hasattr(model, "flat_params")`` is False until it is built)."""
 
 
 def _derive_seeds(seed):

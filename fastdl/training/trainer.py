@@ -377,5 +377,7 @@ def predict(model, x, batch_size=None, verbose=0, steps=None, callbacks=None):
     if verbose:
         print(f"predicted {pos} samples")
     if total is None:
-        return np.concatenate(outs) if outs else np.empty((0, model.output_dim), np.float32)
+        if not outs:
+            raise ValueError("x: the iterable gave no batches to predict")
+        return np.concatenate(outs)
     return out
