@@ -7,7 +7,10 @@ running the first three and three places for the update, and the plan names both
     ``"layers"``: one kernel call per stage and pass. ``"dense_stack"``: a CPU network of
     plain Dense layers (no Dropout, BatchNorm or Maxout) runs forward, loss and backward
     as one call (``fastdl.kernels.DenseStack``): a small network would otherwise spend a
-    large part of its step crossing from Python into the kernels.
+    large part of its step crossing from Python into the kernels. ``"fused_mlp"``: on
+    the GPU, a narrow network of Dense layers (every width <= 128, one hidden activation,
+    a linear last layer) runs through the fused small-MLP kernels
+    (``fastdl.cuda.FusedMLPStep``): 5 launches a step instead of 4 per layer.
 ``optimizer_step``
     ``"separate"``: one fused optimizer pass over the whole flat buffer after the
     backward. ``"in_backward"``: each Dense/Maxout weight matrix is updated inside its
@@ -69,7 +72,8 @@ class StepPlan:
         how = {"separate": "a separate optimizer pass after the backward",
                "in_backward": "each weight matrix updated inside its backward kernel, the rest after",
                "in_stack": "inside the one-call DenseStack, after its backward"}[self.optimizer_step]
-        kernels = {"layers": "a kernel call per layer", "dense_stack": "one DenseStack call"}[self.execution]
+        kernels = {"layers": "a kernel call per layer", "dense_stack": "one DenseStack call",
+                   "fused_mlp": "the fused small-MLP kernels"}[self.execution]
         return f"{self.optimizer_step} ({how}; {kernels}): {self.reason}"
 
     def __eq__(self, other):
@@ -91,6 +95,25 @@ def dense_stack_applies(stages, loss, backend_name):
             and type(loss) in (losses_mod.SoftmaxCrossEntropy, losses_mod.MSE, losses_mod.BinaryCrossEntropy))
 
 
+def fused_mlp_support(stages, loss, backend_name):
+    """Whether a GPU network can take the fused small-MLP step (a Support: truthy, or
+    falsy with the reason)."""
+    from fastdl.cuda.fused_step import FusedMLPStep, Support
+
+    if backend_name != "cuda":
+        return Support(False, "the fused MLP runs on the GPU")
+    if not all(type(s) is DenseStage for s in stages):
+        return Support(False, "the fused MLP has Dense layers only (no Dropout, BatchNorm or Maxout layer)")
+    hidden = {(s.act, s.scalar_alpha) for s in stages[:-1]}
+    if len(hidden) > 1:
+        return Support(False, "the fused MLP applies one activation to every hidden layer")
+    act, alpha = next(iter(hidden)) if hidden else ("linear", None)
+    return FusedMLPStep.supports(
+        stages[0].w.shape[0], [s.m for s in stages], act, loss=loss.name,
+        label_smoothing=getattr(loss, "label_smoothing", 0.0), last_linear=stages[-1].act == "linear",
+        alpha=alpha, biases=all(s.b is not None for s in stages), dropout=any(s.p for s in stages))
+
+
 def updated_stages(bwd_stages):
     """The stages whose backward kernels can update their weight matrices."""
     return [s for s in bwd_stages if isinstance(s, (DenseStage, MaxoutStage))]
@@ -110,6 +133,8 @@ def choose(mode, stages, bwd_stages, loss, optimizer, backend_name):
     if mode not in OPTIMIZER_STEPS:
         raise ValueError(f"optimizer_step: expected one of {OPTIMIZER_STEPS}, got {mode!r}")
     execution = "dense_stack" if dense_stack_applies(stages, loss, backend_name) else "layers"
+    if backend_name == "cuda" and fused_mlp_support(stages, loss, backend_name):
+        execution = "fused_mlp"
     updated = updated_stages(bwd_stages)
     weights = sum(s.w.size for s in updated)
     if mode == "separate":
@@ -120,7 +145,8 @@ def choose(mode, stages, bwd_stages, loss, optimizer, backend_name):
         if mode != "auto":
             raise ValueError(f"optimizer_step={mode!r}: a step inside the kernels is CPU only (this model is on "
                              f"{backend_name!r})")
-        return StepPlan(execution, "separate", f"on {backend_name}, one optimizer launch over the flat buffer")
+        why = "" if execution == "fused_mlp" else f"; per-layer kernels: {fused_mlp_support(stages, loss, backend_name).reason}"
+        return StepPlan(execution, "separate", f"on {backend_name}, one optimizer launch over the flat buffer{why}")
     if not optimizer.can_prepare_step():
         if mode != "auto":
             raise ValueError(f"optimizer_step={mode!r}: {type(optimizer).__name__} overrides _kernel_step, so it "
@@ -166,6 +192,7 @@ class Stepper:
         self.last_output = None
         self._loss_grads = {}  # output rows -> the loss gradient's buffer
         self._stacks = {} if plan.execution == "dense_stack" else None
+        self._fused = self._fused_step(loss) if plan.execution == "fused_mlp" else None
         self._prepared_rows = set()
         self.rest_segments = self._rest_segments() if plan.optimizer_step == "in_backward" else None
 
@@ -182,6 +209,16 @@ class Stepper:
         if pos < total:
             rest.append((pos, total))
         return np.array(rest, np.int64).reshape(-1, 2)
+
+    def _fused_step(self, loss):
+        from fastdl.cuda.fused_step import FusedMLPStep
+
+        stages = self.stages
+        act = stages[0].act if len(stages) > 1 else "linear"
+        return FusedMLPStep(stages[0].w.shape[0], [s.m for s in stages], act, params=self.flat_params,
+                            grads=self.flat_grads, loss=loss.name,
+                            label_smoothing=getattr(loss, "label_smoothing", 0.0),
+                            alpha=stages[0].scalar_alpha if len(stages) > 1 else None)
 
     # -- buffers per batch size ------------------------------------------------------
     def _loss_grad(self, rows):
@@ -235,10 +272,22 @@ class Stepper:
         self.last_output = self.stages[-1]._kept("y", (x.shape[0], self.output_dim))
         return loss
 
+    def _fused_train(self, x, y, w, finite_only=False):
+        """The fused MLP's forward, loss and backward, or None where it does not apply
+        (per-sample weights: its loss has none, the per-layer path takes those batches)."""
+        if self._fused is None or w is not None:
+            return None
+        loss = self._fused.train(x, y, backward_if_nonfinite=not finite_only)
+        self.last_output = self._fused.last_output
+        return loss
+
     def gradients(self, x, y, w, step):
         """Forward, loss and backward: every gradient in flat_grads; returns the loss."""
         if self._stacks is not None and x.shape[0] > 0:
             return self._stack_train(x, y, w)
+        loss = self._fused_train(x, y, w)
+        if loss is not None:
+            return loss
         loss, d = self._forward_loss(x, y, w, step)
         self._backward(d)
         return loss
@@ -272,7 +321,10 @@ class Stepper:
         return loss
 
     def _separate(self, x, y, w, step, finite_only):
-        if self._stacks is not None and x.shape[0] > 0:
+        fused = self._fused_train(x, y, w, finite_only)
+        if fused is not None:
+            loss = fused
+        elif self._stacks is not None and x.shape[0] > 0:
             loss = self._stack_train(x, y, w)
         else:
             loss, d = self._forward_loss(x, y, w, step)
