@@ -9,6 +9,8 @@ import pytest
 
 import fastdl
 from fastdl import kernels as K
+from fastdl import losses as L
+from fastdl._device import get_backend
 
 import reference_losses as ref
 
@@ -358,3 +360,29 @@ def test_weights_are_refused_for_the_right_batch_axis(rng):
     logits = rng.standard_normal((4, 6)).astype(np.float32)
     with pytest.raises(ValueError, match=r"sample_weight: expected shape\[0\] == 4 \(N = logits.shape\[0\]\)"):
         ce(logits, np.zeros(4, np.int64), w=np.ones(6, np.float32))
+
+
+# ---------------------------------------------------------------- the Loss objects
+
+
+@pytest.mark.parametrize("spec", ["softmax_cross_entropy", {"name": "softmax_cross_entropy", "label_smoothing": 0.2},
+                                  "mse", "binary_cross_entropy"], ids=str)
+def test_loss_objects_pass_sample_weight_to_the_kernel(rng, spec):
+    loss_obj = L.get(spec).bind(get_backend("cpu"))
+    n, c = 6, 5
+    x = rng.standard_normal((n, c)).astype(np.float32)
+    if loss_obj.name == "softmax_cross_entropy":
+        t = rng.integers(0, c, n)
+        kw = {"label_smoothing": loss_obj.label_smoothing}
+    else:
+        t = rng.random((n, c)).astype(np.float32)
+        kw = {}
+    w = make_weights(rng, "mixed", n)
+    kernel = getattr(K, loss_obj.kernel_name)
+    want_loss, want_g = kernel(x, t, sample_weight=w, **kw)
+    out = np.empty_like(x)
+    got_loss, got_g = loss_obj(x, t, out=out, sample_weight=w)
+    assert got_loss == want_loss and got_g is out
+    np.testing.assert_array_equal(out, want_g)
+    plain = loss_obj(x, t)
+    assert plain[0] == kernel(x, t, **kw)[0]
