@@ -18,7 +18,9 @@ CE_SHAPES = [(1, 1), (1, 7), (3, 2), (7, 17), (33, 1000), (5, 1001)]
 TARGETS = ["int32", "int64", "probs"]
 ELEMENTWISE = ["mse", "binary_cross_entropy"]
 # (N,) rows of one element each, (N, C), (N, A, B): a sample is a slice along axis 0.
-ELEM_SHAPES = [(1,), (7,), (1, 5), (33, 17), (3, 5, 7), (100_003,), (257, 301)]
+# Samples shorter than a vector (8 lanes on avx2, 16 on avx512) run flat, longer ones
+# row by row: C = 1, 3, 5, 12 (one path or the other by ISA), 17, 35, 301.
+ELEM_SHAPES = [(1,), (7,), (1, 5), (20, 3), (11, 12), (33, 17), (3, 5, 7), (100_003,), (257, 301)]
 
 
 def make_target(rng, kind, n, c):
@@ -343,6 +345,29 @@ def test_weights_sharing_memory_with_out_are_refused(rng, form):
     with pytest.raises(ValueError, match=r"out: shares memory with input 'sample_weight'"):
         _call(form, x, t, out.reshape(-1)[:5], out)
     assert out.tobytes() == before.tobytes()
+
+
+F32 = np.finfo(np.float32)
+GOOD_EDGES = [0.0, -0.0, float(F32.smallest_subnormal), float(F32.tiny), float(F32.max)]
+BAD_EDGES = [(-float(F32.smallest_subnormal), "negative"), (-float(F32.max), "negative"), (-np.inf, "not finite"),
+             (np.inf, "not finite"), (np.nan, "not finite"), (-np.nan, "not finite")]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_weight_check_edges(rng, form):
+    # The check reads the bits: every finite value >= 0 (-0 and subnormals included)
+    # passes, anything with the sign bit set but -0, and every Inf/NaN, does not.
+    n = 9
+    x, t = _form_inputs(rng, form, n=n, c=3)
+    w = np.zeros(n, np.float32)
+    w[: len(GOOD_EDGES)] = GOOD_EDGES
+    _, g = _call(form, x, t, w, None)  # accepted
+    assert (g[:2] == 0).all() and (g[len(GOOD_EDGES):] == 0).all()
+    for v, what in BAD_EDGES:
+        bad = w.copy()
+        bad[7] = v
+        with pytest.raises(ValueError, match=rf"sample_weight: weight \S+ at index 7 is {what}"):
+            _call(form, x, t, bad, None)
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE)

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -105,6 +106,16 @@ void dispatch_bce(const ElementwiseArgs& a) {
 }  // namespace
 
 void check_sample_weight(const float* sample_weight, long n) {
+  // A branch-free scan of the bits (which the compiler vectorizes, as it does not float
+  // comparisons) for the usual case, all good: finite and >= 0 is sign clear and exponent
+  // not all ones, or -0. The first bad weight is looked for only when there is one.
+  uint32_t bad = 0;
+  for (long i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, sample_weight + i, sizeof bits);
+    bad |= (uint32_t)(bits >= 0x7f800000u) & (uint32_t)(bits != 0x80000000u);
+  }
+  if (!bad) return;
   for (long i = 0; i < n; ++i) {
     const float w = sample_weight[i];
     if (!(std::isfinite(w) && w >= 0.0f))

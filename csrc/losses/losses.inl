@@ -173,8 +173,64 @@ void elementwise_chunks(const ElementwiseArgs& a) {
   });
 }
 
-// The weighted form: one row (sample) at a time, its loss sum times its weight added in
-// double, its gradient scaled by weight * scale (exactly scale for a weight of one).
+// The weighted form, over rows i0..i1 of c elements, returning sum_i w_i * (row i's sum
+// of losses). Rows of at least a vector: one row at a time, its sum times its weight
+// added in double, its gradient scaled by (float)(w * scale).
+template <class Op>
+FASTDL_INLINE double weighted_long_rows(const ElementwiseArgs& a, long i0, long i1) {
+  const long c = a.c;
+  double total = 0.0;
+  for (long i = i0; i < i1; ++i) {
+    const double w = (double)a.weight[i];
+    const V vscale = V::set1((float)(w * a.scale));
+    const long at = i * c;
+    total += w * (double)V::reduce_add(span_loss<Op>(a.grad + at, a.x + at, a.t + at, c, vscale));
+  }
+  return total;
+}
+
+// Shorter rows: a vector spans several samples, so the elements run flat (no lanes
+// wasted on padding) with each lane's weight from an array of per-element weights (the
+// weights themselves for c = 1): loss += l * w, gradient scaled by w * (float)scale.
+// Both forms scale a weight of one's gradient by exactly (float)scale.
+template <class Op>
+FASTDL_INLINE double weighted_short_rows(const ElementwiseArgs& a, long i0, long i1) {
+  constexpr int W = V::width;
+  // rows per chunk * c <= kLossChunk, plus the last row's vector store running over
+  alignas(64) float lane_weight[kLossChunk + W];
+  const long c = a.c, e0 = i0 * c, len = (i1 - i0) * c;
+  const float* lw = a.weight + i0;
+  if (c != 1) {
+    // One vector store per row: each overwrites what the previous one ran over, so row
+    // i's c elements end up holding its weight.
+    for (long i = i0; i < i1; ++i) V::set1(a.weight[i]).store(lane_weight + (i - i0) * c);
+    lw = lane_weight;
+  }
+  const float *x = a.x + e0, *t = a.t + e0;
+  float* grad = a.grad + e0;
+  const V vscale = V::set1((float)a.scale);
+  V acc0 = V::zero(), acc1 = V::zero();
+  long j = 0;
+  for (; j + 2 * W <= len; j += 2 * W) {
+    V g0, g1;
+    const V w0 = V::load(lw + j), w1 = V::load(lw + j + W);
+    acc0 = V::fma(Op::step(V::load(x + j), V::load(t + j), &g0), w0, acc0);
+    acc1 = V::fma(Op::step(V::load(x + j + W), V::load(t + j + W), &g1), w1, acc1);
+    (g0 * (w0 * vscale)).store(grad + j);
+    (g1 * (w1 * vscale)).store(grad + j + W);
+  }
+  for (; j < len; j += W) {
+    const int nv = len - j < W ? (int)(len - j) : W;
+    V g;
+    const V wv = V::load_n(lw + j, nv);
+    const V l = Op::step(V::load_n(x + j, nv), V::load_n(t + j, nv), &g);
+    acc0 = V::fma(nv == W ? l : V::select(first_lanes(nv), l, V::zero()), wv, acc0);
+    (g * (wv * vscale)).store_n(grad + j, nv);
+  }
+  return (double)V::reduce_add(acc0 + acc1);
+}
+
+// Chunks of weighted_chunk_rows(c) rows, independent of the thread count.
 template <class Op>
 void weighted_row_chunks(const ElementwiseArgs& a) {
   const long c = a.c, n = a.size / c;
@@ -184,14 +240,7 @@ void weighted_row_chunks(const ElementwiseArgs& a) {
   parallel_for(nchunks, threads, [&](long k) {
     const long i0 = k * rows;
     const long i1 = n - i0 < rows ? n : i0 + rows;
-    double total = 0.0;
-    for (long i = i0; i < i1; ++i) {
-      const double w = (double)a.weight[i];
-      const V vscale = V::set1((float)(w * a.scale));
-      const long at = i * c;
-      total += w * (double)V::reduce_add(span_loss<Op>(a.grad + at, a.x + at, a.t + at, c, vscale));
-    }
-    a.partial[k] = total;
+    a.partial[k] = c < V::width ? weighted_short_rows<Op>(a, i0, i1) : weighted_long_rows<Op>(a, i0, i1);
   });
 }
 

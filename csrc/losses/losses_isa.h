@@ -19,8 +19,9 @@ struct SoftmaxCeArgs {
 // chunk k's sum of per-element losses, and grad = (float)scale * (dl/dx) for each element.
 // With weight (size / c rows of c elements) set, they work in chunks of
 // weighted_chunk_rows(c) rows instead: partial[k] receives chunk k's sum over rows of
-// weight[i] * (the row's sum of losses), and grad = (float)(weight[i] * scale) * (dl/dx).
-// Either way the chunks do not depend on the thread count.
+// weight[i] * (the row's sum of losses), and each element's grad is dl/dx times its
+// row's weight times scale (exactly (float)scale for a weight of one). Either way the
+// chunks do not depend on the thread count.
 constexpr long kLossChunk = 8192;
 struct ElementwiseArgs {
   float* grad; double* partial;
