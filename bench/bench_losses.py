@@ -26,14 +26,15 @@ def gbps(benchmark, nbytes):
     benchmark.extra_info["GB/s"] = round(nbytes / benchmark.stats.stats.median / 1e9, 2)
 
 
-def ce_reference(logits, target, ls=0.0):
+def ce_reference(logits, target, ls=0.0, w=None):
     n, c = logits.shape
     x = logits.astype(np.float64)
     lsm = x - x.max(1, keepdims=True)
     lsm -= np.log(np.exp(lsm).sum(1, keepdims=True))
     q = np.eye(c)[target] if target.ndim == 1 else target.astype(np.float64)
     q = q * (1 - ls) + ls / c
-    return -(q * lsm).sum() / n, (np.exp(lsm) * q.sum(1, keepdims=True) - q) / n
+    w = np.ones((n, 1)) if w is None else w.astype(np.float64)[:, None]
+    return -(w * q * lsm).sum() / n, w * (np.exp(lsm) * q.sum(1, keepdims=True) - q) / n
 
 
 def check(loss, grad, loss_ref, grad_ref):
@@ -73,6 +74,32 @@ def bench_softmax_ce_labels(benchmark, shape, impl, ls):
     check(*unpack(fn()), *ce_reference(logits, labels, ls))
     benchmark(fn)
     gbps(benchmark, 2 * logits.nbytes + labels.nbytes)
+
+
+@pytest.mark.parametrize("shape", CE_SHAPES, ids=_id)
+@pytest.mark.parametrize("impl", ["fastdl-weighted", "torch-weighted"])
+def bench_softmax_ce_labels_weighted(benchmark, shape, impl):
+    """Per-sample weights (Keras's sum_over_batch_size), in the same group as the
+    unweighted case so the cost of weighting shows; torch's peer is
+    (cross_entropy(reduction="none") * w).sum() / N."""
+    n, c = shape
+    benchmark.group = f"softmax_cross_entropy labels fwd+bwd {_id(shape)}"
+    rng = np.random.default_rng(0)
+    logits = (3 * rng.standard_normal((n, c))).astype(np.float32)
+    labels = rng.integers(0, c, n)
+    w = rng.uniform(0.0, 2.0, n).astype(np.float32)
+    if impl == "fastdl-weighted":
+        fn = lambda: K.softmax_cross_entropy(logits, labels, sample_weight=w)  # noqa: E731
+        unpack = lambda r: r  # noqa: E731
+    else:
+        if torch is None:
+            pytest.skip("PyTorch is not installed")
+        F = torch.nn.functional
+        fn, unpack = torch_fn(lambda x, y, tw: (F.cross_entropy(x, y, reduction="none") * tw).sum() / n,
+                              logits, labels, w)
+    check(*unpack(fn()), *ce_reference(logits, labels, 0.0, w))
+    benchmark(fn)
+    gbps(benchmark, 2 * logits.nbytes + labels.nbytes + w.nbytes)
 
 
 @pytest.mark.parametrize("shape", [(4096, 1000)], ids=_id)

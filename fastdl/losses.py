@@ -21,10 +21,13 @@ class Loss:
         self._kernel = getattr(backend.kernels, self.kernel_name)
         return self
 
-    def __call__(self, output, target, out=None):
+    def __call__(self, output, target, out=None, sample_weight=None):
         """(mean loss, gradient w.r.t. output); the gradient goes into `out` when given
-        (an array of output's shape: the network passes one it keeps)."""
-        return self._kernel(output, target, out=out)
+        (an array of output's shape: the network passes one it keeps). sample_weight:
+        float32 (N,) weights, finite and >= 0, one per sample (row of output): the loss
+        is sum_i w_i loss_i / N, as Keras's "sum_over_batch_size" reduction (divided by
+        N, not by sum(w)), weighed inside the loss kernel."""
+        return self._kernel(output, target, sample_weight=sample_weight, out=out)
 
     def is_prepared(self, y, output_dim):
         """Whether y already is what the kernel takes (so a step uses it as it is)."""
@@ -57,8 +60,9 @@ class SoftmaxCrossEntropy(Loss):
             raise ValueError(f"label_smoothing: expected a value in [0, 1], got {label_smoothing}")
         self.label_smoothing = label_smoothing
 
-    def __call__(self, output, target, out=None):
-        return self._kernel(output, target, label_smoothing=self.label_smoothing, out=out)
+    def __call__(self, output, target, out=None, sample_weight=None):
+        return self._kernel(output, target, label_smoothing=self.label_smoothing,
+                            sample_weight=sample_weight, out=out)
 
     def is_prepared(self, y, output_dim):
         return type(y) is np.ndarray and y.flags.c_contiguous and (

@@ -6,7 +6,8 @@ the concurrency tests are all driven from here, so a kernel added to
 
 Array roles: ``in`` (read only: must never be written, even on success), ``inplace``
 (updated in place: must be unchanged when a call is refused), ``out`` (an ``out=``
-buffer: same rule as inplace).
+buffer: same rule as inplace). An array with ``finite_only`` (sample weights) refuses
+NaN and Inf with a ValueError naming it instead of propagating them.
 """
 
 import warnings
@@ -27,6 +28,7 @@ class Arr:
     dtype: tuple = (F32,)  # accepted dtypes (the first is what make() builds)
     role: str = "in"  # in | inplace | out
     any_rank: bool = False
+    finite_only: bool = False  # NaN/Inf is a ValueError naming the array, not propagated
 
 
 @dataclass
@@ -257,22 +259,55 @@ def _ce_tol(a, exp):
     # Each row: log-sum-exp in float32 (error ~ eps * (max|x| + log C)), then the
     # weighted sum of the target's terms q_i * lsm_i (error ~ C eps * sum|q_i lsm_i|).
     scale = np.abs(x).max(axis=1, keepdims=True) + 1.0 + np.log(c)
+    # Sample weights scale each row's terms (times one more rounding, inside the 16 eps).
+    w = _weight_of(a)
     q = np.abs(rl.smoothed_target(a["target"], c, a["label_smoothing"]))
     lsm = np.abs(rl._log_softmax(x))
-    row = 4 * (c + 4) * EPS32 * (q * (lsm + scale)).sum(axis=1)
+    row = 4 * (c + 4) * EPS32 * (w * q * (lsm + scale)).sum(axis=1)
     loss_b = float(row.sum() / n) + 1e-6 * abs(exp[0])
     p = np.exp(-lsm)
-    grad_b = 16 * EPS32 * (p * q.sum(axis=1, keepdims=True) + q) * np.minimum(scale, 1e3) / n \
+    grad_b = 16 * EPS32 * w * (p * q.sum(axis=1, keepdims=True) + q) * np.minimum(scale, 1e3) / n \
         + 16 * EPS32 * np.abs(exp[1]) + FLOOR
     return (loss_b, grad_b)
 
 
-def softmax_ce_spec(form="labels"):
+# Per-sample weights (N,): uniform in [0, 3) with some exact zeros; the references and
+# bounds take them as they are.
+SAMPLE_WEIGHT = Arr(("N",), finite_only=True)
+
+
+def _sample_weights(rng, n):
+    w = rng.uniform(0.0, 3.0, n).astype(np.float32)
+    w[rng.random(n) < 0.25] = 0.0
+    return w
+
+
+def _weight_bad_cases():
+    def set_weight(v):
+        def f(a):
+            w = a["sample_weight"].copy()
+            w[-1] = v
+            return {**a, "sample_weight": w}
+        return f
+    return [("sample-weight-negative", set_weight(-1.0), ValueError, "sample_weight"),
+            ("sample-weight-negative-tiny", set_weight(-1e-38), ValueError, "sample_weight"),
+            ("sample-weight-scalar", lambda a: {**a, "sample_weight": 1.0}, TypeError, "sample_weight")]
+
+
+def _weight_of(a):
+    """(w (N, 1) in float64, or 1.0 without weights) for scaling bounds."""
+    w = a.get("sample_weight")
+    return 1.0 if w is None else np.abs(np.asarray(w, np.float64)).reshape(-1, 1)
+
+
+def softmax_ce_spec(form="labels", weighted=False):
     labels = form in ("labels", "labels32")
     ldt = np.dtype(np.int32) if form == "labels32" else np.dtype(np.int64)
     arrays = {"logits": Arr(("N", "C")),
               "target": Arr(("N",), dtype=(ldt, np.dtype(np.int64 if form == "labels32" else np.int32)))
               if labels else Arr(("N", "C"))}
+    if weighted:
+        arrays["sample_weight"] = SAMPLE_WEIGHT
 
     def make(rng, s):
         n, c = s["N"], s["C"]
@@ -281,17 +316,22 @@ def softmax_ce_spec(form="labels"):
         else:
             t = rng.random((n, c)).astype(np.float32)
             t /= np.maximum(t.sum(1, keepdims=True), 1e-30)
-        return {"logits": normal(rng, (n, c), 2.0), "target": t, "label_smoothing": 0.1}
+        a = {"logits": normal(rng, (n, c), 2.0), "target": t, "label_smoothing": 0.1}
+        if weighted:
+            a["sample_weight"] = _sample_weights(rng, n)
+        return a
 
     @_quiet
     def reference(a):
-        return rl.softmax_cross_entropy(a["logits"], a["target"], a["label_smoothing"])
+        return rl.softmax_cross_entropy(a["logits"], a["target"], a["label_smoothing"], a.get("sample_weight"))
 
     extra = [
         ("label-smoothing-negative", lambda a: {**a, "label_smoothing": -0.1}, ValueError, "label_smoothing"),
         ("label-smoothing-above-1", lambda a: {**a, "label_smoothing": 1.5}, ValueError, "label_smoothing"),
         ("label-smoothing-nan", lambda a: {**a, "label_smoothing": float("nan")}, ValueError, "label_smoothing"),
     ]
+    if weighted:
+        extra += _weight_bad_cases()
     if labels:
         def set_label(v, dt=None):
             def f(a):
@@ -311,38 +351,45 @@ def softmax_ce_spec(form="labels"):
             ("labels-int16", lambda a: {**a, "target": a["target"].astype(np.int16)}, TypeError, "target"),
             ("labels-list", lambda a: {**a, "target": a["target"].tolist()}, TypeError, "target"),
         ]
-    return Spec("softmax_cross_entropy", form, arrays, make, reference, _ce_tol,
-                sizes={"N": 4, "C": 5}, zero_raises=frozenset({"N", "C"}), extra_bad=tuple(extra),
+    return Spec("softmax_cross_entropy", form + ("+weights" if weighted else ""), arrays, make, reference,
+                _ce_tol, sizes={"N": 4, "C": 5}, zero_raises=frozenset({"N", "C"}), extra_bad=tuple(extra),
                 free=frozenset({"C"}) if labels else frozenset(),
                 fuzz_sizes={"N": (1, 40), "C": (1, 40)}, big_sizes={"N": 300, "C": 200})
 
 
-def _elementwise_spec(kernel, xname):
+def _elementwise_spec(kernel, xname, weighted=False):
     arrays = {xname: Arr(("A", "B"), any_rank=True), "target": Arr(("A", "B"), any_rank=True)}
+    if weighted:  # one weight per sample, a row along the first axis
+        arrays["sample_weight"] = Arr(("A",), finite_only=True)
 
     def make(rng, s):
         shape = (s["A"], s["B"])
         t = normal(rng, shape) if kernel == "mse" else rng.random(shape).astype(np.float32)
-        return {xname: normal(rng, shape, 2.0), "target": t}
+        a = {xname: normal(rng, shape, 2.0), "target": t}
+        if weighted:
+            a["sample_weight"] = _sample_weights(rng, s["A"])
+        return a
 
     @_quiet
     def reference(a):
         f = rl.mse if kernel == "mse" else rl.binary_cross_entropy
-        return f(a[xname], a["target"])
+        return f(a[xname], a["target"], a.get("sample_weight"))
 
     def tol(a, exp):
         x = np.abs(a[xname].astype(np.float64))
         t = np.abs(a["target"].astype(np.float64))
         size = x.size
+        w = _weight_of(a)
         if kernel == "mse":
-            terms = (x + t) ** 2
-            return (float(16 * EPS32 * terms.mean()) + FLOOR, 8 * EPS32 * (x + t) * 2 / size + FLOOR)
-        terms = x * (1 + t) + 1.0
-        return (float(16 * EPS32 * terms.mean()) + FLOOR, 16 * EPS32 / size + 4 * EPS32 * np.abs(exp[1]))
+            terms = w * (x + t) ** 2
+            return (float(16 * EPS32 * terms.mean()) + FLOOR, 8 * EPS32 * w * (x + t) * 2 / size + FLOOR)
+        terms = w * (x * (1 + t) + 1.0)
+        return (float(16 * EPS32 * terms.mean()) + FLOOR,
+                16 * EPS32 * w / size + 4 * EPS32 * np.abs(exp[1]) + FLOOR)
 
-    return Spec(kernel, "", arrays, make, reference, tol, sizes={"A": 4, "B": 5},
+    return Spec(kernel, "weights" if weighted else "", arrays, make, reference, tol, sizes={"A": 4, "B": 5},
                 zero_raises=frozenset({"A", "B"}), fuzz_sizes={"A": (1, 40), "B": (1, 40)},
-                big_sizes={"A": 400, "B": 300})
+                big_sizes={"A": 400, "B": 300}, extra_bad=tuple(_weight_bad_cases()) if weighted else ())
 
 
 # ----------------------------------------------------------------------------- batch norm
@@ -970,7 +1017,9 @@ SPECS = [
     dense_backward_spec("prelu"), dense_backward_spec("tanh"),
     matmul_spec(),
     softmax_ce_spec("labels"), softmax_ce_spec("labels32"), softmax_ce_spec("probs"),
+    softmax_ce_spec("labels", weighted=True), softmax_ce_spec("probs", weighted=True),
     _elementwise_spec("mse", "pred"), _elementwise_spec("binary_cross_entropy", "logits"),
+    _elementwise_spec("mse", "pred", weighted=True), _elementwise_spec("binary_cross_entropy", "logits", weighted=True),
     bn_train_spec(), bn_eval_spec(), bn_backward_spec(),
     maxout_forward_spec(), maxout_backward_spec(), dense_maxout_forward_spec(), dense_maxout_backward_spec(),
     dropout_forward_spec(), dropout_backward_spec(), dense_dropout_forward_spec(), dense_dropout_backward_spec(),

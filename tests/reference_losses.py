@@ -20,27 +20,46 @@ def smoothed_target(target, c, label_smoothing=0.0):
     return q * (1.0 - label_smoothing) + label_smoothing / c
 
 
-def softmax_cross_entropy(logits, target, label_smoothing=0.0):
-    """(loss, dlogits): mean over rows of -sum q log_softmax(logits), and its gradient."""
+def _sample_weight(sample_weight, n):
+    """Keras's "sum_over_batch_size": each sample's term times w_i, the sum divided by N."""
+    return np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+
+
+def softmax_cross_entropy(logits, target, label_smoothing=0.0, sample_weight=None):
+    """(loss, dlogits): sum_i w_i (-sum_j q_ij log_softmax(logits)_ij) / N (w = 1: the
+    mean over rows), and its gradient."""
     n, c = logits.shape
+    w = _sample_weight(sample_weight, n)[:, None]
     q = smoothed_target(target, c, label_smoothing)
     lsm = _log_softmax(logits)
-    loss = -(q * lsm).sum() / n
-    dlogits = (np.exp(lsm) * q.sum(axis=1, keepdims=True) - q) / n
+    loss = -(w * q * lsm).sum() / n
+    dlogits = w * (np.exp(lsm) * q.sum(axis=1, keepdims=True) - q) / n
     return loss, dlogits
 
 
-def mse(pred, target):
+def _per_sample(terms, sample_weight):
+    """(loss, w): terms (N, ...) weighed per sample along the first axis, loss =
+    sum_i w_i mean(terms_i) / N = sum_ij w_i terms_ij / terms.size, and the weights
+    shaped to broadcast over terms (1.0 without weights: the plain mean)."""
+    if sample_weight is None:
+        return terms.mean(), 1.0
+    w = np.asarray(sample_weight, np.float64).reshape((-1,) + (1,) * (terms.ndim - 1))
+    return (w * terms).sum() / terms.size, w
+
+
+def mse(pred, target, sample_weight=None):
     d = pred.astype(np.float64) - target
-    return (d * d).mean(), 2.0 * d / d.size
+    loss, w = _per_sample(d * d, sample_weight)
+    return loss, w * 2.0 * d / d.size
 
 
-def binary_cross_entropy(logits, target):
+def binary_cross_entropy(logits, target, sample_weight=None):
     x = logits.astype(np.float64)
     t = target.astype(np.float64)
     loss = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
     sig = 0.5 * (1.0 + np.tanh(0.5 * x))
-    return loss.mean(), (sig - t) / x.size
+    value, w = _per_sample(loss, sample_weight)
+    return value, w * (sig - t) / x.size
 
 
 def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5):

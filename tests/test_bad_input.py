@@ -3,8 +3,9 @@
 Every kernel in fastdl.kernels._KERNELS must have an entry. For each one this sweeps
 wrong dtypes, wrong ranks, mismatched shapes, zero-sized dimensions, non-contiguous and
 negatively strided views, read-only buffers, aliasing between an in-place/out= buffer
-and any other array, arrays that claim to live on a GPU, NaN/Inf, and the kernel's own
-scalar rules (labels, p, lr, activation names, ...). A refused call must raise the
+and any other array, arrays that claim to live on a GPU, NaN/Inf (propagated, or refused
+where the array is finite_only: sample weights), and the kernel's own scalar rules
+(labels, p, lr, activation names, ...). A refused call must raise the
 stated exception type with a message that starts with the argument's name, and leave
 every array it was given byte-for-byte unchanged; an accepted call must never write
 its inputs.
@@ -234,6 +235,9 @@ def test_bad_input(spec, case):
         _, name, v, pos = case
         a = args[name]
         a.flat[a.size // 2 if pos == "mid" else a.size - 1] = v
+        if spec.arrays[name].finite_only:
+            _refused(spec, args, ValueError, {name}, f"{v} in '{name}'")
+            return
         exp = ks.expected(spec, args)
         snaps = _snapshot(args)
         got = spec.outputs(_call(spec, args), args)

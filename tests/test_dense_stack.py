@@ -78,13 +78,13 @@ def _buffers(n, layers):
     return out
 
 
-def _loss_call(loss, logits, target, smoothing):
+def _loss_call(loss, logits, target, smoothing, sample_weight=None):
     if loss == "softmax_cross_entropy":
-        return K.softmax_cross_entropy(logits, target, label_smoothing=smoothing)
-    return getattr(K, loss)(logits, target)
+        return K.softmax_cross_entropy(logits, target, label_smoothing=smoothing, sample_weight=sample_weight)
+    return getattr(K, loss)(logits, target, sample_weight=sample_weight)
 
 
-def _one_by_one(x, target, layers, loss, smoothing=0.0, update=None):
+def _one_by_one(x, target, layers, loss, smoothing=0.0, update=None, sample_weight=None):
     """The same step through the per-layer kernels: (loss, [y, z, dx, dw, db, dalpha] per layer, dout)."""
     h, saved = x, []
     for w, b, act, alpha in layers:
@@ -92,7 +92,7 @@ def _one_by_one(x, target, layers, loss, smoothing=0.0, update=None):
         y, z = r if act in K.NEEDS_Z else (r, None)
         saved.append((h, y, z))
         h = y
-    value, dout = _loss_call(loss, h, target, smoothing)
+    value, dout = _loss_call(loss, h, target, smoothing, sample_weight)
     grads = [None] * len(layers)
     d = dout
     for i in range(len(layers) - 1, -1, -1):
@@ -159,6 +159,75 @@ def test_stack_matches_the_per_layer_kernels_bit_for_bit(isa, rng, acts, loss):
     assert value == ref_value
     np.testing.assert_array_equal(dout, ref_dout)
     _assert_same(bufs, grads, with_update=False)
+
+
+@pytest.mark.parametrize("loss", ["softmax_cross_entropy", "softmax_probs", "mse", "binary_cross_entropy"])
+def test_stack_with_sample_weight_matches_the_per_layer_kernels_bit_for_bit(isa, rng, loss):
+    flat, layers = _params(rng, ACT_SETS[1])
+    x = rng.standard_normal((N, WIDTHS[0])).astype(np.float32)
+    target = _targets(loss, rng, WIDTHS[-1])
+    kernel_loss = "softmax_cross_entropy" if loss == "softmax_probs" else loss
+    smoothing = 0.1 if kernel_loss == "softmax_cross_entropy" else 0.0
+    bufs = _buffers(N, layers)
+    dout = np.full((N, WIDTHS[-1]), np.nan, np.float32)
+    stack = K.DenseStack(bufs, loss=kernel_loss, dout=dout, label_smoothing=smoothing)
+    unweighted = stack.train(x, target)
+    for w in (rng.uniform(0, 3, N).astype(np.float32), np.array([0, 1, 0, 2.5, 0, 0, 7], np.float32)):
+        value = stack.train(x, target, w)
+        ref_value, grads, ref_dout = _one_by_one(x, target, layers, kernel_loss, smoothing, sample_weight=w)
+        assert value == ref_value
+        np.testing.assert_array_equal(dout, ref_dout)
+        _assert_same(bufs, grads, with_update=False)
+        assert (dout[w == 0] == 0).all()
+    ones = np.ones(N, np.float32)
+    assert stack.train(x, target, sample_weight=ones) == pytest.approx(unweighted, rel=1e-6)
+    assert stack.train(x, target, sample_weight=None) == unweighted
+
+
+def test_stack_with_sample_weight_and_step_matches_the_separate_path(rng):
+    # Weighting touches only the loss: the optimizer step inside the call sees the
+    # weighted gradients exactly as a separate step after the per-layer kernels does.
+    flat, layers = _params(rng, ACT_SETS[0])
+    flat_b = flat.copy()
+    layers_b = _same_views(layers, flat, flat_b)
+    state_a = [np.zeros_like(flat), np.zeros_like(flat)]
+    state_b = [np.zeros_like(flat), np.zeros_like(flat)]
+    x = rng.standard_normal((N, WIDTHS[0])).astype(np.float32)
+    y = rng.integers(0, WIDTHS[-1], N)
+    w = rng.uniform(0, 2, N).astype(np.float32)
+    bufs = _buffers(N, layers)
+    stack = K.DenseStack(bufs, loss="softmax_cross_entropy", dout=np.empty((N, WIDTHS[-1]), np.float32))
+    for step in (1, 2):
+        value = stack.train(x, y, w, update=_adam_step(flat, state_a, step))
+        ref_value, grads, _ = _one_by_one(x, y, layers_b, "softmax_cross_entropy", sample_weight=w,
+                                          update=_adam_step(flat_b, state_b, step))
+        assert value == ref_value
+        _assert_same(bufs, grads, with_update=True)
+        np.testing.assert_array_equal(flat, flat_b)
+
+
+def test_stack_refuses_bad_sample_weights_before_anything_runs(rng):
+    stack, bufs, _ = _stack(rng)
+    x = rng.standard_normal((N, WIDTHS[0])).astype(np.float32)
+    y = rng.integers(0, WIDTHS[-1], N)
+    w = np.ones(N, np.float32)
+    bad = w.copy()
+    bad[5] = -0.5
+    with pytest.raises(ValueError, match=r"sample_weight: weight -0.5 at index 5 is negative"):
+        stack.train(x, y, bad)
+    bad[5] = np.nan
+    with pytest.raises(ValueError, match=r"sample_weight: weight nan at index 5 is not finite"):
+        stack.train(x, y, sample_weight=bad)
+    with pytest.raises(ValueError, match=r"sample_weight: expected shape\[0\] == 7 \(N, the batch size\)"):
+        stack.train(x, y, np.ones(N + 1, np.float32))
+    with pytest.raises(TypeError, match="sample_weight: expected dtype float32, got float64"):
+        stack.train(x, y, w.astype(np.float64))
+    with pytest.raises(ValueError, match="sample_weight: expected a C-contiguous"):
+        stack.train(x, y, np.ones(2 * N, np.float32)[::2])
+    with pytest.raises(ValueError, match=r"sample_weight: shares memory with the stack's buffer layers\[0\].dw"):
+        stack.train(x, y, bufs[0]["dw"].reshape(-1)[:N])
+    for b in bufs:  # nothing ran
+        assert np.isnan(b["y"]).all() and np.isnan(b["dw"]).all()
 
 
 def test_stack_matches_float64_reference(rng):

@@ -65,8 +65,8 @@ def _apply_regime(rng, a, regime, name):
 
 
 def _keep_valid(spec, args):
-    # Arguments whose meaning needs a sign: variances, inverse stds.
-    for n in ("running_var", "save_invstd", "sum_sq", "square_avg", "acc_delta", "exp_avg_sq"):
+    # Arguments whose meaning needs a sign: variances, inverse stds, sample weights.
+    for n in ("running_var", "save_invstd", "sum_sq", "square_avg", "acc_delta", "exp_avg_sq", "sample_weight"):
         if n in args and isinstance(args[n], np.ndarray):
             args[n] = np.abs(args[n])
     return args

@@ -55,15 +55,22 @@ class PyDenseStack {
     for (const NamedArray& o : outputs_) output_ranges_.push_back(range_of(o.array));
   }
 
-  // One training step's forward, loss and backward on the batch (x, target); with an
-  // update, each w stepped in its backward (dw not written), the rest left to the caller.
-  double train(py::handle x_h, py::handle target_h, py::handle update_h,
+  // One training step's forward, loss and backward on the batch (x, target), each row's
+  // loss weighted by sample_weight where given; with an update, each w stepped in its
+  // backward (dw not written), the rest left to the caller.
+  double train(py::handle x_h, py::handle target_h, py::handle weight_h, py::handle update_h,
                bool backward_if_nonfinite, py::handle step_h) {
     py::array x = checked_f32(x_h, "x", 2, "of shape (N, input features)");
     expect_dim(x, "x", 0, n_, "the batch size this DenseStack was built for");
     expect_dim(x, "x", 1, layers_[0].k, "the first layer's input features");
     py::array t = checked_target(target_h);
+    std::optional<py::array> sw;
+    if (!weight_h.is_none()) {
+      sw = checked_f32(weight_h, "sample_weight", 1, "of shape (N,)");
+      expect_dim(*sw, "sample_weight", 0, n_, "N, the batch size");
+    }
     const ByteRange xr = range_of(x), tr = range_of(t);
+    const ByteRange wr = sw ? range_of(*sw) : ByteRange{nullptr, nullptr};
     for (size_t i = 0; i < outputs_.size(); ++i) {
       if (xr.overlaps(output_ranges_[i]))
         throw py::value_error("x: shares memory with the stack's buffer " + outputs_[i].name +
@@ -71,8 +78,12 @@ class PyDenseStack {
       if (tr.overlaps(output_ranges_[i]))
         throw py::value_error("target: shares memory with the stack's buffer " +
                               outputs_[i].name + ", which the step overwrites");
+      if (wr.overlaps(output_ranges_[i]))
+        throw py::value_error("sample_weight: shares memory with the stack's buffer " +
+                              outputs_[i].name + ", which the step overwrites");
     }
     DenseStackLossArgs loss = loss_;
+    loss.sample_weight = sw ? fptr(*sw) : nullptr;
     loss.labels32 = nullptr;
     loss.labels64 = nullptr;
     loss.target = nullptr;
@@ -87,6 +98,7 @@ class PyDenseStack {
       // Nothing the step reads or writes may share memory with the part of the update's
       // buffers that stepping a w rewrites (weight_update skips that w itself).
       NamedArrays others = {{"x", &x}, {"target", &t}};
+      if (sw) others.push_back({"sample_weight", &*sw});
       for (const NamedArray& a : inputs_) others.push_back({a.name.c_str(), &a.array});
       for (const NamedArray& a : outputs_) others.push_back({a.name.c_str(), &a.array});
       for (size_t at : weight_at_)
@@ -112,6 +124,7 @@ class PyDenseStack {
         };
         if (xr.overlaps(b)) refuse("x");
         if (tr.overlaps(b)) refuse("target");
+        if (wr.overlaps(b)) refuse("sample_weight");
         for (size_t o = 0; o < outputs_.size(); ++o)
           if (output_ranges_[o].overlaps(b)) refuse(outputs_[o].name);
       }
@@ -284,11 +297,14 @@ void register_dense_stack(py::module_& m) {
                            "buffers, which it checks and keeps alive.")
       .def(py::init<const py::list&, const std::string&, py::handle, double>(), py::arg("layers"),
            py::kw_only(), py::arg("loss"), py::arg("dout"), py::arg("label_smoothing") = 0.0)
-      .def("train", &PyDenseStack::train, py::arg("x"), py::arg("target"), py::kw_only(),
+      .def("train", &PyDenseStack::train, py::arg("x"), py::arg("target"),
+           py::arg("sample_weight") = py::none(), py::kw_only(),
            py::arg("update") = py::none(), py::arg("backward_if_nonfinite") = true,
            py::arg("step") = py::none(),
            "Runs the step on one batch and returns the mean loss; fills every layer's y "
-           "(and z), dx, dw, db (and dalpha) and dout. update: an OptimizerStep over the "
+           "(and z), dx, dw, db (and dalpha) and dout. sample_weight: float32 (N,) weights "
+           "finite and >= 0, each row's loss times its weight, summed and divided by N "
+           "(Keras's sum_over_batch_size). update: an OptimizerStep over the "
            "flat buffer the weights are views of; each w is then stepped inside its "
            "backward kernel and its dw is not written. step: an OptimizerStep over a flat "
            "buffer made of exactly the layers' w, b and alpha, applied whole after the "

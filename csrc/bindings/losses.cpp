@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,8 +17,19 @@ namespace fastdl::bind {
 
 namespace {
 
+// sample_weight: None, or float32 (N,) for a batch of n samples. Its values (finite,
+// >= 0) are checked by the loss itself, before it writes anything.
+std::optional<py::array> checked_weight(py::handle h, py::ssize_t n, const std::string& why) {
+  if (h.is_none()) return std::nullopt;
+  py::array w = checked_f32(h, "sample_weight", 1, "of per-sample weights, shape (N,)");
+  expect_dim(w, "sample_weight", 0, n, why);
+  return w;
+}
+
+const float* weight_ptr(const std::optional<py::array>& w) { return w ? fptr(*w) : nullptr; }
+
 py::tuple softmax_cross_entropy_py(py::handle logits_h, py::handle target_h, double label_smoothing,
-                                   py::handle out_h) {
+                                   py::handle weight_h, py::handle out_h) {
   py::array logits = checked_f32(logits_h, "logits", 2, "of shape (N, C)");
   const py::ssize_t n = logits.shape(0), c = logits.shape(1);
   if (n < 1 || c < 1)
@@ -40,17 +52,22 @@ py::tuple softmax_cross_entropy_py(py::handle logits_h, py::handle target_h, dou
       : checked_f32(target_h, "target", 2, "of probabilities (N, C)");
   expect_dim(target, "target", 0, n, "N = logits.shape[0]");
   if (!label_bytes) expect_dim(target, "target", 1, c, "C = logits.shape[1]");
-  py::array dlogits = output_array(out_h, {n, c}, {{"logits", &logits}, {"target", &target}});
+  const std::optional<py::array> weight = checked_weight(weight_h, n, "N = logits.shape[0]");
+  py::array dlogits = output_array(out_h, {n, c}, {{"logits", &logits}, {"target", &target},
+                                                   {"sample_weight", weight ? &*weight : nullptr}});
   double loss;
   {
     const float* px = fptr(logits);
     const void* pt = target.data();
+    const float* pw = weight_ptr(weight);
     float* pd = fptr(dlogits);
     const float ls = (float)label_smoothing;
     py::gil_scoped_release release;
-    if (label_bytes == 4) loss = softmax_cross_entropy(pd, px, static_cast<const int32_t*>(pt), n, c, ls);
-    else if (label_bytes == 8) loss = softmax_cross_entropy(pd, px, static_cast<const int64_t*>(pt), n, c, ls);
-    else loss = softmax_cross_entropy_probs(pd, px, static_cast<const float*>(pt), n, c, ls);
+    if (label_bytes == 4)
+      loss = softmax_cross_entropy(pd, px, static_cast<const int32_t*>(pt), n, c, ls, pw);
+    else if (label_bytes == 8)
+      loss = softmax_cross_entropy(pd, px, static_cast<const int64_t*>(pt), n, c, ls, pw);
+    else loss = softmax_cross_entropy_probs(pd, px, static_cast<const float*>(pt), n, c, ls, pw);
   }
   return py::make_tuple(loss, dlogits);
 }
@@ -72,17 +89,28 @@ std::vector<py::ssize_t> shape_of(const py::array& a) {
   return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
 }
 
-template <double (*Loss)(float*, const float*, const float*, long)>
-py::tuple elementwise_py(py::handle x_h, py::handle t_h, py::handle out_h, const char* x_name) {
+// With sample_weight, x's first axis is the batch: n = shape[0] samples of c = size / n
+// elements each (one element each for a 1-D x).
+template <double (*Loss)(float*, const float*, const float*, long, long, const float*)>
+py::tuple elementwise_py(py::handle x_h, py::handle t_h, py::handle weight_h, py::handle out_h,
+                         const char* x_name) {
   auto [x, t] = elementwise_pair(x_h, t_h, x_name);
-  py::array grad = output_array(out_h, shape_of(x), {{x_name, &x}, {"target", &t}});
+  if (!weight_h.is_none() && x.ndim() == 0)
+    throw py::value_error(std::string("sample_weight: ") + x_name + " is a 0-D array, one "
+                          "element and no batch axis to weigh; give it shape (N, ...)");
+  const long size = (long)x.size();
+  const long n = weight_h.is_none() ? size : (long)x.shape(0);
+  const std::optional<py::array> weight =
+      checked_weight(weight_h, n, std::string("N = ") + x_name + ".shape[0]");
+  py::array grad = output_array(out_h, shape_of(x), {{x_name, &x}, {"target", &t},
+                                                     {"sample_weight", weight ? &*weight : nullptr}});
   double loss;
   {
     const float *px = fptr(x), *pt = fptr(t);
+    const float* pw = weight_ptr(weight);
     float* pg = fptr(grad);
-    const long size = (long)x.size();
     py::gil_scoped_release release;
-    loss = Loss(pg, px, pt, size);
+    loss = Loss(pg, px, pt, n, size / n, pw);
   }
   return py::make_tuple(loss, grad);
 }
@@ -91,17 +119,26 @@ py::tuple elementwise_py(py::handle x_h, py::handle t_h, py::handle out_h, const
 
 void register_losses(py::module_& m) {
   m.def("softmax_cross_entropy", &softmax_cross_entropy_py, py::arg("logits"), py::arg("target"),
-        py::kw_only(), py::arg("label_smoothing") = 0.0, py::arg("out") = py::none(),
-        "(loss, dlogits): mean softmax cross-entropy over the batch and its gradient.");
-  m.def("mse", [](py::handle p, py::handle t, py::handle out) { return elementwise_py<&mse>(p, t, out, "pred"); },
-        py::arg("pred"), py::arg("target"), py::kw_only(), py::arg("out") = py::none(),
-        "(loss, dpred): mean squared error over all elements.");
-  m.def("binary_cross_entropy",
-        [](py::handle x, py::handle t, py::handle out) {
-          return elementwise_py<&binary_cross_entropy>(x, t, out, "logits");
+        py::kw_only(), py::arg("label_smoothing") = 0.0, py::arg("sample_weight") = py::none(),
+        py::arg("out") = py::none(),
+        "(loss, dlogits): mean softmax cross-entropy over the batch and its gradient; "
+        "sample_weight (N,): sum_i w_i loss_i / N.");
+  m.def("mse",
+        [](py::handle p, py::handle t, py::handle w, py::handle out) {
+          return elementwise_py<&mse>(p, t, w, out, "pred");
         },
-        py::arg("logits"), py::arg("target"), py::kw_only(), py::arg("out") = py::none(),
-        "(loss, dlogits): mean binary cross-entropy of sigmoid(logits), stable form.");
+        py::arg("pred"), py::arg("target"), py::kw_only(), py::arg("sample_weight") = py::none(),
+        py::arg("out") = py::none(),
+        "(loss, dpred): mean squared error over all elements; sample_weight (N,) weighs "
+        "each sample (row along the first axis): sum_i w_i mean_j err_ij^2 / N.");
+  m.def("binary_cross_entropy",
+        [](py::handle x, py::handle t, py::handle w, py::handle out) {
+          return elementwise_py<&binary_cross_entropy>(x, t, w, out, "logits");
+        },
+        py::arg("logits"), py::arg("target"), py::kw_only(), py::arg("sample_weight") = py::none(),
+        py::arg("out") = py::none(),
+        "(loss, dlogits): mean binary cross-entropy of sigmoid(logits), stable form; "
+        "sample_weight (N,) as for mse.");
 }
 
 }  // namespace fastdl::bind

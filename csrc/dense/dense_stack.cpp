@@ -13,11 +13,15 @@ namespace {
 double run_loss(const DenseStackLossArgs& a, const float* out, long n, long c) {
   switch (a.kind) {
     case StackLoss::softmax_ce:
-      if (a.labels64) return softmax_cross_entropy(a.dout, out, a.labels64, n, c, a.label_smoothing);
-      if (a.labels32) return softmax_cross_entropy(a.dout, out, a.labels32, n, c, a.label_smoothing);
-      return softmax_cross_entropy_probs(a.dout, out, a.target, n, c, a.label_smoothing);
-    case StackLoss::mse: return mse(a.dout, out, a.target, n * c);
-    case StackLoss::binary_cross_entropy: return binary_cross_entropy(a.dout, out, a.target, n * c);
+      if (a.labels64)
+        return softmax_cross_entropy(a.dout, out, a.labels64, n, c, a.label_smoothing, a.sample_weight);
+      if (a.labels32)
+        return softmax_cross_entropy(a.dout, out, a.labels32, n, c, a.label_smoothing, a.sample_weight);
+      return softmax_cross_entropy_probs(a.dout, out, a.target, n, c, a.label_smoothing,
+                                         a.sample_weight);
+    case StackLoss::mse: return mse(a.dout, out, a.target, n, c, a.sample_weight);
+    case StackLoss::binary_cross_entropy:
+      return binary_cross_entropy(a.dout, out, a.target, n, c, a.sample_weight);
   }
   throw std::invalid_argument("dense_stack_train: unknown loss");
 }
@@ -31,6 +35,7 @@ double dense_stack_train(const DenseStackLayer* layers, int count, long n, const
     throw std::invalid_argument("dense_stack_train: updates and step are two ways to take "
                                 "the optimizer step; pass one");
   // Planned (and checked) before anything runs.
+  if (loss.sample_weight) check_sample_weight(loss.sample_weight, n);
   const int step_threads = step ? owned_step_threads(*step) : 0;
   const std::vector<OwnedBlock>* owned =
       step ? &plan_owned_step(*step, layers, count, n, step_threads) : nullptr;

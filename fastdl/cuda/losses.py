@@ -1,5 +1,8 @@
 """Fused losses on the GPU: each writes its gradient and per-row (or per-block) partial
-losses in one launch and sums the partials in a second (no atomics)."""
+losses in one launch and sums the partials in a second (no atomics). sample_weight (N,)
+weighs each sample as on the CPU (Keras's "sum_over_batch_size": sum_i w_i l_i / N, each
+sample's gradient times w_i); it is checked (finite, >= 0) by a launch of its own before
+anything is written."""
 
 import math
 
@@ -14,6 +17,7 @@ cuda = require()
 ZERO = np.float32(0.0)
 ONE = np.float32(1.0)
 NEG_INF = np.float32(-np.inf)
+POS_INF = np.float32(np.inf)
 ROWS_PER_BLOCK = 8  # one 32-thread group per row
 GROUP = 32
 THREADS = reduce.THREADS
@@ -39,8 +43,35 @@ def _group_reduce(sh, g, lane, v, is_max):
 
 
 @cuda.jit
-def _softmax_xent_rows(dlogits, row_loss, bad, logits, labels, probs, use_labels, N, C,
-                       eps, off, inv_n):
+def _first_bad_weight(bad, weights, n):
+    """bad[0] = the smallest i with weights[i] negative or not finite (left as is if none)."""
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        v = weights[i]
+        if not (v >= ZERO and v < POS_INF):  # NaN fails both
+            cuda.atomic.min(bad, 0, i)
+
+
+def _checked_weight(sample_weight, n, why):
+    """None, or sample_weight as a float32 (N,) device array whose values were checked."""
+    if sample_weight is None:
+        return None
+    w = checked_f32(sample_weight, "sample_weight", 1, "of per-sample weights, shape (N,)")
+    expect_dim(w, "sample_weight", 0, n, why)
+    bad = scratch("sample_weight.first_bad", (1,), np.int64)
+    bad.copy_to_device(np.array([n], dtype=np.int64))
+    launcher(_first_bad_weight, (reduce.grid_for(n),), (THREADS,))(bad, w, n)
+    first = int(bad.copy_to_host()[0])
+    if first < n:
+        v = float(w[first:first + 1].copy_to_host()[0])
+        what = "negative" if math.isfinite(v) else "not finite"
+        raise ValueError(f"sample_weight: weight {v:.9g} at index {first} is {what}; "
+                         "sample weights must be finite and >= 0")
+    return w
+
+
+@cuda.jit
+def _softmax_xent_rows(dlogits, row_loss, bad, logits, labels, probs, use_labels, weights,
+                       use_weights, N, C, eps, off, inv_n):
     sh = cuda.shared.array((ROWS_PER_BLOCK, GROUP), float32)
     g = cuda.threadIdx.x // GROUP
     lane = cuda.threadIdx.x % GROUP
@@ -76,49 +107,65 @@ def _softmax_xent_rows(dlogits, row_loss, bad, logits, labels, probs, use_labels
     if active:
         lse = mx + math.log(se)
         inv_se = ONE / se
+        # w / N where the unweighted gradient has 1 / N (times one is exact)
+        scale = inv_n * weights[row] if use_weights else inv_n
         for c in range(lane, C, GROUP):
             x = logits[row, c]
             if use_labels:
                 t = off + ((ONE - eps) if c == label else ZERO)
             else:
                 t = (ONE - eps) * probs[row, c] + off
-            dlogits[row, c] = (math.exp(x - mx) * inv_se * ts - t) * inv_n
+            dlogits[row, c] = (math.exp(x - mx) * inv_se * ts - t) * scale
         if lane == 0:
-            row_loss[row] = lse * ts - tx
+            row_loss[row] = (lse * ts - tx) * weights[row] if use_weights else lse * ts - tx
     elif row < N and lane == 0:
         row_loss[row] = ZERO
 
 
+# The elementwise losses: element i belongs to sample i // C (C elements per sample),
+# whose weight scales its loss and gradient where use_weights is set.
 @cuda.jit
-def _mse(dpred, partials, pred, target, size, inv_size):
+def _mse(dpred, partials, pred, target, weights, use_weights, C, size, inv_size):
     sh = cuda.shared.array(THREADS, float64)
     acc = float64(0.0)
     two = np.float32(2.0) * inv_size
     for i in range(cuda.grid(1), size, cuda.gridsize(1)):
         d = pred[i] - target[i]
-        dpred[i] = two * d
-        acc += float64(d * d)
+        if use_weights:
+            w = weights[i // C]
+            dpred[i] = (two * w) * d
+            acc += float64(d * d) * float64(w)
+        else:
+            dpred[i] = two * d
+            acc += float64(d * d)
     total = reduce.block_sum(sh, acc)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
 
 
 @cuda.jit
-def _bce(dlogits, partials, logits, target, size, inv_size):
+def _bce(dlogits, partials, logits, target, weights, use_weights, C, size, inv_size):
     sh = cuda.shared.array(THREADS, float64)
     acc = float64(0.0)
     for i in range(cuda.grid(1), size, cuda.gridsize(1)):
         x = logits[i]
         t = target[i]
-        acc += float64(max(x, ZERO) - x * t + math.log1p(math.exp(-abs(x))))
-        dlogits[i] = (A.sigmoid(x) - t) * inv_size
+        loss = float64(max(x, ZERO) - x * t + math.log1p(math.exp(-abs(x))))
+        if use_weights:
+            w = weights[i // C]
+            acc += loss * float64(w)
+            dlogits[i] = (A.sigmoid(x) - t) * (inv_size * w)
+        else:
+            acc += loss
+            dlogits[i] = (A.sigmoid(x) - t) * inv_size
     total = reduce.block_sum(sh, acc)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
 
 
-def softmax_cross_entropy(logits, target, *, label_smoothing=0.0, out=None):
-    """(loss, dlogits) for logits (N, C) and int labels (N,) or float32 probabilities (N, C)."""
+def softmax_cross_entropy(logits, target, *, label_smoothing=0.0, sample_weight=None, out=None):
+    """(loss, dlogits) for logits (N, C) and int labels (N,) or float32 probabilities (N, C);
+    sample_weight (N,): loss sum_i w_i l_i / N, gradient rows times w_i."""
     logits = checked_f32(logits, "logits", 2, "of shape (N, C)")
     n, c = logits.shape
     if not 0.0 <= float(label_smoothing) <= 1.0:
@@ -138,7 +185,8 @@ def softmax_cross_entropy(logits, target, *, label_smoothing=0.0, out=None):
         labels, use_labels = dummy(np.int64), False
     else:
         raise TypeError(f"target: expected int32/int64 labels or float32 probabilities, got {dtype}")
-    dlogits = output_array(out, (n, c), (("logits", logits), ("target", target)))
+    weights = _checked_weight(sample_weight, n, "N = logits.shape[0]")
+    dlogits = output_array(out, (n, c), (("logits", logits), ("target", target), ("sample_weight", weights)))
     if n == 0:
         return 0.0, dlogits
     row_loss = scratch("softmax_cross_entropy.row_loss", (n,))
@@ -147,7 +195,8 @@ def softmax_cross_entropy(logits, target, *, label_smoothing=0.0, out=None):
     # check come back in one copy and nothing is copied to the device per call.
     bad = scratch("softmax_cross_entropy.first_bad", (1,), np.int64, fill=NO_BAD_LABEL)
     launcher(_softmax_xent_rows, ((n + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK,), (ROWS_PER_BLOCK * GROUP,))(
-        dlogits, row_loss, bad, logits, labels, probs, use_labels, n, c,
+        dlogits, row_loss, bad, logits, labels, probs, use_labels,
+        dummy() if weights is None else weights, weights is not None, n, c,
         np.float32(label_smoothing), np.float32(label_smoothing / c if c else 0.0),
         np.float32(1.0 / n))
     loss, first_bad = reduce.finish_with_flag(row_loss, n, 1.0 / n, bad, NO_BAD_LABEL)
@@ -157,29 +206,39 @@ def softmax_cross_entropy(logits, target, *, label_smoothing=0.0, out=None):
     return loss, dlogits
 
 
-def _elementwise_loss(kernel, pred, target, pred_name, out):
+def _elementwise_loss(kernel, pred, target, pred_name, sample_weight, out):
     shape = pred.shape
     pred = checked_f32(pred, pred_name, len(shape))
     target = checked_f32(target, "target", len(shape))
     for axis, s in enumerate(shape):
         expect_dim(target, "target", axis, s, f"the shape of {pred_name}")
     size = pred.size
-    grad = output_array(out, shape, ((pred_name, pred), ("target", target)))
+    weights = None
+    if sample_weight is not None:
+        if len(shape) == 0:
+            raise ValueError(f"sample_weight: {pred_name} is a 0-D array, one element and no batch "
+                             "axis to weigh; give it shape (N, ...)")
+        weights = _checked_weight(sample_weight, shape[0], f"N = {pred_name}.shape[0]")
+    grad = output_array(out, shape, ((pred_name, pred), ("target", target), ("sample_weight", weights)))
     if size == 0:
         return float("nan"), grad
+    per_sample = size // shape[0] if weights is not None else 1
     blocks = reduce.grid_for(size)
     partials = scratch("elementwise_loss.partials", (blocks,), np.float64)
     flat = (lambda d: d.reshape(size))
-    launcher(kernel, (blocks,), (reduce.THREADS,))(flat(grad), partials, flat(pred), flat(target), size,
-                                                   np.float32(1.0 / size))
+    launcher(kernel, (blocks,), (reduce.THREADS,))(
+        flat(grad), partials, flat(pred), flat(target), dummy() if weights is None else weights,
+        weights is not None, per_sample, size, np.float32(1.0 / size))
     return reduce.finish(partials, blocks, 1.0 / size), grad
 
 
-def mse(pred, target, *, out=None):
-    """(loss, dpred): mean squared error over all elements."""
-    return _elementwise_loss(_mse, pred, target, "pred", out)
+def mse(pred, target, *, sample_weight=None, out=None):
+    """(loss, dpred): mean squared error over all elements; sample_weight (N,) weighs each
+    sample (a row along the first axis): sum_i w_i mean_j err_ij^2 / N."""
+    return _elementwise_loss(_mse, pred, target, "pred", sample_weight, out)
 
 
-def binary_cross_entropy(logits, target, *, out=None):
-    """(loss, dlogits): BCE from logits in the stable form, mean over all elements."""
-    return _elementwise_loss(_bce, logits, target, "logits", out)
+def binary_cross_entropy(logits, target, *, sample_weight=None, out=None):
+    """(loss, dlogits): BCE from logits in the stable form, mean over all elements;
+    sample_weight (N,) as for mse."""
+    return _elementwise_loss(_bce, logits, target, "logits", sample_weight, out)

@@ -20,6 +20,19 @@ Dense layer, y = f(x @ w + b) with x (N, K), w (K, M) stored in-by-out like Kera
   a float32 array (M,) of learned slopes for ``prelu``; None for the rest.
 - ``matmul(a, b, *, out=None)``: the plain GEMM behind them.
 
+Losses, each fused with its gradient and returning ``(loss, gradient)``:
+``softmax_cross_entropy(logits, target, *, label_smoothing=0.0, sample_weight=None,
+out=None)`` (target int32/int64 labels (N,) or float32 probabilities (N, C)),
+``mse(pred, target, *, sample_weight=None, out=None)`` and
+``binary_cross_entropy(logits, target, *, sample_weight=None, out=None)`` (from logits).
+Without weights the loss is the mean (PyTorch's reduction="mean"). ``sample_weight``, a
+float32 array (N,) of finite weights >= 0, weighs sample i (row i; for mse and
+binary_cross_entropy the slice along the first axis, whose loss is the mean of its
+elements) as Keras 3's "sum_over_batch_size" does: loss = sum_i w_i loss_i / N, divided
+by N, not by sum(w), and sample i's gradient is scaled by w_i. The weighting happens
+inside the kernel's reduction; a negative or non-finite weight is a ValueError naming
+it and its index, raised before anything is written.
+
 Optimizer steps (``sgd_step``, ``adagrad_step``, ``rmsprop_step``, ``adadelta_step``,
 ``adam_step``) update a flat parameter buffer and its state in place. Called with
 ``grads=None`` (CPU) they apply nothing and return an ``OptimizerStep``, the step
@@ -37,9 +50,9 @@ the arrays one layer's ``dense_forward``/``dense_backward`` take and fill (``w``
 ``activation``, ``alpha``, ``y``, ``z`` for NEEDS_Z, ``dx`` (None for the first layer),
 ``dw``, ``db``, ``dalpha`` for prelu), ``loss`` one of ``"softmax_cross_entropy"``,
 ``"mse"``, ``"binary_cross_entropy"`` and ``dout`` the loss gradient's buffer. It checks
-them once; ``stack.train(x, target)`` checks only the batch, runs the same kernels as
-the per-layer calls (bit-identical results) and returns the loss. A network of plain
-Dense layers trains through one.
+them once; ``stack.train(x, target, sample_weight=None)`` checks only the batch, runs
+the same kernels as the per-layer calls (bit-identical results, weighted as the loss
+kernels are) and returns the loss. A network of plain Dense layers trains through one.
 """
 
 import functools

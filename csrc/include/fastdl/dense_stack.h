@@ -33,7 +33,9 @@ enum class StackLoss { softmax_ce, mse, binary_cross_entropy };
 
 // The loss on the last layer's y (n, c) and its gradient, written to dout (n, c).
 // softmax_ce takes labels (int32 or int64 (n,)) or target probabilities (n, c); the
-// others take target (n, c).
+// others take target (n, c). sample_weight (n,), where set, weighs each row as the
+// losses' sample_weight does (fastdl/losses.h; mse and binary_cross_entropy in their
+// row form, each row one sample).
 struct DenseStackLossArgs {
   StackLoss kind = StackLoss::softmax_ce;
   const int32_t* labels32 = nullptr;
@@ -41,6 +43,7 @@ struct DenseStackLossArgs {
   const float* target = nullptr;
   float label_smoothing = 0.0f;
   float* dout = nullptr;
+  const float* sample_weight = nullptr;
 };
 
 // Runs forward, loss and backward over `count` layers for a batch x (n, layers[0].k):
@@ -64,7 +67,8 @@ struct DenseStackLossArgs {
 // VM, 214 -> 164 us while the VM was slowed (docs/network.md). The parameters come out
 // bit for bit as from OptimizerStep::apply over the whole buffer after the pass. Not
 // with `updates`. Throws std::invalid_argument, before anything runs, where the layers'
-// parameters do not tile the step's buffer or a trained parameter has no gradient buffer.
+// parameters do not tile the step's buffer or a trained parameter has no gradient buffer,
+// or the loss's sample_weight holds a negative or non-finite weight.
 double dense_stack_train(const DenseStackLayer* layers, int count, long n, const float* x,
                          const DenseStackLossArgs& loss, const WeightUpdate* updates = nullptr,
                          bool backward_if_nonfinite = true, const OptimizerStep* step = nullptr);
