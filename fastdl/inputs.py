@@ -3,6 +3,8 @@ was wrong: inputs, per-sample weights and Keras's class weights."""
 
 import numpy as np
 
+from fastdl._C import check_sample_weight
+
 __all__ = ["prepare_inputs", "as_sample_weight", "class_weight_to_sample_weight"]
 
 
@@ -33,7 +35,17 @@ def prepare_inputs(x, input_dim, argname="x"):
 
 def as_sample_weight(w, n, argname="sample_weight"):
     """Per-sample weights as float32 (n,): finite and >= 0 (Keras scales each sample's
-    loss by its weight, then divides by the batch size)."""
+    loss by its weight, then divides by the batch size). The rule is the loss kernels'
+    (fastdl._C.check_sample_weight), applied here to the whole set once."""
+    a = _as_weight_array(w, n, argname)
+    try:
+        check_sample_weight(a)
+    except ValueError as e:
+        raise ValueError(f"{argname}: {str(e).removeprefix('sample_weight: ')}") from None
+    return a
+
+
+def _as_weight_array(w, n, argname):
     if isinstance(w, np.ndarray) and w.dtype == np.float32 and w.shape == (n,) and w.flags.c_contiguous:
         return w
     try:
@@ -46,12 +58,7 @@ def as_sample_weight(w, n, argname="sample_weight"):
         a = a[:, 0]
     if a.shape != (n,):
         raise ValueError(f"{argname}: expected {n} weights (one per sample), got shape {a.shape}")
-    a = np.ascontiguousarray(a, dtype=np.float32)
-    bad = ~np.isfinite(a) | (a < 0)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{argname}: weights must be finite and >= 0, got {a[i]!r} at index {i}")
-    return a
+    return np.ascontiguousarray(a, dtype=np.float32)
 
 
 def class_weight_to_sample_weight(y, class_weight, num_classes, argname="class_weight"):

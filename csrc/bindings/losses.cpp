@@ -118,6 +118,29 @@ py::tuple elementwise_py(py::handle x_h, py::handle t_h, py::handle weight_h, py
 }  // namespace
 
 void register_losses(py::module_& m) {
+  // The loss kernels' own checks, for whole datasets checked once before training (fit
+  // refuses a bad label or weight before its first step, not when its batch comes).
+  m.def("check_labels",
+        [](py::handle labels_h, long classes) {
+          py::array labels = checked_array(labels_h, "target", 1, "of labels (N,)", 'i', 8);
+          if (classes < 1) throw py::value_error("classes: expected at least one class, got " + std::to_string(classes));
+          const int64_t* p = static_cast<const int64_t*>(labels.data());
+          const long n = (long)labels.shape(0);
+          py::gil_scoped_release release;
+          check_labels(p, n, classes);
+        },
+        py::arg("labels"), py::arg("classes"),
+        "Raises ValueError naming the first int64 label outside [0, classes) and its index.");
+  m.def("check_sample_weight",
+        [](py::handle w_h) {
+          py::array w = checked_f32(w_h, "sample_weight", 1, "of shape (N,)");
+          const float* p = fptr(w);
+          const long n = (long)w.shape(0);
+          py::gil_scoped_release release;
+          check_sample_weight(p, n);
+        },
+        py::arg("sample_weight"),
+        "Raises ValueError naming the first weight that is negative or not finite, and its index.");
   m.def("softmax_cross_entropy", &softmax_cross_entropy_py, py::arg("logits"), py::arg("target"),
         py::kw_only(), py::arg("label_smoothing") = 0.0, py::arg("sample_weight") = py::none(),
         py::arg("out") = py::none(),

@@ -105,6 +105,8 @@ void dispatch_bce(const ElementwiseArgs& a) {
 
 }  // namespace
 
+void check_labels(const int64_t* labels, long n, long c) { check_labels<int64_t>(labels, n, c); }
+
 void check_sample_weight(const float* sample_weight, long n) {
   // A branch-free scan of the bits (which the compiler vectorizes, as it does not float
   // comparisons) for the usual case, all good: finite and >= 0 is sign clear and exponent

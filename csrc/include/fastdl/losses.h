@@ -17,6 +17,10 @@ namespace fastdl {
 // writes other buffers before its loss (dense_stack_train) calls it first.
 void check_sample_weight(const float* sample_weight, long n);
 
+// Throws std::invalid_argument naming the first label of labels (n,) outside [0, c) and its
+// index: the rule softmax_cross_entropy applies, for callers that check a whole dataset once.
+void check_labels(const int64_t* labels, long n, long c);
+
 // logits (n, c), labels (n,) in [0, c), dlogits (n, c), sample_weight (n,) or null.
 // Cross-entropy of softmax(logits) against one-hot targets smoothed like PyTorch:
 // q = (1 - s) * onehot + s / c for s = label_smoothing in [0, 1]; with weights w,
