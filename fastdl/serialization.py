@@ -156,7 +156,7 @@ def load(path, model_class, device="cpu"):
         weights = [arrays["params"]]
         for k in range(len(model.batchnorm_statistics())):
             weights += [arrays[f"bn{k}_running_mean"], arrays[f"bn{k}_running_var"]]
-        model.set_weights(weights)
+        model.set_flat_weights(weights)
         model.load_training_state(dict(model.training_state(), step=meta["step"], shuffle_rng=meta["shuffle_rng"]))
         comp = meta.get("compile")
         if comp:
