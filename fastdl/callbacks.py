@@ -50,6 +50,12 @@ class Callback:
     def set_model(self, model):
         self.model = model
 
+    def __getstate__(self):
+        # A pickled or deep-copied callback leaves its model behind: fit gives it one.
+        state = dict(self.__dict__)
+        state.pop("model", None)
+        return state
+
     def set_params(self, params):
         self.params = params
 
@@ -299,6 +305,11 @@ class CSVLogger(Callback):
         self._keys = None
         self._file = None
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.update(_file=None, _writer=None)  # an open file does not travel; on_train_begin opens it again
+        return state
+
     def on_train_begin(self, logs=None):
         exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
         self._file = open(self.filename, "a" if self.append else "w", newline="")
@@ -358,6 +369,18 @@ class ProgressBar(Callback):
         self.bar = verbose == 1 and self.tty
         self.full, self.empty = _bar_glyphs(self.stream)
         self.epochs, self.steps, self.interval = epochs, steps, interval
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        for name in ("stdout", "stderr"):  # a console stream travels by name
+            if state.get("stream") is getattr(sys, name) or state.get("stream") is getattr(sys, f"__{name}__"):
+                state["stream"] = f"<{name}>"
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.stream in ("<stdout>", "<stderr>"):
+            self.stream = getattr(sys, self.stream[1:-1])
 
     def on_train_begin(self, logs=None):
         params = self.params or {}
