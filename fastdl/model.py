@@ -8,6 +8,7 @@ with the training loops of fastdl.training and persistence.
 """
 
 from fastdl import _graph, callbacks, layers as L, losses as losses_mod, optim, outputs, serialization, training
+from fastdl import weights_file
 from fastdl.network import Network
 
 __all__ = ["Sequential", "load"]
@@ -153,6 +154,19 @@ class Sequential(Network):
         """Writes architecture, weights, optimizer and training state to one file,
         atomically: a crash mid-save leaves any previous file at `path` intact."""
         serialization.save(self, path)
+
+    def save_weights(self, path):
+        """Writes ``state_dict()`` to `path` in the safetensors format (atomically), under
+        its names ("dense_0.w", ...): PyTorch, JAX and the Hugging Face tools open it
+        without fastdl. Weights only; ``save`` keeps the whole model. Needs the
+        safetensors package (``pip install fastdl[safetensors]``)."""
+        weights_file.save(self, path)
+
+    def load_weights(self, path, strict=True):
+        """Loads weights written by ``save_weights`` (or any safetensors file with the
+        ``state_dict()`` names and shapes) into this model: ``load_state_dict``'s checks
+        and `strict`."""
+        return weights_file.load(self, path, strict=strict)
 
     def __reduce__(self):
         # Pickle and copy.deepcopy carry the model as the .fdl file holds it
