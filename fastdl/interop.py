@@ -28,7 +28,8 @@ try:
     import torch
     from torch import nn
 except ImportError:
-    raise ImportError("fastdl.interop needs PyTorch: install it (https://pytorch.org, e.g. pip install torch)") from None
+    raise ImportError("fastdl.interop needs PyTorch: install it (https://pytorch.org, e.g. "
+                      "pip install torch)") from None
 
 import numpy as np
 

@@ -192,8 +192,6 @@ def load(path, model_class, device="cpu"):
     """Rebuilds a model saved with ``model.save(path)`` as a `model_class` (Sequential:
     ``fastdl.load``) on `device` ("cpu" or "cuda"), compiled with its optimizer (state
     included) when it was compiled."""
-    from fastdl import layers as L
-
     path = os.fspath(path)
     meta, arrays = _read(path)
     try:

@@ -170,7 +170,12 @@ class NetworkState:
                 hint = "; weights[0] looks like the flat buffer: use set_flat_weights()"
             raise ValueError(f"weights: expected {len(named)} arrays ({', '.join(k for k, _ in named)}), got "
                              f"{len(weights)}{hint}")
-        self.load_state_dict(OrderedDict((k, w) for (k, _), w in zip(named, weights)))
+        arrays = [_as_float32(w, f"weights[{k}] ({name})") for k, ((name, _), w) in enumerate(zip(named, weights))]
+        for k, ((name, dst), src) in enumerate(zip(named, arrays)):
+            if src.shape != tuple(dst.shape):
+                raise ValueError(f"weights[{k}] ({name}): expected shape {tuple(dst.shape)}, got {src.shape}")
+        for (_, dst), src in zip(named, arrays):
+            self._backend.copy_from_host(dst, src)
 
     def get_flat_weights(self):
         """A host copy of the flat parameters followed by each BatchNorm layer's running

@@ -128,8 +128,10 @@ def test_set_weights_round_trip_and_errors():
         b.set_weights(a.get_flat_weights())
     bad = a.get_weights()
     bad[3] = np.zeros(5)
-    with pytest.raises(ValueError, match=r"state_dict\['dense_1.b'\]: expected shape \(6,\), got \(5,\)"):
+    before = b.get_flat_weights()[0]
+    with pytest.raises(ValueError, match=r"weights\[3\] \(dense_1.b\): expected shape \(6,\), got \(5,\)"):
         b.set_weights(bad)
+    np.testing.assert_array_equal(b.get_flat_weights()[0], before)  # nothing written
     with pytest.raises(TypeError, match="weights: expected a list of arrays"):
         b.set_weights(None)
 
