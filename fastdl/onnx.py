@@ -141,7 +141,13 @@ def _graph_of(model, opset, probabilities):
                 x = _scale(g, x, 1.0 - st["p"], name)
     out_act = model.output_activation
     if out_act is None and probabilities:
-        out_act = "sigmoid" if isinstance(model.loss, losses_mod.BinaryCrossEntropy) else "softmax"
+        if isinstance(model.loss, losses_mod.BinaryCrossEntropy):
+            out_act = "sigmoid"
+        elif model.loss is None or isinstance(model.loss, losses_mod.SoftmaxCrossEntropy):
+            out_act = "softmax"
+        else:
+            raise ValueError(f"probabilities: a model trained with {model.loss.name!r} outputs no class "
+                             "probabilities (softmax follows a cross-entropy, sigmoid the binary one)")
     if out_act == "softmax":
         x = g.node("Softmax", [x], "softmax", axis=1)
     elif out_act == "sigmoid":
@@ -155,7 +161,8 @@ def export(model, path=None, opset=DEFAULT_OPSET, probabilities=False):
     graph to `path` (atomically; None: write nothing) and returns the onnx.ModelProto.
     opset: the ONNX operator set, MIN_OPSET to the newest the onnx package knows.
     probabilities: also apply predict_proba's softmax/sigmoid when the model outputs
-    logits."""
+    logits (softmax for a cross-entropy or an uncompiled model, sigmoid for the binary
+    cross-entropy)."""
     newest = onnx.defs.onnx_opset_version()
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
         raise ValueError(f"opset: expected an integer from {MIN_OPSET} to {newest} (this onnx package's newest), "

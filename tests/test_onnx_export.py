@@ -126,6 +126,9 @@ def test_the_file_is_written_and_checks(tmp_path):
 
 def test_bad_arguments():
     m = fastdl.Sequential([Dense(6, 3)], seed=0)
+    with pytest.raises(ValueError, match="probabilities: a model trained with 'mse'"):
+        fonnx.export(fastdl.Sequential([Dense(6, 3)], seed=0).compile("adam", loss="mse"), probabilities=True)
+    np.testing.assert_allclose(run(fonnx.export(m, probabilities=True), inputs()).sum(axis=1), 1.0, rtol=1e-6)
     for bad in (12, 10_000, "17", 17.0, True):
         with pytest.raises(ValueError, match="opset: expected an integer from 13"):
             fonnx.export(m, opset=bad)
