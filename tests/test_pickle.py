@@ -258,3 +258,24 @@ def test_callbacks_leave_their_model_and_open_files_behind(tmp_path):
     m2.fit(x, y, epochs=2, verbose=0, callbacks=[pickle.loads(pickle.dumps(stop)),
                                                  pickle.loads(pickle.dumps(log))])
     assert (tmp_path / "log.csv").read_text().count("\n") == 3  # the header and two epochs
+
+
+class ScaledMSE(fastdl.losses.MSE):
+    """A user's loss class over fastdl's mse kernel (module level, so pickle finds it)."""
+
+    name = "scaled_mse"
+
+    def __init__(self, factor=2.0):
+        self.factor = factor
+
+
+def test_a_users_loss_class_travels_as_itself():
+    x, _ = data()
+    t = x[:, :3] * 0.5
+    m = plain().compile("sgd", loss=ScaledMSE(3.0))
+    m.fit(x, t, epochs=1, verbose=0)
+    r = pickle.loads(pickle.dumps(m))
+    assert type(r.loss) is ScaledMSE and r.loss.factor == 3.0
+    m.fit(x, t, epochs=1, verbose=0)
+    r.fit(x, t, epochs=1, verbose=0)
+    np.testing.assert_array_equal(r.flat_params, m.flat_params)
