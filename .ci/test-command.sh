@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The README's test command, as a script so the README and CI run the same thing.
 # Run it inside a fresh virtual environment: it installs fastdl with its test and cuda
-# extras, mpi4py (the mpi extra: tests/test_distributed.py, with .ci/mpi-setup.sh's
-# Open MPI) (and the CPU build of PyTorch for the parity tests), runs the suite, then
-# runs the GPU kernel tests again on Numba's CUDA simulator (no GPU needed).
+# extras, the interop extras (sklearn, onnx with onnxruntime, safetensors: their tests
+# skip without them), mpi4py (the mpi extra: tests/test_distributed.py, with
+# .ci/mpi-setup.sh's Open MPI) (and the CPU build of PyTorch for the parity tests),
+# runs the suite, then runs the GPU kernel tests again on Numba's CUDA simulator (no
+# GPU needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # MPI for the distributed tests: Debian's Open MPI when root can install it, else
 # those tests are skipped (mpi4py cannot build without an MPI library).
-extras="test,cuda,examples,plot"
+extras="test,cuda,examples,plot,sklearn,onnx,safetensors"
 if bash .ci/mpi-setup.sh; then extras="$extras,mpi"; else
   echo "MPI unavailable: tests/test_distributed.py will be skipped" >&2; fi
 python -m pip install --quiet ".[$extras]" "torch==2.13.0"

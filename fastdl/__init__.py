@@ -3,7 +3,9 @@
 The kernels live in :mod:`fastdl.kernels`; the thread count and the instruction-set
 path are set here. The network API: :class:`Sequential` with the layers below,
 :mod:`fastdl.optim`, :mod:`fastdl.schedules`, :mod:`fastdl.callbacks`,
-:mod:`fastdl.augment`, :mod:`fastdl.datasets`, :func:`load` (docs/network.md).
+:mod:`fastdl.augment`, :mod:`fastdl.datasets`, :func:`load` (docs/network.md). Models
+that travel (docs/interop.md): :mod:`fastdl.sklearn` (scikit-learn estimators),
+:mod:`fastdl.interop` (PyTorch), :mod:`fastdl.onnx` (ONNX export); models pickle.
 
 Submodules and the network API load on first use, so ``import fastdl.kernels`` loads
 the kernels and nothing of the network or the trainer.
@@ -28,7 +30,8 @@ _LAZY = {
     "NonFiniteLossError": "fastdl.training",
 }
 _SUBMODULES = ("kernels", "optim", "schedules", "callbacks", "losses", "initializers", "augment", "datasets",
-               "layers", "training", "network", "model", "serialization", "monitoring", "metrics", "step_plan")
+               "layers", "training", "network", "model", "serialization", "monitoring", "metrics", "step_plan",
+               "sklearn", "onnx", "interop")
 
 __all__ = ["kernels", "set_num_threads", "get_num_threads", "get_isa", "set_isa", "cpu_supports", "get_include",
            "get_cmake_dir", "__version__", "Sequential", "Dense", "Maxout", "Dropout", "BatchNorm", "Activation",

@@ -50,6 +50,12 @@ class Callback:
     def set_model(self, model):
         self.model = model
 
+    def __getstate__(self):
+        # A pickled or deep-copied callback leaves its model behind: fit gives it one.
+        state = dict(self.__dict__)
+        state.pop("model", None)
+        return state
+
     def set_params(self, params):
         self.params = params
 
@@ -174,14 +180,14 @@ class EarlyStopping(Callback):
         if epoch < self.start_from_epoch:
             return
         if self.restore_best_weights and self.best_weights is None:
-            self.best_weights = self.model.get_weights()
+            self.best_weights = self.model.get_flat_weights()
             self.best_epoch = epoch
         self.wait += 1
         if self._is_improvement(current, self.best):
             self.best = current
             self.best_epoch = epoch
             if self.restore_best_weights:
-                self.best_weights = self.model.get_weights()
+                self.best_weights = self.model.get_flat_weights()
             if self.baseline is None or self._is_improvement(current, self.baseline):
                 self.wait = 0
             return
@@ -195,7 +201,7 @@ class EarlyStopping(Callback):
         if self.restore_best_weights and self.best_weights is not None:
             if self.verbose:
                 print(f"Restoring the weights from the end of the best epoch: {self.best_epoch + 1}.")
-            self.model.set_weights(self.best_weights)
+            self.model.set_flat_weights(self.best_weights)
 
 
 class ModelCheckpoint(Callback):
@@ -299,6 +305,11 @@ class CSVLogger(Callback):
         self._keys = None
         self._file = None
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.update(_file=None, _writer=None)  # an open file does not travel; on_train_begin opens it again
+        return state
+
     def on_train_begin(self, logs=None):
         exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
         self._file = open(self.filename, "a" if self.append else "w", newline="")
@@ -358,6 +369,18 @@ class ProgressBar(Callback):
         self.bar = verbose == 1 and self.tty
         self.full, self.empty = _bar_glyphs(self.stream)
         self.epochs, self.steps, self.interval = epochs, steps, interval
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        for name in ("stdout", "stderr"):  # a console stream travels by name
+            if state.get("stream") is getattr(sys, name) or state.get("stream") is getattr(sys, f"__{name}__"):
+                state["stream"] = f"<{name}>"
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.stream in ("<stdout>", "<stderr>"):
+            self.stream = getattr(sys, self.stream[1:-1])
 
     def on_train_begin(self, logs=None):
         params = self.params or {}

@@ -7,7 +7,8 @@ with the training loops of fastdl.training and persistence.
     model.evaluate(x_test, y_test); model.predict(x_test); model.save("model.fdl")
 """
 
-from fastdl import _graph, layers as L, losses as losses_mod, outputs, serialization, training
+from fastdl import _graph, callbacks, layers as L, losses as losses_mod, optim, outputs, serialization, training
+from fastdl import weights_file
 from fastdl.network import Network
 
 __all__ = ["Sequential", "load"]
@@ -153,6 +154,59 @@ class Sequential(Network):
         """Writes architecture, weights, optimizer and training state to one file,
         atomically: a crash mid-save leaves any previous file at `path` intact."""
         serialization.save(self, path)
+
+    def save_weights(self, path):
+        """Writes ``state_dict()`` to `path` in the safetensors format (atomically), under
+        its names ("dense_0.w", ...): PyTorch, JAX and the Hugging Face tools open it
+        without fastdl. Weights only; ``save`` keeps the whole model. Needs the
+        safetensors package (``pip install fastdl[safetensors]``)."""
+        weights_file.save(self, path)
+
+    def load_weights(self, path, strict=True):
+        """Loads weights written by ``save_weights`` (or any safetensors file with the
+        ``state_dict()`` names and shapes) into this model: ``load_state_dict``'s checks
+        and `strict`."""
+        return weights_file.load(self, path, strict=strict)
+
+    def __reduce__(self):
+        # Pickle and copy.deepcopy carry the model as the .fdl file holds it
+        # (serialization.model_state: JSON-able meta and float32 arrays), never the
+        # kernel module or a device handle; unpickling rebuilds it on the same device.
+        meta, arrays = serialization.model_state(self)
+        extras = {}
+        if self.optimizer is not None:
+            opt, loss = self.optimizer, self.loss
+            if not _registered(opt, optim.get):  # a user's optimizer class: travels as itself
+                extras["optimizer"] = opt
+            if not _registered(loss, losses_mod.get):
+                extras["loss"] = (type(loss), {k: v for k, v in vars(loss).items() if k != "_kernel"})
+        if self.history is not None and hasattr(self.history, "history"):
+            extras["history"] = {"history": self.history.history, "epoch": self.history.epoch}
+        return _rebuild, (type(self), self.device, meta, arrays, extras)
+
+
+def _registered(obj, get):
+    """Whether `obj` is the class fastdl builds for its name (so its config rebuilds it)."""
+    try:
+        return type(get(obj.name)) is type(obj)
+    except (TypeError, ValueError):
+        return False
+
+
+def _rebuild(model_class, device, meta, arrays, extras):
+    """Unpickles what Sequential.__reduce__ wrote."""
+    loss = extras.get("loss")
+    if loss is not None:
+        cls, attributes = loss
+        loss = cls.__new__(cls)
+        loss.__dict__.update(attributes)
+    model = serialization.model_from_state(meta, arrays, model_class, device, where="pickled model",
+                                           optimizer=extras.get("optimizer"), loss=loss)
+    if "history" in extras:
+        model.history = callbacks.History()
+        model.history.history, model.history.epoch = extras["history"]["history"], extras["history"]["epoch"]
+        model.history.set_model(model)
+    return model
 
 
 def load(path, device="cpu"):

@@ -288,11 +288,11 @@ class Network(NetworkState):
         stepper = self._require_compiled("compute_gradients")
         x, y, w = self._batch(x, y, sample_weight)
         if keep_state:
-            kept = self.get_weights()
+            kept = self.get_flat_weights()
             try:
                 return stepper.gradients(x, y, w, self._step + 1)
             finally:
-                self.set_weights(kept)
+                self.set_flat_weights(kept)
         for st in self._graph.bn_stages:
             st.keep_running_stats()
         loss = stepper.gradients(x, y, w, self._step + 1)

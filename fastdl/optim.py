@@ -210,6 +210,29 @@ class Optimizer:
     def _validate(self):
         pass
 
+    # -- pickle and copy.deepcopy ----------------------------------------------------
+    def __getstate__(self):
+        """Data only: hyperparameters, the step count and the state buffers as host
+        arrays; the device's kernel is looked up again when unpickled."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_kernel", "_backend")}
+        state["_device"] = None if self._backend is None else self._backend.name
+        state["state"] = {k: _device.to_host(v) for k, v in self.state.items()}
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        device = state.pop("_device", None)
+        self.__dict__.update(state)
+        self._backend = None
+        if device is not None:
+            backend = self._backend = _device.get_backend(device)
+            if getattr(self, "kernel_name", None) is not None:
+                self._kernel = getattr(backend.kernels, self.kernel_name)
+            host = self.state
+            self.state = {k: backend.zeros(self._size) for k in host}
+            for k, arr in host.items():
+                backend.copy_from_host(self.state[k], np.ascontiguousarray(arr, dtype=np.float32))
+
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"

@@ -18,7 +18,7 @@ import zipfile
 
 import numpy as np
 
-__all__ = ["save", "load", "ModelFileError", "FORMAT", "VERSION"]
+__all__ = ["save", "load", "model_state", "model_from_state", "ModelFileError", "FORMAT", "VERSION"]
 
 FORMAT = "fastdl.Sequential"
 VERSION = 1
@@ -28,16 +28,23 @@ class ModelFileError(ValueError):
     """The file is not a fastdl model (corrupt, truncated, or another format)."""
 
 
-def _arrays_and_meta(model):
+def model_state(model):
+    """(meta, arrays): a model as data -- ``meta`` JSON-able (format tag, version,
+    architecture, compile configuration, training counters), ``arrays`` named 1-D
+    float32 host arrays (the flat parameters, the BatchNorm running statistics, the
+    optimizer's state). ``save`` writes this; pickling a model carries it, and
+    ``model_from_state`` rebuilds the model from it. An unbuilt model has no arrays."""
     from fastdl import _device
 
-    arrays = {"params": _device.to_host(model.flat_params)}
-    for k, (mean, var) in enumerate(model.batchnorm_statistics()):
-        arrays[f"bn{k}_running_mean"] = _device.to_host(mean)
-        arrays[f"bn{k}_running_var"] = _device.to_host(var)
+    arrays = {}
+    if model.built:
+        arrays["params"] = _device.to_host(model.flat_params)
+        for k, (mean, var) in enumerate(model.batchnorm_statistics()):
+            arrays[f"bn{k}_running_mean"] = _device.to_host(mean)
+            arrays[f"bn{k}_running_var"] = _device.to_host(var)
     state = model.training_state()
     meta = {"format": FORMAT, "version": VERSION, "model": model.get_config(), "step": state["step"],
-            "shuffle_rng": state["shuffle_rng"], "compile": None}
+            "shuffle_rng": state["shuffle_rng"], "dropout_seed": state["dropout_seed"], "compile": None}
     if model.optimizer is not None:
         sd = model.optimizer.state_dict()
         opt_arrays = {k: v for k, v in sd["state"].items() if k != "step"}
@@ -45,13 +52,57 @@ def _arrays_and_meta(model):
             arrays[f"optimizer/{k}"] = v
         meta["compile"] = {"optimizer": model.optimizer.get_config(), "optimizer_step": sd["state"]["step"],
                            "optimizer_state": sorted(opt_arrays), "loss": model.loss.get_config(),
-                           "metrics": list(model.metrics), "weighted_metrics": list(model.weighted_metrics)}
-    return arrays, meta
+                           "metrics": list(model.metrics), "weighted_metrics": list(model.weighted_metrics),
+                           "optimizer_step_plan": model._optimizer_step}
+    return meta, arrays
+
+
+def model_from_state(meta, arrays, model_class, device="cpu", where="model", optimizer=None, loss=None):
+    """The `model_class` that ``model_state`` described, on `device`: architecture,
+    weights, training counters and (when it was compiled) the optimizer with its state.
+    optimizer / loss: objects to compile with instead of the configurations in meta
+    (their state still comes from meta and arrays). A parameter array that does not fit
+    the architecture raises ModelFileError naming `where`."""
+    from fastdl import layers as L
+
+    cfg = meta["model"]
+    model = model_class([L.from_config(c) for c in cfg["layers"]], device=device, seed=cfg["seed"],
+                        input_dim=cfg["input_dim"])
+    if model.built:
+        if "params" not in arrays or arrays["params"].shape != (model.num_params,):
+            shape = arrays["params"].shape if "params" in arrays else "no"
+            raise ModelFileError(f"{where}: {shape} parameters do not fit the saved architecture "
+                                 f"({model.num_params})")
+        weights = [arrays["params"]]
+        for k in range(len(model.batchnorm_statistics())):
+            weights += [arrays[f"bn{k}_running_mean"], arrays[f"bn{k}_running_var"]]
+        model.set_flat_weights(weights)
+    training = dict(model.training_state(), step=meta["step"], shuffle_rng=meta["shuffle_rng"])
+    dropout_seed = meta.get("dropout_seed")  # files from before it was saved derive it from the seed
+    if dropout_seed is not None:
+        if isinstance(dropout_seed, bool) or not isinstance(dropout_seed, int) or not 0 <= dropout_seed < 2 ** 64:
+            raise ValueError(f"dropout_seed: expected an integer in [0, 2**64), got {dropout_seed!r}")
+        training["dropout_seed"] = dropout_seed
+    model.load_training_state(training)
+    comp = meta.get("compile")
+    if comp:
+        plan = comp.get("optimizer_step_plan", "auto")
+        if model.device != "cpu" and plan in ("in_backward", "in_stack"):  # CPU-only plans; all give the same steps
+            plan = "auto"
+        model.compile(optimizer=comp["optimizer"] if optimizer is None else optimizer,
+                      loss=comp["loss"] if loss is None else loss, metrics=comp["metrics"],
+                      weighted_metrics=comp.get("weighted_metrics"), optimizer_step=plan)
+        state = {"step": comp["optimizer_step"]}
+        state.update({k: arrays[f"optimizer/{k}"] for k in comp["optimizer_state"]})
+        hyper = {k: v for k, v in comp["optimizer"].items() if k != "name"}
+        model.optimizer.load_state_dict({"state": state, "param_groups": [hyper]})
+    return model
 
 
 def save(model, path):
     path = os.fspath(path)
-    arrays, meta = _arrays_and_meta(model)
+    model._require_built("save")
+    meta, arrays = model_state(model)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
@@ -141,31 +192,11 @@ def load(path, model_class, device="cpu"):
     """Rebuilds a model saved with ``model.save(path)`` as a `model_class` (Sequential:
     ``fastdl.load``) on `device` ("cpu" or "cuda"), compiled with its optimizer (state
     included) when it was compiled."""
-    from fastdl import layers as L
-
     path = os.fspath(path)
     meta, arrays = _read(path)
     try:
-        cfg = meta["model"]
-        _check_sizes(path, cfg["layers"], arrays["params"].size)
-        model = model_class([L.from_config(c) for c in cfg["layers"]], device=device, seed=cfg["seed"],
-                            input_dim=cfg["input_dim"])
-        if arrays["params"].shape != (model.num_params,):
-            raise ModelFileError(f"{path}: {arrays['params'].shape} parameters do not fit the saved architecture "
-                                 f"({model.num_params})")
-        weights = [arrays["params"]]
-        for k in range(len(model.batchnorm_statistics())):
-            weights += [arrays[f"bn{k}_running_mean"], arrays[f"bn{k}_running_var"]]
-        model.set_weights(weights)
-        model.load_training_state(dict(model.training_state(), step=meta["step"], shuffle_rng=meta["shuffle_rng"]))
-        comp = meta.get("compile")
-        if comp:
-            model.compile(optimizer=comp["optimizer"], loss=comp["loss"], metrics=comp["metrics"],
-                          weighted_metrics=comp.get("weighted_metrics"))
-            state = {"step": comp["optimizer_step"]}
-            state.update({k: arrays[f"optimizer/{k}"] for k in comp["optimizer_state"]})
-            hyper = {k: v for k, v in comp["optimizer"].items() if k != "name"}
-            model.optimizer.load_state_dict({"state": state, "param_groups": [hyper]})
+        _check_sizes(path, meta["model"]["layers"], arrays["params"].size)
+        model = model_from_state(meta, arrays, model_class, device, where=path)
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:

@@ -48,7 +48,7 @@ def test_gradient_monitor_history_and_update_ratio_match_plain_sgd():
     lr = 0.05
     m = fastdl.Sequential([Dense(12, 16, activation="tanh"), Dense(16, activation="tanh"), Dense(4)], seed=3)
     m.compile(optim.SGD(lr), metrics=["accuracy"])
-    before = m.get_weights()[0]
+    before = m.get_flat_weights()[0]
     mon = GradientMonitor()
     h = m.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[mon])
     layers = ["dense_0", "dense_1", "dense_2"]
@@ -96,11 +96,11 @@ def test_gradient_norms_changes_nothing():
     x, y = small_data()
     m = fastdl.Sequential([Dense(12, 16, activation="relu"), Dropout(0.3), BatchNorm(16), Dense(4)], seed=1)
     m.compile("sgd")
-    before = [w.copy() for w in m.get_weights()]
+    before = [w.copy() for w in m.get_flat_weights()]
     step = m.global_step
     norms = gradient_norms(m, x, y)
     assert list(norms) == ["dense_0", "dense_1"] and all(v > 0 for v in norms.values())
-    for a, b in zip(before, m.get_weights()):
+    for a, b in zip(before, m.get_flat_weights()):
         np.testing.assert_array_equal(a, b)  # parameters and BatchNorm running statistics
     assert m.global_step == step
     # the norms are those of the gradient the network computes
