@@ -7,7 +7,7 @@ path are set here. The network API: :class:`Sequential` with the layers below,
 """
 
 from fastdl import _C
-from fastdl._C import cpu_supports, get_isa, get_num_threads, set_isa, set_num_threads
+from fastdl._C import cpu_supports, get_isa, get_num_threads, max_num_threads, set_isa, set_num_threads
 from fastdl import kernels
 from fastdl._paths import get_cmake_dir, get_include
 from fastdl import augment, callbacks, datasets, initializers, losses, optim, schedules
@@ -24,6 +24,7 @@ __all__ = [
     "kernels",
     "set_num_threads",
     "get_num_threads",
+    "max_num_threads",
     "get_isa",
     "set_isa",
     "cpu_supports",
