@@ -38,8 +38,22 @@ def _group_reduce(sh, g, lane, v, is_max):
 
 
 @cuda.jit
+def _first_bad_label(bad, labels, N, C):
+    i = cuda.grid(1)
+    if i < N:
+        label = int64(labels[i])
+        if label < 0 or label >= C:
+            cuda.atomic.min(bad, 0, i)
+
+
+@cuda.jit
 def _softmax_xent_rows(dlogits, row_loss, bad, logits, labels, probs, use_labels, N, C,
                        eps, off, inv_n):
+    # A bad label anywhere (found by _first_bad_label, launched before on the same stream)
+    # refuses the whole call before anything is written; the same for every thread of the
+    # block, so no thread skips a barrier another waits at.
+    if bad[0] < N:
+        return
     sh = cuda.shared.array((ROWS_PER_BLOCK, GROUP), float32)
     g = cuda.threadIdx.x // GROUP
     lane = cuda.threadIdx.x % GROUP
@@ -48,9 +62,6 @@ def _softmax_xent_rows(dlogits, row_loss, bad, logits, labels, probs, use_labels
     label = int64(0)
     if active and use_labels:
         label = int64(labels[row])
-        if label < 0 or label >= C:
-            cuda.atomic.min(bad, 0, row)
-            active = False
     mx = NEG_INF
     if active:
         for c in range(lane, C, GROUP):
@@ -143,16 +154,17 @@ def softmax_cross_entropy(logits, target, *, label_smoothing=0.0, out=None):
     row_loss = scratch("softmax_cross_entropy.row_loss", (n,))
     bad = scratch("softmax_cross_entropy.first_bad", (1,), np.int64)
     bad.copy_to_device(np.array([n], dtype=np.int64))
+    if use_labels:
+        launcher(_first_bad_label, ((n + THREADS - 1) // THREADS,), (THREADS,))(bad, labels, n, c)
     launcher(_softmax_xent_rows, ((n + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK,), (ROWS_PER_BLOCK * GROUP,))(
         dlogits, row_loss, bad, logits, labels, probs, use_labels, n, c,
         np.float32(label_smoothing), np.float32(label_smoothing / c if c else 0.0),
         np.float32(1.0 / n))
-    loss = reduce.finish(row_loss, n, 1.0 / n)
     first_bad = int(bad.copy_to_host()[0])
-    if first_bad < n:
+    if first_bad < n:  # nothing was written: dlogits is as it came
         label = int(labels[first_bad:first_bad + 1].copy_to_host()[0])
         raise ValueError(f"target: label {label} at index {first_bad} is outside [0, {c})")
-    return loss, dlogits
+    return reduce.finish(row_loss, n, 1.0 / n), dlogits
 
 
 def _elementwise_loss(kernel, pred, target, pred_name, out):
