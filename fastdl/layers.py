@@ -15,6 +15,7 @@ BatchNorm or Maxout layer): write ``Dense(..., activation="relu"), BatchNorm(n)`
 import numpy as np
 
 from fastdl import initializers
+from fastdl._scalars import integer, real
 
 __all__ = [
     "Layer", "Dense", "Maxout", "Dropout", "BatchNorm", "Activation", "ReLU", "Sigmoid", "Tanh", "LeakyReLU",
@@ -41,9 +42,7 @@ def _activation_name(activation, argname="activation"):
 
 
 def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
+    return integer(name, value, 1)
 
 
 class ParamSpec:
@@ -90,9 +89,7 @@ class Activation(Layer):
         if alpha is not None:
             if self.name_ not in _SCALAR_ALPHA and self.name_ != "prelu":
                 raise ValueError(f"alpha: only leaky_relu, elu and prelu take alpha, not {self.name_!r}")
-            alpha = float(alpha)
-            if not alpha >= 0:
-                raise ValueError(f"alpha: expected alpha >= 0, got {alpha}")
+            alpha = real("alpha", alpha, 0.0)
         self.alpha = alpha
 
     @property
@@ -172,11 +169,7 @@ class Dense(Layer):
         self.bias_init = bias_init
         self._bias_init = initializers.get(bias_init, "bias_init")
         self.use_bias = bool(use_bias)
-        if max_norm is not None:
-            max_norm = float(max_norm)
-            if not max_norm > 0:
-                raise ValueError(f"max_norm: expected a positive number, got {max_norm}")
-        self.max_norm = max_norm
+        self.max_norm = None if max_norm is None else real("max_norm", max_norm, 0.0, lo_open=True)
 
     def weight_init(self):
         return self._init if self._init is not None else initializers.default_weight_init(self.activation)
@@ -217,11 +210,7 @@ class Maxout(Layer):
         self._init = initializers.get(init, "init") if init is not None else initializers.GlorotUniform()
         self.bias_init = bias_init
         self._bias_init = initializers.get(bias_init, "bias_init")
-        if max_norm is not None:
-            max_norm = float(max_norm)
-            if not max_norm > 0:
-                raise ValueError(f"max_norm: expected a positive number, got {max_norm}")
-        self.max_norm = max_norm
+        self.max_norm = None if max_norm is None else real("max_norm", max_norm, 0.0, lo_open=True)
 
     def param_specs(self):
         cols = self.out_features * self.pieces
@@ -246,10 +235,7 @@ class Dropout(Layer):
     next layer's weights by 1-p)."""
 
     def __init__(self, p=0.5, scale_at_test=False):
-        p = float(p)
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"p: expected a drop probability in [0, 1), got {p}")
-        self.p = p
+        self.p = real("p", p, 0.0, 1.0, hi_open=True)
         self.scale_at_test = bool(scale_at_test)
 
     def get_config(self):
@@ -263,12 +249,8 @@ class BatchNorm(Layer):
 
     def __init__(self, num_features=None, momentum=0.1, eps=1e-5):
         self.num_features = None if num_features is None else _positive_int("num_features", num_features)
-        self.momentum = float(momentum)
-        if not 0.0 <= self.momentum <= 1.0:
-            raise ValueError(f"momentum: expected a value in [0, 1], got {momentum}")
-        self.eps = float(eps)
-        if not self.eps > 0:
-            raise ValueError(f"eps: expected a positive number, got {eps}")
+        self.momentum = real("momentum", momentum, 0.0, 1.0)
+        self.eps = real("eps", eps, 0.0, lo_open=True)
 
     def param_specs(self):
         n = self.num_features

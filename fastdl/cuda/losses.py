@@ -6,6 +6,7 @@ import math
 import numpy as np
 from numba import float32, float64, int64
 
+from fastdl._scalars import real
 from fastdl.cuda import activations as A
 from fastdl.cuda import gemm, reduce, require
 from fastdl.cuda.arrays import checked, checked_f32, dummy, expect_dim, launcher, output_array, scratch
@@ -131,8 +132,7 @@ def softmax_cross_entropy(logits, target, *, label_smoothing=0.0, out=None):
     """(loss, dlogits) for logits (N, C) and int labels (N,) or float32 probabilities (N, C)."""
     logits = checked_f32(logits, "logits", 2, "of shape (N, C)")
     n, c = logits.shape
-    if not 0.0 <= float(label_smoothing) <= 1.0:
-        raise ValueError(f"label_smoothing: expected a value in [0, 1], got {label_smoothing}")
+    label_smoothing = real("label_smoothing", label_smoothing, 0.0, 1.0)
     dtype = getattr(target, "dtype", None)
     from fastdl.cuda.arrays import as_device
     target = as_device(target, "target")
