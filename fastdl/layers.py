@@ -12,6 +12,8 @@ inside the dense layer's epilogue, so an activation must follow a Dense layer (n
 BatchNorm or Maxout layer): write ``Dense(..., activation="relu"), BatchNorm(n)``.
 """
 
+import math
+
 import numpy as np
 
 from fastdl import initializers
@@ -56,7 +58,23 @@ class ParamSpec:
 
     @property
     def size(self):
-        return int(np.prod(self.shape))
+        return math.prod(self.shape)  # Python ints: np.prod would wrap past 2**63
+
+
+def _check_fits(layer, specs):
+    """Refuses parameters larger than this machine's memory and swap, naming the layer
+    and the bytes asked for, before the network allocates them (the allocation itself
+    would fail with an OSError, or the initialisation end in the out-of-memory killer)."""
+    from fastdl import _device
+
+    nbytes = 4 * sum(spec.size for spec in specs)
+    available = _device.memory_bytes()
+    if available is not None and nbytes > available:
+        sizes = ", ".join(f"{k}={v}" for k, v in layer.get_config().items() if k.endswith(("features", "pieces")))
+        raise MemoryError(f"{layer.name or type(layer).__name__} ({type(layer).__name__}({sizes})): its parameters "
+                          f"need {nbytes} bytes ({_device.human_bytes(nbytes)}), more than this machine's "
+                          f"{_device.human_bytes(available)} of memory and swap")
+    return specs
 
 
 class Layer:
@@ -170,6 +188,8 @@ class Dense(Layer):
         self._bias_init = initializers.get(bias_init, "bias_init")
         self.use_bias = bool(use_bias)
         self.max_norm = None if max_norm is None else real("max_norm", max_norm, 0.0, lo_open=True)
+        if self.in_features is not None:
+            self.param_specs()  # sizes the machine cannot hold are refused here, naming the layer
 
     def weight_init(self):
         return self._init if self._init is not None else initializers.default_weight_init(self.activation)
@@ -181,7 +201,7 @@ class Dense(Layer):
         if self.activation == "prelu":
             a0 = PRELU_INIT if self.alpha is None else self.alpha
             specs.append(ParamSpec("alpha", (self.out_features,), initializers.Constant(a0), False))
-        return specs
+        return _check_fits(self, specs)
 
     def output_dim(self, input_dim):
         return self.out_features
@@ -211,11 +231,13 @@ class Maxout(Layer):
         self.bias_init = bias_init
         self._bias_init = initializers.get(bias_init, "bias_init")
         self.max_norm = None if max_norm is None else real("max_norm", max_norm, 0.0, lo_open=True)
+        if self.in_features is not None:
+            self.param_specs()
 
     def param_specs(self):
         cols = self.out_features * self.pieces
-        return [ParamSpec("w", (self.in_features, cols), self._init, True),
-                ParamSpec("b", (cols,), self._bias_init, False)]
+        return _check_fits(self, [ParamSpec("w", (self.in_features, cols), self._init, True),
+                                  ParamSpec("b", (cols,), self._bias_init, False)])
 
     def output_dim(self, input_dim):
         return self.out_features
@@ -251,11 +273,13 @@ class BatchNorm(Layer):
         self.num_features = None if num_features is None else _positive_int("num_features", num_features)
         self.momentum = real("momentum", momentum, 0.0, 1.0)
         self.eps = real("eps", eps, 0.0, lo_open=True)
+        if self.num_features is not None:
+            self.param_specs()
 
     def param_specs(self):
         n = self.num_features
-        return [ParamSpec("gamma", (n,), initializers.Constant(1.0), False),
-                ParamSpec("beta", (n,), initializers.Zeros(), False)]
+        return _check_fits(self, [ParamSpec("gamma", (n,), initializers.Constant(1.0), False),
+                                  ParamSpec("beta", (n,), initializers.Zeros(), False)])
 
     def get_config(self):
         return {"class": "BatchNorm", "num_features": self.num_features, "momentum": self.momentum,
