@@ -6,7 +6,31 @@ path are set here. The network API: :class:`Sequential` with the layers below,
 :mod:`fastdl.augment`, :mod:`fastdl.datasets`, :func:`load` (docs/network.md).
 """
 
-from fastdl import _C
+def _import_extension():
+    """fastdl._C, or an ImportError that says what to do when Python found fastdl's
+    source tree (the current directory of a checkout) instead of an installed fastdl."""
+    try:
+        from fastdl import _C
+    except ImportError as e:
+        import glob
+        import os
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        root = os.path.dirname(here)
+        built = glob.glob(os.path.join(here, "_C.*")) + glob.glob(os.path.join(here, "_C*.so"))
+        if built or not os.path.isfile(os.path.join(root, "CMakeLists.txt")) or not os.path.isdir(
+                os.path.join(root, "csrc")):
+            raise
+        raise ImportError(
+            f"fastdl: Python found fastdl's source tree ({here}) before an installed fastdl, and this "
+            "tree has no built extension (fastdl/_C*.so). Run Python from another folder to use the "
+            "installed fastdl (the current folder comes first on sys.path), or build the extension "
+            "in place here: `tools/dev-build.sh`, or an editable install: `pip install "
+            "--no-build-isolation -e .`.") from e
+    return _C
+
+
+_C = _import_extension()
 from fastdl._C import cpu_supports, get_isa, get_num_threads, max_num_threads, set_isa, set_num_threads
 from fastdl import kernels
 from fastdl._paths import get_cmake_dir, get_include
