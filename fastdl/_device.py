@@ -159,13 +159,17 @@ class CUDABackend:
     name = "cuda"
 
     def __init__(self):
+        # What is missing decides the type, as docs/gpu.md says: software not installed
+        # (the `cuda` extra) is an ImportError, no usable GPU a RuntimeError.
         try:
             from fastdl import cuda as fcuda
         except ImportError as e:  # fastdl built without its GPU package
-            raise RuntimeError(f"device='cuda' needs fastdl's GPU kernels: {CUDA_HINT}") from e
+            raise ImportError(f"device='cuda' needs fastdl's GPU kernels: {CUDA_HINT}") from e
         try:
             self.cuda = fcuda.require()
-        except (ImportError, RuntimeError) as e:
+        except ImportError as e:
+            raise ImportError(f"device='cuda' needs numba-cuda: {CUDA_HINT} ({e})") from e
+        except RuntimeError as e:
             raise RuntimeError(f"device='cuda' is not available: {e}") from e
         self.kernels = fcuda.kernels
         self._scale_kernel = None

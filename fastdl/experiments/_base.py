@@ -37,10 +37,10 @@ def load_data(mnist=None, seed=0):
     if mnist is None:
         (xt, yt), (xv, yv) = fastdl.datasets.digits(seed=seed)
         return Data(xt, yt, xv, yv, "digits (8x8, scikit-learn)")
-    try:
+    if "train" in fastdl.datasets.mnist_splits(mnist) or not Path(mnist).is_dir():
         (xt, yt), (xv, yv) = fastdl.datasets.mnist(mnist, split="both")
         name = "MNIST (train / t10k)"
-    except FileNotFoundError:
+    else:  # shuffled before the cut (datasets.mnist cuts the t10k files in order)
         x, y = fastdl.datasets.mnist(mnist, split="test")
         order = np.random.default_rng(seed).permutation(len(x))
         cut = int(len(x) * 0.8)
