@@ -148,6 +148,7 @@ def main(argv=None):
             print(f"fastdl experiment {name}: error: {e}", file=sys.stderr)
             return 1
         if not args.quiet:
-            note = "" if result["plots"] else " (plots skipped: matplotlib not installed; pip install 'fastdl[plot]')"
+            note = "" if result["plots"] or args.no_plots else \
+                " (plots skipped: matplotlib not installed; pip install 'fastdl[plot]')"
             print(f"{name}: done in {result['seconds']:.1f} s; see {out / 'summary.md'}{note}", flush=True)
     return 0
