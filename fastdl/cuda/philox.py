@@ -67,8 +67,13 @@ def threshold(p):
 
 def key_words(seed, step, stream):
     """(k0, k1, step, stream) as uint64 after checking their ranges."""
-    seed, step, stream = (integer(name, v, 0, (1 << bits) - 1)
-                          for name, v, bits in (("seed", seed, 64), ("step", step, 32), ("stream", stream, 32)))
+    checked = []
+    for name, v, bits in (("seed", seed, 64), ("step", step, 32), ("stream", stream, 32)):
+        v = integer(name, v)  # an int (fastdl._scalars' rules); the range as before
+        if not 0 <= v < (1 << bits):
+            raise ValueError(f"{name}: expected 0 <= {name} < 2**{bits}, got {v}")
+        checked.append(v)
+    seed, step, stream = checked
     return (np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32), np.uint64(int(step)), np.uint64(int(stream)))
 
 
