@@ -23,8 +23,10 @@ __all__ = ["Optimizer", "SGD", "Adagrad", "RMSProp", "RMSprop", "Adadelta", "Ada
 MAX_STEP = 2 ** 63 - 2
 
 
+# Hyperparameters are finite and within float32's range: the step kernels compute in
+# float32, and a value they would refuse at the first step is refused when it is set.
 def _check_nonneg(name, value):
-    return real(name, value, 0.0)
+    return real(name, value, 0.0, float32=True)
 
 
 class Optimizer:
@@ -51,7 +53,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value):
-        self._lr = real("lr", value, 0.0, lo_open=True)
+        self._lr = real("lr", value, 0.0, lo_open=True, float32=True)
 
     # -- binding to a parameter layout ---------------------------------------------
     def bind(self, size, device="cpu", decay_segments=None):
@@ -205,7 +207,7 @@ class SGD(Optimizer):
                  l1=0.0, classic=False, decay_biases=False):
         super().__init__(lr, weight_decay, l1, decay_biases)
         self.momentum = _check_nonneg("momentum", momentum)
-        self.dampening = real("dampening", dampening)
+        self.dampening = real("dampening", dampening, float32=True)
         self.nesterov = bool(nesterov)
         self.classic = bool(classic)
         self._validate()

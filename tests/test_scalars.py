@@ -100,6 +100,8 @@ def test_values_that_do_not_fit_are_value_errors_naming_the_argument(dense, adam
     _raises(ValueError, "eps", lambda: K.batchnorm_forward_eval(x, None, None, np.zeros(5, np.float32),
                                                                 np.ones(5, np.float32), eps=10 ** 400))
     _raises(ValueError, "lr", lambda: optim.Adam(lr=10 ** 400))
+    _raises(ValueError, "lr", lambda: optim.SGD(lr=1e300))  # the kernels would refuse it at the first step
+    _raises(ValueError, "weight_decay", lambda: optim.AdamW(weight_decay=1e39))
     _raises(ValueError, "gamma", lambda: schedules.ExponentialDecay(10 ** 400))
     _raises(ValueError, "alpha", lambda: fastdl.ELU(alpha=10 ** 400))
 
