@@ -6,7 +6,11 @@ directly so the hot loop skips the per-call dispatch of :mod:`fastdl.kernels`;
 outside the kernels: allocate, copy host <-> device, copy device -> device.
 """
 
+import errno
+import functools
+import math
 import mmap
+import os
 
 import numpy as np
 
@@ -53,13 +57,48 @@ _PAGE = 4096
 _staggered = 0
 
 
+@functools.lru_cache(maxsize=None)
+def memory_bytes():
+    """This machine's memory and swap in bytes (what any allocation must fit in), or
+    None where the system does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return sum(int(fields[k].split()[0]) * 1024 for k in ("MemTotal", "SwapTotal") if k in fields) or None
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def human_bytes(n):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
 def aligned_empty(shape, dtype=np.float32):
     """np.empty whose data starts on an ALIGN-byte boundary (a view into a slightly
-    larger buffer; from OWN_PAGES_MIN bytes, into pages of its own)."""
-    global _staggered
+    larger buffer; from OWN_PAGES_MIN bytes, into pages of its own). A size the system
+    cannot give is a MemoryError saying how many bytes were asked for (the mapping's
+    own error is an OSError, ENOMEM)."""
     dtype = np.dtype(dtype)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(int(d) for d in (shape if isinstance(shape, tuple) else (shape,)))
     nbytes = count * dtype.itemsize
+    try:
+        return _aligned_empty(shape, dtype, nbytes)
+    except (MemoryError, OverflowError, OSError) as e:
+        if isinstance(e, OSError) and e.errno not in (errno.ENOMEM, errno.EOVERFLOW, errno.EINVAL):
+            raise
+        raise MemoryError(f"cannot allocate {nbytes} bytes ({human_bytes(nbytes)}) for an array of shape "
+                          f"{shape} {dtype}") from None
+
+
+def _aligned_empty(shape, dtype, nbytes):
+    global _staggered
     if nbytes >= OWN_PAGES_MIN:
         _staggered += 1
         start = _staggered * STAGGER % _PAGE
@@ -120,13 +159,17 @@ class CUDABackend:
     name = "cuda"
 
     def __init__(self):
+        # What is missing decides the type, as docs/gpu.md says: software not installed
+        # (the `cuda` extra) is an ImportError, no usable GPU a RuntimeError.
         try:
             from fastdl import cuda as fcuda
         except ImportError as e:  # fastdl built without its GPU package
-            raise RuntimeError(f"device='cuda' needs fastdl's GPU kernels: {CUDA_HINT}") from e
+            raise ImportError(f"device='cuda' needs fastdl's GPU kernels: {CUDA_HINT}") from e
         try:
             self.cuda = fcuda.require()
-        except (ImportError, RuntimeError) as e:
+        except ImportError as e:
+            raise ImportError(f"device='cuda' needs numba-cuda: {CUDA_HINT} ({e})") from e
+        except RuntimeError as e:
             raise RuntimeError(f"device='cuda' is not available: {e}") from e
         self.kernels = fcuda.kernels
         from fastdl.cuda import dropout

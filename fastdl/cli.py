@@ -58,12 +58,10 @@ def _load_data(args):
 
     if args.mnist:
         folder = args.mnist
-        try:
-            return datasets.mnist(folder), f"MNIST ({folder})"
-        except FileNotFoundError:
-            x, y = datasets.mnist(folder, split="test")
-            cut = int(len(x) * 0.8)
-            return ((x[:cut], y[:cut]), (x[cut:], y[cut:])), f"MNIST t10k only ({folder}: first {cut} train)"
+        (train, test) = datasets.mnist(folder)  # with only the t10k files there: cut 80/20
+        if "train" in datasets.mnist_splits(folder):
+            return (train, test), f"MNIST ({folder})"
+        return (train, test), f"MNIST t10k only ({folder}: first {len(train[0])} train)"
     return datasets.digits(), "digits (scikit-learn 8x8, 20% held out for test)"
 
 

@@ -121,8 +121,7 @@ def _load_split(folder, split, download):
         p = _find(folder, stem)
         if p is None:
             if not download:
-                raise FileNotFoundError(f"{folder}: no {stem} or {stem}.gz (the MNIST {split} split); "
-                                        f"pass split='test' if only the t10k files are there")
+                raise FileNotFoundError(f"{folder}: no {stem} or {stem}.gz (the MNIST {split} split)")
             p = _download(folder, stem + ".gz")
         paths.append(p)
     images, labels = read_idx(paths[0]), read_idx(paths[1])
@@ -135,6 +134,17 @@ def _load_split(folder, split, download):
     return x, labels.astype(np.int64)
 
 
+#: With only the t10k files in a folder, split="both" trains on this first fraction of them.
+T10K_TRAIN_FRACTION = 0.8
+
+
+def mnist_splits(path):
+    """The MNIST splits ("train", "test") whose two IDX files (gzipped or not) are in
+    folder `path`."""
+    folder = Path(path)
+    return tuple(split for split, stems in MNIST_FILES.items() if all(_find(folder, s) for s in stems))
+
+
 def mnist(path=None, split="both", download=True):
     """MNIST as float32 rows of 784 pixels in [0, 1] and int64 labels.
 
@@ -142,7 +152,10 @@ def mnist(path=None, split="both", download=True):
     not. None: the cache folder (``default_cache_dir() / "mnist"``), where missing files
     are downloaded from MNIST_MIRRORS and checked against their SHA-256.
     split: "both" -> ((x_train, y_train), (x_test, y_test)); "train" or "test" -> (x, y).
-    Only the files of the requested split need to exist."""
+    Only the files of the requested split need to exist. A folder holding only the t10k
+    files gives, for "both", their first 80% (T10K_TRAIN_FRACTION) as the training split
+    and the rest as the test split, as ``fastdl train --mnist`` does (mnist_splits says
+    which splits a folder holds)."""
     if split not in ("both", "train", "test"):
         raise ValueError(f"split: expected 'both', 'train' or 'test', got {split!r}")
     if path is None:
@@ -153,6 +166,10 @@ def mnist(path=None, split="both", download=True):
         if not folder.is_dir():
             raise FileNotFoundError(f"path: {folder} is not a folder (expected the folder holding the MNIST IDX files)")
     if split == "both":
+        if not download and mnist_splits(folder) == ("test",):
+            x, y = _load_split(folder, "test", download)
+            cut = int(len(x) * T10K_TRAIN_FRACTION)
+            return (x[:cut], y[:cut]), (x[cut:], y[cut:])
         return _load_split(folder, "train", download), _load_split(folder, "test", download)
     return _load_split(folder, split, download)
 

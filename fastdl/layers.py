@@ -13,10 +13,12 @@ BatchNorm or Maxout layer): write ``Dense(..., activation="relu"), BatchNorm(n)`
 """
 
 import inspect
+import math
 
 import numpy as np
 
 from fastdl import activations, initializers
+from fastdl._scalars import integer, real
 
 __all__ = [
     "Layer", "Dense", "Maxout", "Dropout", "BatchNorm", "Activation", "ReLU", "Sigmoid", "Tanh", "LeakyReLU",
@@ -47,9 +49,7 @@ def _activation_name(activation, argname="activation"):
 
 
 def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
+    return integer(name, value, 1)
 
 
 class ParamSpec:
@@ -63,7 +63,23 @@ class ParamSpec:
 
     @property
     def size(self):
-        return int(np.prod(self.shape))
+        return math.prod(self.shape)  # Python ints: np.prod would wrap past 2**63
+
+
+def _check_fits(layer, specs):
+    """Refuses parameters larger than this machine's memory and swap, naming the layer
+    and the bytes asked for, before the network allocates them (the allocation itself
+    would fail with an OSError, or the initialisation end in the out-of-memory killer)."""
+    from fastdl import _device
+
+    nbytes = 4 * sum(spec.size for spec in specs)
+    available = _device.memory_bytes()
+    if available is not None and nbytes > available:
+        sizes = ", ".join(f"{k}={v}" for k, v in layer.get_config().items() if k.endswith(("features", "pieces")))
+        raise MemoryError(f"{layer.name or type(layer).__name__} ({type(layer).__name__}({sizes})): its parameters "
+                          f"need {nbytes} bytes ({_device.human_bytes(nbytes)}), more than this machine's "
+                          f"{_device.human_bytes(available)} of memory and swap")
+    return specs
 
 
 class Layer:
@@ -100,9 +116,7 @@ class Activation(Layer):
         if alpha is not None:
             if self.name_ not in _SCALAR_ALPHA and self.name_ not in activations.LEARNED_ALPHA:
                 raise ValueError(f"alpha: only leaky_relu, elu and prelu take alpha, not {self.name_!r}")
-            alpha = float(alpha)
-            if not alpha >= 0:
-                raise ValueError(f"alpha: expected alpha >= 0, got {alpha}")
+            alpha = real("alpha", alpha, 0.0)
         self.alpha = alpha
 
     @property
@@ -204,11 +218,9 @@ class Dense(Layer):
         self.bias_init = bias_init
         self._bias_init = initializers.get(bias_init, "bias_init")
         self.use_bias = bool(use_bias)
-        if max_norm is not None:
-            max_norm = float(max_norm)
-            if not max_norm > 0:
-                raise ValueError(f"max_norm: expected a positive number, got {max_norm}")
-        self.max_norm = max_norm
+        self.max_norm = None if max_norm is None else real("max_norm", max_norm, 0.0, lo_open=True)
+        if self.in_features is not None:
+            self.param_specs()  # sizes the machine cannot hold are refused here, naming the layer
 
     def weight_init(self):
         return self._init if self._init is not None else initializers.default_weight_init(self.activation)
@@ -220,7 +232,7 @@ class Dense(Layer):
         if self.activation == "prelu":
             a0 = PRELU_INIT if self.alpha is None else self.alpha
             specs.append(ParamSpec("alpha", (self.out_features,), initializers.Constant(a0), False))
-        return specs
+        return _check_fits(self, specs)
 
     def output_dim(self, input_dim):
         return self.out_features
@@ -249,16 +261,14 @@ class Maxout(Layer):
         self._init = initializers.get(init, "init") if init is not None else initializers.GlorotUniform()
         self.bias_init = bias_init
         self._bias_init = initializers.get(bias_init, "bias_init")
-        if max_norm is not None:
-            max_norm = float(max_norm)
-            if not max_norm > 0:
-                raise ValueError(f"max_norm: expected a positive number, got {max_norm}")
-        self.max_norm = max_norm
+        self.max_norm = None if max_norm is None else real("max_norm", max_norm, 0.0, lo_open=True)
+        if self.in_features is not None:
+            self.param_specs()
 
     def param_specs(self):
         cols = self.out_features * self.pieces
-        return [ParamSpec("w", (self.in_features, cols), self._init, True),
-                ParamSpec("b", (cols,), self._bias_init, False)]
+        return _check_fits(self, [ParamSpec("w", (self.in_features, cols), self._init, True),
+                                  ParamSpec("b", (cols,), self._bias_init, False)])
 
     def output_dim(self, input_dim):
         return self.out_features
@@ -278,11 +288,7 @@ class Dropout(Layer):
     next layer's weights by 1-p). ``rate=`` is Keras's name for p."""
 
     def __init__(self, p=0.5, scale_at_test=False, *, rate=None):
-        p = _one_of("p", p, "rate", rate, default=0.5)
-        p = float(p)
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"p: expected a drop probability in [0, 1), got {p}")
-        self.p = p
+        self.p = real("p", _one_of("p", p, "rate", rate, default=0.5), 0.0, 1.0, hi_open=True)
         self.scale_at_test = bool(scale_at_test)
 
     def get_config(self):
@@ -296,17 +302,15 @@ class BatchNorm(Layer):
 
     def __init__(self, num_features=None, momentum=0.1, eps=1e-5):
         self.num_features = None if num_features is None else _positive_int("num_features", num_features)
-        self.momentum = float(momentum)
-        if not 0.0 <= self.momentum <= 1.0:
-            raise ValueError(f"momentum: expected a value in [0, 1], got {momentum}")
-        self.eps = float(eps)
-        if not self.eps > 0:
-            raise ValueError(f"eps: expected a positive number, got {eps}")
+        self.momentum = real("momentum", momentum, 0.0, 1.0)
+        self.eps = real("eps", eps, 0.0, lo_open=True)
+        if self.num_features is not None:
+            self.param_specs()
 
     def param_specs(self):
         n = self.num_features
-        return [ParamSpec("gamma", (n,), initializers.Constant(1.0), False),
-                ParamSpec("beta", (n,), initializers.Zeros(), False)]
+        return _check_fits(self, [ParamSpec("gamma", (n,), initializers.Constant(1.0), False),
+                                  ParamSpec("beta", (n,), initializers.Zeros(), False)])
 
     def get_config(self):
         return {"class": "BatchNorm", "num_features": self.num_features, "momentum": self.momentum,

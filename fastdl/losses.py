@@ -11,6 +11,7 @@
 import numpy as np
 
 from fastdl._C import check_labels
+from fastdl._scalars import real
 
 __all__ = ["Loss", "SoftmaxCrossEntropy", "MSE", "BinaryCrossEntropy", "get"]
 
@@ -57,10 +58,7 @@ class SoftmaxCrossEntropy(Loss):
     kernel_name = "softmax_cross_entropy"
 
     def __init__(self, label_smoothing=0.0):
-        label_smoothing = float(label_smoothing)
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"label_smoothing: expected a value in [0, 1], got {label_smoothing}")
-        self.label_smoothing = label_smoothing
+        self.label_smoothing = real("label_smoothing", label_smoothing, 0.0, 1.0)
 
     def __call__(self, output, target, out=None, sample_weight=None):
         return self._kernel(output, target, label_smoothing=self.label_smoothing,

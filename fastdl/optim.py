@@ -14,15 +14,19 @@ whole buffer. ``lr`` may be changed between steps (schedules do that).
 import numpy as np
 
 from fastdl import _device
+from fastdl._scalars import integer, real
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSProp", "RMSprop", "Adadelta", "Adam", "AdamW", "get"]
 
 
+#: the largest step count an optimizer takes (the kernels count in a signed 64-bit int)
+MAX_STEP = 2 ** 63 - 2
+
+
+# Hyperparameters are finite and within float32's range: the step kernels compute in
+# float32, and a value they would refuse at the first step is refused when it is set.
 def _check_nonneg(name, value):
-    value = float(value)
-    if not value >= 0.0:
-        raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
-    return value
+    return real(name, value, 0.0, float32=True)
 
 
 def _keras_lr(lr, learning_rate, cls):
@@ -68,13 +72,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value):
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise TypeError(f"lr: expected a number, got {type(value).__name__}") from None
-        if not 0.0 < value < float("inf"):
-            raise ValueError(f"lr: expected a finite learning rate > 0, got {value!r}")
-        self._lr = value
+        self._lr = real("lr", value, 0.0, lo_open=True, float32=True)
 
     # -- binding to a parameter layout ---------------------------------------------
     def bind(self, size, device="cpu", decay_segments=None):
@@ -176,6 +174,7 @@ class Optimizer:
         if unknown:
             raise ValueError(f"state_dict: hyperparameters {sorted(unknown)} do not belong to {self.name}")
         state = dict(state_dict["state"])
+        step = integer("step", state.get("step", 0), 0, MAX_STEP)  # checked before anything changes
         arrays = {k: v for k, v in state.items() if k != "step"}
         if arrays:
             if self._size is None:
@@ -195,7 +194,7 @@ class Optimizer:
             self.state = {name: self._backend.zeros(self._size) for name in self._active_state()}
             for name, arr in arrays.items():
                 self._backend.copy_from_host(self.state[name], np.ascontiguousarray(arr, dtype=np.float32))
-        self.step_count = int(state.get("step", 0))
+        self.step_count = step
 
     def _active_state_for(self, hyper):
         saved = {k: getattr(self, k) for k in hyper}
@@ -250,7 +249,7 @@ class SGD(Optimizer):
                  l1=0.0, classic=False, decay_biases=False, *, learning_rate=None):
         super().__init__(_keras_lr(lr, learning_rate, type(self)), weight_decay, l1, decay_biases)
         self.momentum = _check_nonneg("momentum", momentum)
-        self.dampening = float(dampening)
+        self.dampening = real("dampening", dampening, float32=True)
         self.nesterov = bool(nesterov)
         self.classic = bool(classic)
         self._validate()
@@ -377,13 +376,9 @@ class Adam(Optimizer):
 
     @betas.setter
     def betas(self, value):
-        try:
-            b1, b2 = (float(v) for v in value)
-        except (TypeError, ValueError):
-            raise TypeError(f"betas: expected a pair of floats, got {value!r}") from None
-        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
-            raise ValueError(f"betas: each beta must be in [0, 1), got {value!r}")
-        self._betas = (b1, b2)
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+            raise TypeError(f"betas: expected a pair of floats, got {value!r}")
+        self._betas = tuple(real("betas", v, 0.0, 1.0, hi_open=True) for v in value)
 
     def hyperparameters(self):
         return {**super().hyperparameters(), "betas": list(self.betas), "eps": self.eps}

@@ -16,18 +16,13 @@ counted from 0; use them with ``fastdl.callbacks.LearningRateScheduler``.
 
 import math
 
+from fastdl._scalars import integer, real
+
 __all__ = ["Schedule", "StepDecay", "InverseSqrtDecay", "ExponentialDecay", "CosineDecay", "ReduceLROnPlateau"]
 
 
-def _positive(name, value, integer=False):
-    if integer:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-        return value
-    value = float(value)
-    if not value > 0:
-        raise ValueError(f"{name}: expected a positive number, got {value!r}")
-    return value
+def _positive(name, value, whole=False):
+    return integer(name, value, 1) if whole else real(name, value, 0.0, lo_open=True)
 
 
 class Schedule:
@@ -43,9 +38,7 @@ class Schedule:
         if self._lr0 is None:
             raise RuntimeError(f"{type(self).__name__}: give initial_lr, or use it through "
                                "LearningRateScheduler (which takes the optimizer's lr)")
-        if isinstance(t, bool) or t < 0:
-            raise ValueError(f"t: expected an epoch/step index >= 0, got {t!r}")
-        return self.value(self._lr0, t)
+        return self.value(self._lr0, integer("t", t, 0))
 
     def value(self, lr0, t):
         raise NotImplementedError
@@ -54,7 +47,7 @@ class Schedule:
 class StepDecay(Schedule):
     def __init__(self, step_size, gamma=0.1, initial_lr=None):
         super().__init__(initial_lr)
-        self.step_size = _positive("step_size", step_size, integer=True)
+        self.step_size = _positive("step_size", step_size, whole=True)
         self.gamma = _positive("gamma", gamma)
 
     def value(self, lr0, t):
@@ -78,10 +71,8 @@ class ExponentialDecay(Schedule):
 class CosineDecay(Schedule):
     def __init__(self, total, min_lr=0.0, initial_lr=None):
         super().__init__(initial_lr)
-        self.total = _positive("total", total, integer=True)
-        self.min_lr = float(min_lr)
-        if self.min_lr < 0:
-            raise ValueError(f"min_lr: expected a number >= 0, got {min_lr!r}")
+        self.total = _positive("total", total, whole=True)
+        self.min_lr = real("min_lr", min_lr, 0.0)
 
     def value(self, lr0, t):
         t = min(t, self.total)
@@ -96,20 +87,16 @@ class ReduceLROnPlateau(Schedule):
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
                  cooldown=0, min_lr=0.0, mode="min", eps=1e-8):
         super().__init__(None)
-        self.eps = float(eps)
-        factor = float(factor)
-        if not 0.0 < factor < 1.0:
-            raise ValueError(f"factor: expected a value in (0, 1), got {factor}")
+        self.eps = real("eps", eps, 0.0)
+        factor = real("factor", factor, 0.0, 1.0, lo_open=True, hi_open=True)
         if mode not in ("min", "max"):
             raise ValueError(f"mode: expected 'min' or 'max', got {mode!r}")
         if threshold_mode not in ("rel", "abs"):
             raise ValueError(f"threshold_mode: expected 'rel' or 'abs', got {threshold_mode!r}")
-        for name, v in (("patience", patience), ("cooldown", cooldown)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name}: expected a non-negative integer, got {v!r}")
+        patience, cooldown = integer("patience", patience, 0), integer("cooldown", cooldown, 0)
         self.monitor, self.factor, self.patience = monitor, factor, patience
-        self.threshold, self.threshold_mode = float(threshold), threshold_mode
-        self.cooldown, self.min_lr, self.mode = cooldown, float(min_lr), mode
+        self.threshold, self.threshold_mode = real("threshold", threshold, 0.0), threshold_mode
+        self.cooldown, self.min_lr, self.mode = cooldown, real("min_lr", min_lr, 0.0), mode
         self.reset()
 
     def reset(self):

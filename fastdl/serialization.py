@@ -10,11 +10,15 @@ flushed and fsync'ed, then renamed over the target (``os.replace``), and the fol
 fsync'ed — a crash or error mid-save leaves the previous file untouched.
 """
 
-import io
+import ast
+import errno
 import json
 import os
+import stat
+import struct
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -99,14 +103,45 @@ def model_from_state(meta, arrays, model_class, device="cpu", where="model", opt
     return model
 
 
+def _umask():
+    """The process's umask, read without changing it where the system says it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not atomic with other threads)
+    os.umask(mask)
+    return mask
+
+
+def _file_mode(path):
+    """The mode the saved file gets: an existing file's, else what open() would give a
+    new file (0o666 less the umask). The temporary file starts at mkstemp's 0o600."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
 def save(model, path):
     path = os.fspath(path)
     model._require_built("save")
     meta, arrays = model_state(model)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    mode = _file_mode(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, f"cannot save the model: the folder {folder} does not exist",
+                                path) from None
+    except OSError as e:  # the temporary file's name would only confuse: name the target
+        raise type(e)(e.errno, f"cannot save the model into {folder}: {e.strerror}", path) from None
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
             payload = {"fastdl.json": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
             payload.update(arrays)
             np.savez(f, **payload)
@@ -129,36 +164,184 @@ def save(model, path):
         pass
 
 
+# -- reading: every size is checked against the metadata before anything is inflated --
+MAX_META_BYTES = 16 * 1024 * 1024  # the JSON metadata (a large network's is ~100 KB)
+MAX_NPY_HEADER = 4096  # np.save writes ~128 bytes for a 1-D array
+# DEFLATE cannot compress by more than about 1032:1; an entry declaring more is a lie.
+MAX_DEFLATE_RATIO = 1032
+_NPY_MAGIC = b"\x93NUMPY"
+# Errors the zip, zlib, npy and JSON readers raise for damaged input (flipped bytes,
+# foreign compression methods, the encryption flag, nesting past the recursion limit).
+_DAMAGE = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError, RuntimeError,
+           RecursionError, ValueError, OSError, EOFError, KeyError, UnicodeDecodeError, SyntaxError,
+           OverflowError, TypeError, struct.error)
+
+
+def _entry_name(info):
+    return info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+
+
+def _check_entry(path, info, limit):
+    """Refuses an entry by what the archive declares, before reading it: encryption, a
+    compression method numpy does not write, more than `limit` bytes, or more than its
+    compressed bytes can hold."""
+    name = _entry_name(info)
+    if info.flag_bits & 0x1:
+        raise ModelFileError(f"{path}: entry {name!r} is encrypted; fastdl model files are not")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ModelFileError(f"{path}: entry {name!r} uses zip compression method {info.compress_type}; "
+                             "fastdl model files are stored or deflated")
+    if info.file_size > limit:
+        raise ModelFileError(f"{path}: entry {name!r} declares {info.file_size} bytes; the metadata allows at "
+                             f"most {limit}")
+    ratio = 1 if info.compress_type == zipfile.ZIP_STORED else MAX_DEFLATE_RATIO
+    if info.file_size > ratio * info.compress_size + MAX_NPY_HEADER:
+        raise ModelFileError(f"{path}: entry {name!r} declares {info.file_size} bytes from {info.compress_size} "
+                             "compressed bytes, more than the compression can produce")
+
+
+def _read_npy(path, zf, info, dtype, max_count):
+    """The 1-D array of `dtype` in entry `info`, its npy header checked (dtype, rank,
+    at most max_count elements, sizes agreeing with the zip's) before the data is read."""
+    name = _entry_name(info)
+
+    def bad(what):
+        return ModelFileError(f"{path}: entry {name!r}: {what}")
+
+    with zf.open(info) as f:
+        magic = f.read(8)
+        if len(magic) != 8 or magic[:6] != _NPY_MAGIC or magic[6] not in (1, 2, 3):
+            raise bad("not an npy array")
+        size_bytes = 2 if magic[6] == 1 else 4
+        header_len = int.from_bytes(f.read(size_bytes), "little")
+        if header_len > MAX_NPY_HEADER:
+            raise bad(f"an npy header of {header_len} bytes (numpy writes ~128)")
+        header = f.read(header_len)
+        try:
+            d = ast.literal_eval(header.decode("utf8" if magic[6] == 3 else "latin1"))
+            got = np.dtype(d["descr"])
+            shape, fortran = d["shape"], d["fortran_order"]
+        except (ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+            raise bad("an unreadable npy header") from None
+        if got != dtype or not isinstance(shape, tuple) or len(shape) != 1 or fortran is not False:
+            raise bad(f"{got} with shape {shape}; a fastdl model file holds 1-D {dtype} arrays only")
+        count = shape[0]
+        if not isinstance(count, int) or count < 0 or count > max_count:
+            raise bad(f"declares {count} elements; the metadata allows at most {max_count}")
+        if 8 + size_bytes + header_len + count * dtype.itemsize != info.file_size:
+            raise bad(f"{count} elements of {dtype} do not fill its {info.file_size} bytes")
+        a = np.empty(count, dtype)
+        view, done = memoryview(a).cast("B"), 0
+        while done < a.nbytes:
+            n = f.readinto(view[done:])
+            if not n:
+                raise bad("truncated")
+            done += n
+        if f.read(1):  # reading to the end also checks the CRC
+            raise bad("longer than declared")
+    return a
+
+
+def _params_bound(path, meta):
+    """An upper bound on the parameters the saved architecture has, from the metadata
+    alone: every entry of the file is at most this long (BatchNorm statistics, optimizer
+    state and the parameters themselves)."""
+    model = meta.get("model")
+    layer_configs = model.get("layers") if isinstance(model, dict) else None
+    if not isinstance(layer_configs, list):
+        raise ModelFileError(f"{path}: inconsistent fastdl model file (no list of layers)")
+    dim = model.get("input_dim")
+    total = 0
+    for i, c in enumerate(layer_configs):
+        if not isinstance(c, dict):
+            raise ModelFileError(f"{path}: inconsistent fastdl model file (layers[{i}] is not a layer config)")
+        cls = c.get("class")
+        keys = {"Dense": ("in_features", "out_features"), "Maxout": ("in_features", "out_features", "pieces"),
+                "BatchNorm": ("num_features",)}.get(cls, ())
+        sizes = {}
+        for k in keys:
+            v = c.get(k, 1 if k == "pieces" else None)
+            if v is None and k in ("in_features", "num_features"):
+                v = dim
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ModelFileError(f"{path}: inconsistent fastdl model file (layers[{i}].{k} = {v!r})")
+            sizes[k] = v
+        if cls in ("Dense", "Maxout"):
+            cols = sizes["out_features"] * sizes.get("pieces", 1)
+            total += sizes["in_features"] * cols + 2 * cols  # w, b and prelu's slopes
+            dim = sizes["out_features"]
+        elif cls == "BatchNorm":
+            total += 2 * sizes["num_features"]
+        elif cls == "Activation" and isinstance(dim, int):
+            total += dim  # a PReLU layer's slopes
+    return total
+
+
 def _read(path):
+    """(metadata, arrays) of a model file, checked: the metadata first (bounded), then
+    each entry's declared size against what the metadata says the model needs, before
+    anything is inflated."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        f = open(path, "rb")
     except IsADirectoryError:
         raise ModelFileError(f"{path}: is a folder, not a fastdl model file") from None
-    if not data.startswith(b"PK"):
-        raise ModelFileError(f"{path}: not a fastdl model file (not a zip archive)")
+    with f:
+        if f.read(2) != b"PK":
+            raise ModelFileError(f"{path}: not a fastdl model file (not a zip archive)")
+        f.seek(0)
+        try:
+            with zipfile.ZipFile(f) as zf:
+                return _read_archive(path, zf)
+        except ModelFileError:
+            raise
+        except _DAMAGE as e:
+            raise ModelFileError(f"{path}: corrupt or truncated fastdl model file ({type(e).__name__}: "
+                                 f"{str(e)[:200]})") from None
+
+
+def _read_archive(path, zf):
+    infos = {}
+    for info in zf.infolist():
+        name = _entry_name(info)
+        if name in infos:
+            raise ModelFileError(f"{path}: entry {name!r} appears twice")
+        infos[name] = info
+    if "fastdl.json" not in infos:
+        raise ModelFileError(f"{path}: not a fastdl model file (a zip/npz archive without fastdl.json)")
+    _check_entry(path, infos["fastdl.json"], MAX_META_BYTES)
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            if "fastdl.json" not in z.files:
-                raise ModelFileError(f"{path}: not a fastdl model file (a zip/npz archive without fastdl.json)")
-            raw = z["fastdl.json"]
-            if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8:
-                raise ModelFileError(f"{path}: not a fastdl model file (fastdl.json is not fastdl's metadata)")
-            meta = json.loads(raw.tobytes().decode())
-            arrays = {k: z[k] for k in z.files if k != "fastdl.json"}
-    except ModelFileError:
-        raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, UnicodeDecodeError) as e:
-        raise ModelFileError(f"{path}: corrupt or truncated fastdl model file ({type(e).__name__}: {e})") from None
+        raw = _read_npy(path, zf, infos["fastdl.json"], np.dtype(np.uint8), MAX_META_BYTES)
+    except ModelFileError as e:
+        raise ModelFileError(f"{path}: not a fastdl model file (fastdl.json is not fastdl's metadata: {e})") from None
+    try:
+        meta = json.loads(raw.tobytes().decode())
+    except RecursionError:
+        raise ModelFileError(f"{path}: corrupt fastdl model file (the metadata is nested too deeply)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: not a fastdl model file (format tag {meta.get('format') if isinstance(meta, dict) else None!r})")
+        raise ModelFileError(f"{path}: not a fastdl model file (format tag "
+                             f"{meta.get('format') if isinstance(meta, dict) else None!r})")
     if meta.get("version") != VERSION:
         raise ModelFileError(f"{path}: fastdl model format version {meta.get('version')!r}; this fastdl reads "
                              f"version {VERSION}")
-    for k, a in arrays.items():  # save writes only 1-D float32 arrays
-        if a.dtype != np.float32 or a.ndim != 1:
-            raise ModelFileError(f"{path}: array {k!r} is {a.dtype} with shape {a.shape}; a fastdl model file "
-                                 "holds 1-D float32 arrays only")
+    bound = _params_bound(path, meta)
+    expected = {"params"} | {f"bn{k}_running_{s}" for k, c in enumerate(
+        [c for c in meta["model"]["layers"] if c.get("class") == "BatchNorm"]) for s in ("mean", "var")}
+    comp = meta.get("compile")
+    if comp:
+        names = comp.get("optimizer_state") if isinstance(comp, dict) else None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ModelFileError(f"{path}: inconsistent fastdl model file (compile.optimizer_state is not a list "
+                                 "of names)")
+        expected |= {f"optimizer/{n}" for n in names}
+    present = set(infos) - {"fastdl.json"}
+    if present != expected:
+        extra, missing = sorted(present - expected), sorted(expected - present)
+        raise ModelFileError(f"{path}: inconsistent fastdl model file (entries {extra} not described by the "
+                             f"metadata, {missing} missing)")
+    arrays = {}
+    for name in sorted(expected):
+        _check_entry(path, infos[name], MAX_NPY_HEADER + 4 * bound)
+        arrays[name] = _read_npy(path, zf, infos[name], np.dtype("<f4"), bound)
     return meta, arrays
 
 
@@ -188,17 +371,39 @@ def _check_sizes(path, layer_configs, n_params):
                              f"parameters, {n_params} saved)")
 
 
+# The model's step count numbers its dropout masks, a 32-bit counter in the kernels.
+MAX_MODEL_STEP = 2 ** 32 - 1
+
+
+def _counter(path, meta, key, largest):
+    """A training counter of the file: an int in [0, largest] (not a bool, not a float),
+    else a ModelFileError naming it; checked at load, not left to fail in a kernel."""
+    value = meta.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= largest:
+        raise ModelFileError(f"{path}: inconsistent fastdl model file ({key} = {value!r}; expected a count in "
+                             f"[0, {largest}])")
+    return value
+
+
 def load(path, model_class, device="cpu"):
     """Rebuilds a model saved with ``model.save(path)`` as a `model_class` (Sequential:
     ``fastdl.load``) on `device` ("cpu" or "cuda"), compiled with its optimizer (state
     included) when it was compiled."""
+    from fastdl import optim
+
     path = os.fspath(path)
     meta, arrays = _read(path)
+    _counter(path, meta, "step", MAX_MODEL_STEP)
+    comp = meta.get("compile")
+    if comp and not isinstance(comp, dict):
+        raise ModelFileError(f"{path}: inconsistent fastdl model file (compile is not a dict)")
+    if comp:
+        _counter(path, comp, "optimizer_step", optim.MAX_STEP)
     try:
         _check_sizes(path, meta["model"]["layers"], arrays["params"].size)
         model = model_from_state(meta, arrays, model_class, device, where=path)
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError) as e:
         raise ModelFileError(f"{path}: inconsistent fastdl model file ({type(e).__name__}: {e})") from e
     return model

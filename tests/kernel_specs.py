@@ -154,6 +154,12 @@ def dense_forward_spec(act="prelu"):
         ("alpha-negative", lambda a: {**a, "activation": "leaky_relu", "alpha": -0.1}, ValueError, "alpha"),
         ("alpha-nan", lambda a: {**a, "activation": "elu", "alpha": float("nan")}, ValueError, "alpha"),
         ("alpha-string", lambda a: {**a, "activation": "elu", "alpha": "1"}, TypeError, "alpha"),
+        ("alpha-bool", lambda a: {**a, "activation": "leaky_relu", "alpha": True}, TypeError, "alpha"),
+        ("alpha-numpy-bool", lambda a: {**a, "activation": "leaky_relu", "alpha": np.True_}, TypeError, "alpha"),
+        ("alpha-inf", lambda a: {**a, "activation": "elu", "alpha": float("inf")}, ValueError, "alpha"),
+        ("alpha-10**400", lambda a: {**a, "activation": "elu", "alpha": 10 ** 400}, ValueError, "alpha"),
+        ("alpha-past-float32", lambda a: {**a, "activation": "elu", "alpha": 1e300}, ValueError, "alpha"),
+        ("alpha-1d-array", lambda a: {**a, "activation": "elu", "alpha": np.array([0.5])}, TypeError, "alpha"),
         ("x-list", lambda a: {**a, "x": a["x"].tolist()}, TypeError, "x"),
         ("x-scalar", lambda a: {**a, "x": np.float32(1.0)}, TypeError, "x"),
     ]
@@ -329,6 +335,9 @@ def softmax_ce_spec(form="labels", weighted=False):
         ("label-smoothing-negative", lambda a: {**a, "label_smoothing": -0.1}, ValueError, "label_smoothing"),
         ("label-smoothing-above-1", lambda a: {**a, "label_smoothing": 1.5}, ValueError, "label_smoothing"),
         ("label-smoothing-nan", lambda a: {**a, "label_smoothing": float("nan")}, ValueError, "label_smoothing"),
+        ("label-smoothing-bool", lambda a: {**a, "label_smoothing": True}, TypeError, "label_smoothing"),
+        ("label-smoothing-10**400", lambda a: {**a, "label_smoothing": 10 ** 400}, ValueError, "label_smoothing"),
+        ("label-smoothing-str", lambda a: {**a, "label_smoothing": "0.1"}, TypeError, "label_smoothing"),
     ]
     if weighted:
         extra += _weight_bad_cases()
@@ -433,6 +442,9 @@ def bn_train_spec():
         ("eps-negative", lambda a: {**a, "eps": -1e-5}, ValueError, "eps"),
         ("eps-inf", lambda a: {**a, "eps": float("inf")}, ValueError, "eps"),
         ("eps-nan", lambda a: {**a, "eps": float("nan")}, ValueError, "eps"),
+        ("momentum-bool", lambda a: {**a, "momentum": True}, TypeError, "momentum"),
+        ("eps-bool", lambda a: {**a, "eps": False}, TypeError, "eps"),
+        ("eps-10**400", lambda a: {**a, "eps": 10 ** 400}, ValueError, "eps"),
         ("single-sample", lambda a: {**a, "x": a["x"][:1].copy()}, ValueError, "x"),
     ]
     return Spec("batchnorm_forward_train", "", arrays, make, reference, tol, sizes={"N": 4, "M": 5},
@@ -881,6 +893,9 @@ def _optim_spec(kernel, states, kwargs, step_ref, extra=(), tol_extra=None):
         ("lr-nan", lambda a: {**a, "lr": float("nan")}, ValueError, "lr"),
         ("lr-inf", lambda a: {**a, "lr": float("inf")}, ValueError, "lr"),
         ("lr-str", lambda a: {**a, "lr": "0.1"}, TypeError, "lr"),
+        ("lr-bool", lambda a: {**a, "lr": True}, TypeError, "lr"),
+        ("lr-10**400", lambda a: {**a, "lr": 10 ** 400}, ValueError, "lr"),
+        ("lr-past-float32", lambda a: {**a, "lr": 1e300}, ValueError, "lr"),
     ]
     seg_bad = [
         ("decay-segments-negative", lambda a: {**a, "decay_segments": np.array([[-1, 2]], np.int64)}, ValueError,
@@ -891,6 +906,8 @@ def _optim_spec(kernel, states, kwargs, step_ref, extra=(), tol_extra=None):
          "decay_segments"),
         ("weight-decay-negative", lambda a: {**a, "weight_decay": -0.1}, ValueError, "weight_decay"),
         ("l1-nan", lambda a: {**a, "l1": float("nan")}, ValueError, "l1"),
+        ("weight-decay-inf", lambda a: {**a, "weight_decay": float("inf")}, ValueError, "weight_decay"),
+        ("weight-decay-bool", lambda a: {**a, "weight_decay": True}, TypeError, "weight_decay"),
     ]
     variant = ",".join(f"{k}={v}" for k, v in kwargs.items() if k not in ("lr", "step"))
     return Spec(kernel, variant, arrays, make, reference, tol, sizes={"P": 37, "S": 2},
@@ -965,7 +982,10 @@ def _rmsprop_tol(a):
 
 def _optim_specs():
     step_bad = [("step-zero", lambda a: {**a, "step": 0}, ValueError, "step"),
-                ("step-float", lambda a: {**a, "step": 1.5}, TypeError, "step")]
+                ("step-float", lambda a: {**a, "step": 1.5}, TypeError, "step"),
+                ("step-bool", lambda a: {**a, "step": True}, TypeError, "step"),
+                ("step-2**63", lambda a: {**a, "step": 2 ** 63}, ValueError, "step"),
+                ("step-2**70", lambda a: {**a, "step": 2 ** 70}, ValueError, "step")]
     return [
         _optim_spec("sgd_step", ["momentum_buf"], dict(lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True),
                     _sgd_ref, [("momentum-buf-missing", lambda a: {**a, "momentum_buf": None}, ValueError,
@@ -1005,7 +1025,9 @@ def max_norm_spec():
 
     extra = [("max-norm-zero", lambda a: {**a, "max_norm": 0.0}, ValueError, "max_norm"),
              ("max-norm-negative", lambda a: {**a, "max_norm": -1.0}, ValueError, "max_norm"),
-             ("max-norm-nan", lambda a: {**a, "max_norm": float("nan")}, ValueError, "max_norm")]
+             ("max-norm-nan", lambda a: {**a, "max_norm": float("nan")}, ValueError, "max_norm"),
+             ("max-norm-bool", lambda a: {**a, "max_norm": True}, TypeError, "max_norm"),
+             ("max-norm-inf", lambda a: {**a, "max_norm": float("inf")}, ValueError, "max_norm")]
     return Spec("max_norm_", "", arrays, make, reference, tol, sizes={"K": 5, "M": 6},
                 free=frozenset({"K", "M"}), extra_bad=tuple(extra),
                 fuzz_sizes={"K": (0, 40), "M": (0, 40)}, big_sizes={"K": 400, "M": 300})

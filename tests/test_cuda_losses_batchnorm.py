@@ -40,6 +40,20 @@ def test_softmax_cross_entropy_large_logits_and_bad_label(rng):
         G.softmax_cross_entropy(to_dev(np.zeros((3, 3), np.float32)), to_dev(np.zeros(3, np.float64)))
 
 
+@pytest.mark.parametrize("bad_row", [0, 8, 16])
+def test_a_bad_label_leaves_out_unwritten(rng, bad_row):
+    """Validate before writing: a label out of range in any row (rows 8 and 16 are in
+    later blocks than row 0) leaves every row of out= as it was, as on the CPU."""
+    n, c = 17, 4
+    logits = to_dev(rng.standard_normal((n, c)).astype(np.float32))
+    labels = rng.integers(0, c, n).astype(np.int64)
+    labels[bad_row] = c
+    out = to_dev(np.full((n, c), 7.0, np.float32))
+    with pytest.raises(ValueError, match=rf"^target: label {c} at index {bad_row} "):
+        G.softmax_cross_entropy(logits, to_dev(labels), out=out)
+    np.testing.assert_array_equal(host(out), np.full((n, c), 7.0, np.float32))
+
+
 @pytest.mark.parametrize("shape", [(1,), (7, 3), (300, 5)])
 def test_mse_and_bce(rng, shape):
     x = (4 * rng.standard_normal(shape)).astype(np.float32)

@@ -98,7 +98,7 @@ def test_optimizer_errors(rng):
     d = to_dev(np.zeros(N, np.float32))
     with pytest.raises(ValueError, match="exp_avg: expected shape\\[0\\] == 37"):
         G.adam_step(d, d, to_dev(np.zeros(3, np.float32)), d, lr=0.1, step=1)
-    with pytest.raises(ValueError, match="step: expected the 1-based step count"):
+    with pytest.raises(ValueError, match=r"^step: expected an integer in \[1, 9223372036854775807\], got 0"):
         G.adam_step(d, d, d, d, lr=0.1, step=0)
     with pytest.raises(ValueError, match="decay_segments: row 0"):
         G.adam_step(d, d, d, d, lr=0.1, step=1, decay_segments=np.array([[5, 100]], np.int64))

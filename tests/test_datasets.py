@@ -46,11 +46,21 @@ def test_mnist_reads_idx_files(tmp_path, gz):
 
 
 def test_mnist_with_only_the_test_files(tmp_path):
-    write_mnist(tmp_path, n_train=None)
+    """One behaviour with `fastdl train --mnist`: the t10k files' first 80% train, the
+    rest test; asking for the train split alone is still an error."""
+    write_mnist(tmp_path, n_train=None, n_test=10)
+    assert datasets.mnist_splits(tmp_path) == ("test",)
     x, y = datasets.mnist(tmp_path, split="test")
-    assert x.shape == (5, 784)
-    with pytest.raises(FileNotFoundError, match="split='test'"):
-        datasets.mnist(tmp_path)
+    assert x.shape == (10, 784)
+    (xtr, ytr), (xte, yte) = datasets.mnist(tmp_path)
+    np.testing.assert_array_equal(xtr, x[:8])
+    np.testing.assert_array_equal(ytr, y[:8])
+    np.testing.assert_array_equal(xte, x[8:])
+    np.testing.assert_array_equal(yte, y[8:])
+    with pytest.raises(FileNotFoundError, match="the MNIST train split"):
+        datasets.mnist(tmp_path, split="train")
+    write_mnist(tmp_path, n_train=7, n_test=10)
+    assert datasets.mnist_splits(tmp_path) == ("train", "test")
 
 
 def test_read_idx_rejects_bad_files(tmp_path):

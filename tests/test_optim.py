@@ -485,14 +485,14 @@ def test_read_only_and_wrong_length_buffers(adam_buffers):
 
 def test_bad_hyperparameters_name_the_argument(adam_buffers):
     p, g, m, v = adam_buffers
-    for lr in (0.0, -1e-3, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match=r"lr: expected a finite number > 0"):
+    for lr in (0.0, -1e-3, float("nan"), float("inf"), 1e300):
+        with pytest.raises(ValueError, match=r"^lr: (expected a finite number|1e\+300 is beyond float32)"):
             K.adam_step(p, g, m, v, lr=lr, step=1)
-        with pytest.raises(ValueError, match=r"lr: expected a finite number > 0"):
+        with pytest.raises(ValueError, match=r"^lr: (expected a finite number|1e\+300 is beyond float32)"):
             K.sgd_step(p, g, None, lr=lr)
     with pytest.raises(ValueError, match=r"lr: expected a finite number > 0, got 0"):
         K.adadelta_step(p, g, m, v, lr=0.0)
-    with pytest.raises(ValueError, match=r"step: expected the 1-based step count \(>= 1\), got 0"):
+    with pytest.raises(ValueError, match=r"^step: expected an integer in \[1, 9223372036854775807\], got 0"):
         K.adam_step(p, g, m, v, lr=0.1, step=0)
     with pytest.raises(ValueError, match=r"step: .* got -3"):
         K.adagrad_step(p, g, m, lr=0.1, step=-3)
@@ -549,7 +549,7 @@ def test_bad_decay_segments(adam_buffers):
 def test_bad_max_norm_arguments(rng):
     w = rng.standard_normal((4, 3)).astype(np.float32)
     for bad in (0.0, -1.0, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match=r"max_norm: expected a finite number > 0"):
+        with pytest.raises(ValueError, match=r"^max_norm: expected a finite number"):
             K.max_norm_(w, bad)
     with pytest.raises(ValueError, match=r"w: expected a 2-D array"):
         K.max_norm_(w.ravel(), 1.0)

@@ -34,13 +34,11 @@ inline AlphaArg parse_alpha(Activation act, py::handle alpha, py::ssize_t m) {
   if (act == Activation::leaky_relu || act == Activation::elu) {
     r.scalar = activation_default_alpha(act);
     if (!alpha.is_none()) {
-      if (!py::isinstance<py::float_>(alpha) && !py::isinstance<py::int_>(alpha))
-        throw py::type_error("alpha: expected a float for " + an + ", got " + type_name(alpha));
-      const double v = alpha.cast<double>();
-      if (!(v >= 0.0))
+      const float v = f32_arg(alpha, "alpha");  // a number, finite, within float32
+      if (!(v >= 0.0f))
         throw py::value_error("alpha: " + an + " needs alpha >= 0 (its backward works from y), got " +
-                              std::string(py::str(alpha)));
-      r.scalar = static_cast<float>(v);
+                              scalar_str(alpha));
+      r.scalar = v;
     }
     return r;
   }

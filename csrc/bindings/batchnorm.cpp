@@ -33,9 +33,11 @@ std::optional<py::array> feature_vec(py::handle h, const char* name, py::ssize_t
 
 const float* ptr(const std::optional<py::array>& a) { return a ? fptr(*a) : nullptr; }
 
-void check_eps(double eps) {
-  if (!(eps >= 0.0 && std::isfinite(eps)))
-    throw py::value_error("eps: expected a finite value >= 0, got " + std::string(py::str(py::float_(eps))));
+float eps_arg(py::handle h) {
+  const float eps = f32_arg(h, "eps");
+  if (!(eps >= 0.0f))
+    throw py::value_error("eps: expected a finite value >= 0, got " + scalar_str(h));
+  return eps;
 }
 
 // The running statistics are updated in place: they must not alias each other or an input.
@@ -49,17 +51,17 @@ void check_in_place(const std::optional<py::array>& out, const char* name,
 }
 
 py::tuple forward_train_py(py::handle x_h, py::handle gamma_h, py::handle beta_h, py::handle rm_h,
-                           py::handle rv_h, double momentum, double eps, py::handle out_h) {
+                           py::handle rv_h, py::handle momentum_h, py::handle eps_h, py::handle out_h) {
   py::array x = checked_f32(x_h, "x", 2, "of shape (N, M)");
   const py::ssize_t n = x.shape(0), m = x.shape(1);
   auto gamma = feature_vec(gamma_h, "gamma", m, true);
   auto beta = feature_vec(beta_h, "beta", m, true);
   auto rm = feature_vec(rm_h, "running_mean", m, true, /*writable=*/true);
   auto rv = feature_vec(rv_h, "running_var", m, true, /*writable=*/true);
+  const double momentum = finite_arg(momentum_h, "momentum");
   if (!(momentum >= 0.0 && momentum <= 1.0))
-    throw py::value_error("momentum: expected a value in [0, 1], got " +
-                          std::string(py::str(py::float_(momentum))));
-  check_eps(eps);
+    throw py::value_error("momentum: expected a value in [0, 1], got " + scalar_str(momentum_h));
+  const float eps = eps_arg(eps_h);
   if (n < 2)
     throw py::value_error("x: Expected more than 1 value per channel when training, got input size " +
                           shape_str(x) + " (use batchnorm_forward_eval for single samples)");
@@ -76,20 +78,20 @@ py::tuple forward_train_py(py::handle x_h, py::handle gamma_h, py::handle beta_h
     float *py_ = fptr(y), *psm = fptr(save_mean), *psi = fptr(save_invstd);
     float *prm = const_cast<float*>(ptr(rm)), *prv = const_cast<float*>(ptr(rv));
     py::gil_scoped_release release;
-    batchnorm_forward_train(py_, psm, psi, prm, prv, px, pg, pb, n, m, (float)momentum, (float)eps);
+    batchnorm_forward_train(py_, psm, psi, prm, prv, px, pg, pb, n, m, (float)momentum, eps);
   }
   return py::make_tuple(y, save_mean, save_invstd);
 }
 
 py::array forward_eval_py(py::handle x_h, py::handle gamma_h, py::handle beta_h, py::handle rm_h,
-                          py::handle rv_h, double eps, py::handle out_h) {
+                          py::handle rv_h, py::handle eps_h, py::handle out_h) {
   py::array x = checked_f32(x_h, "x", 2, "of shape (N, M)");
   const py::ssize_t n = x.shape(0), m = x.shape(1);
   auto gamma = feature_vec(gamma_h, "gamma", m, true);
   auto beta = feature_vec(beta_h, "beta", m, true);
   auto rm = feature_vec(rm_h, "running_mean", m, false);
   auto rv = feature_vec(rv_h, "running_var", m, false);
-  check_eps(eps);
+  const float eps = eps_arg(eps_h);
   py::array y = output_array(out_h, {n, m},
                              {{"x", &x}, {"gamma", gamma ? &*gamma : nullptr}, {"beta", beta ? &*beta : nullptr},
                               {"running_mean", &*rm}, {"running_var", &*rv}});
@@ -97,7 +99,7 @@ py::array forward_eval_py(py::handle x_h, py::handle gamma_h, py::handle beta_h,
     const float *px = fptr(x), *pg = ptr(gamma), *pb = ptr(beta), *prm = ptr(rm), *prv = ptr(rv);
     float* py_ = fptr(y);
     py::gil_scoped_release release;
-    batchnorm_forward_eval(py_, px, pg, pb, prm, prv, n, m, (float)eps);
+    batchnorm_forward_eval(py_, px, pg, pb, prm, prv, n, m, eps);
   }
   return y;
 }

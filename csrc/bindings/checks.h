@@ -6,6 +6,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -109,6 +111,11 @@ inline py::array_t<float> empty_f32(std::vector<py::ssize_t> shape) {
   return py::array_t<float>(shape);
 }
 
+// Scalars. One set of rules for every kernel argument that is a number: a bool is not a
+// number (TypeError); numpy scalars and 0-d arrays are; a value that does not fit what
+// the kernel computes with is a ValueError naming the argument (never pybind11's
+// RuntimeError or its signature dump); hyperparameters are finite.
+
 // True for Python's bool and numpy's bool_ (neither is accepted where a number is meant).
 inline bool is_bool_like(py::handle h) {
   if (py::isinstance<py::bool_>(h)) return true;
@@ -117,13 +124,19 @@ inline bool is_bool_like(py::handle h) {
   return py::isinstance<py::str>(kind) && kind.cast<std::string>() == "b";
 }
 
+// A short text of a scalar for a message (a 400-digit int is cut).
+inline std::string scalar_str(py::handle h) {
+  std::string s = py::str(h);
+  return s.size() > 40 ? s.substr(0, 37) + "..." : s;
+}
+
 // An integer scalar argument (a Python int or a numpy integer, never a bool or a float),
 // as a Python int of any size: TypeError naming the argument otherwise.
 inline py::int_ int_arg(py::handle h, const char* name) {
-  if (is_bool_like(h) || py::isinstance<py::float_>(h) || py::isinstance<py::array>(h) ||
-      !py::hasattr(h, "__index__"))
+  if (PyLong_CheckExact(h.ptr())) return py::reinterpret_borrow<py::int_>(h);  // the common case
+  if (is_bool_like(h) || py::isinstance<py::float_>(h) || !py::hasattr(h, "__index__"))
     throw py::type_error(std::string(name) + ": expected an int, got " + type_name(h));
-  PyObject* v = PyNumber_Index(h.ptr());
+  PyObject* v = PyNumber_Index(h.ptr());  // numpy integers and 0-d integer arrays
   if (!v) {
     PyErr_Clear();
     throw py::type_error(std::string(name) + ": expected an int, got " + type_name(h));
@@ -131,9 +144,22 @@ inline py::int_ int_arg(py::handle h, const char* name) {
   return py::reinterpret_steal<py::int_>(v);
 }
 
+// An integer argument in [lo, hi]: int_arg's rules, then ValueError naming the range.
+inline long long int_in_range(py::handle h, const char* name, long long lo, long long hi) {
+  const py::int_ v = int_arg(h, name);
+  int overflow = 0;
+  const long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+  if (overflow || x < lo || x > hi)
+    throw py::value_error(std::string(name) + ": expected an integer in [" + std::to_string(lo) + ", " +
+                          std::to_string(hi) + "], got " + scalar_str(v));
+  return x;
+}
+
 // A real scalar argument (Python int/float, a numpy scalar or 0-d array, anything with
-// __float__; never a bool): TypeError naming the argument otherwise, ValueError when it does not fit a double.
+// __float__; never a bool): TypeError naming the argument otherwise, ValueError when it
+// does not fit a double.
 inline double float_arg(py::handle h, const char* name) {
+  if (PyFloat_CheckExact(h.ptr())) return PyFloat_AS_DOUBLE(h.ptr());  // the common case
   const bool array = py::isinstance<py::array>(h);
   const bool number = py::isinstance<py::float_>(h) || py::isinstance<py::int_>(h) ||
                       (py::hasattr(h, "__float__") &&
@@ -143,10 +169,27 @@ inline double float_arg(py::handle h, const char* name) {
   const double v = PyFloat_AsDouble(h.ptr());
   if (v == -1.0 && PyErr_Occurred()) {
     PyErr_Clear();
-    throw py::value_error(std::string(name) + ": " + std::string(py::str(h)).substr(0, 40) +
-                          " does not fit a double");
+    throw py::value_error(std::string(name) + ": " + scalar_str(h) + " does not fit a double");
   }
   return v;
+}
+
+// A hyperparameter: float_arg's rules, and finite (ValueError naming it otherwise).
+inline double finite_arg(py::handle h, const char* name) {
+  const double v = float_arg(h, name);
+  if (!std::isfinite(v))
+    throw py::value_error(std::string(name) + ": expected a finite number, got " + scalar_str(h));
+  return v;
+}
+
+// A hyperparameter the kernels hold in float32: finite_arg's rules, and within float32's
+// range (1e300 would become inf there).
+inline float f32_arg(py::handle h, const char* name) {
+  const double v = finite_arg(h, name);
+  if (std::fabs(v) > (double)std::numeric_limits<float>::max())
+    throw py::value_error(std::string(name) + ": " + scalar_str(h) +
+                          " is beyond float32's range (the kernels compute in float32)");
+  return (float)v;
 }
 
 inline float* fptr(const py::array& a) { return static_cast<float*>(const_cast<void*>(a.data())); }

@@ -30,7 +30,8 @@ struct NamedArray {
 class PyDenseStack {
  public:
   PyDenseStack(const py::list& layers, const std::string& loss, py::handle dout,
-               double label_smoothing) {
+               py::handle label_smoothing_h) {
+    const double label_smoothing = finite_arg(label_smoothing_h, "label_smoothing");
     if (layers.empty()) throw py::value_error("layers: expected at least one layer, got none");
     if (loss == "softmax_cross_entropy") loss_.kind = StackLoss::softmax_ce;
     else if (loss == "mse") loss_.kind = StackLoss::mse;
@@ -40,7 +41,7 @@ class PyDenseStack {
                             "'binary_cross_entropy', got '" + loss + "'");
     if (!(label_smoothing >= 0.0 && label_smoothing <= 1.0))
       throw py::value_error("label_smoothing: expected a value in [0, 1], got " +
-                            std::to_string(label_smoothing));
+                            scalar_str(label_smoothing_h));
     if (label_smoothing != 0.0 && loss_.kind != StackLoss::softmax_ce)
       throw py::value_error("label_smoothing: only softmax_cross_entropy takes it");
     loss_.label_smoothing = (float)label_smoothing;
@@ -295,7 +296,7 @@ void register_dense_stack(py::module_& m) {
                            "Forward, loss and backward of a stack of dense layers in one call "
                            "(fastdl/dense_stack.h). Built once per batch size from the layers' "
                            "buffers, which it checks and keeps alive.")
-      .def(py::init<const py::list&, const std::string&, py::handle, double>(), py::arg("layers"),
+      .def(py::init<const py::list&, const std::string&, py::handle, py::handle>(), py::arg("layers"),
            py::kw_only(), py::arg("loss"), py::arg("dout"), py::arg("label_smoothing") = 0.0)
       .def("train", &PyDenseStack::train, py::arg("x"), py::arg("target"),
            py::arg("sample_weight") = py::none(), py::kw_only(),

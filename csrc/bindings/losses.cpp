@@ -28,16 +28,16 @@ std::optional<py::array> checked_weight(py::handle h, py::ssize_t n, const std::
 
 const float* weight_ptr(const std::optional<py::array>& w) { return w ? fptr(*w) : nullptr; }
 
-py::tuple softmax_cross_entropy_py(py::handle logits_h, py::handle target_h, double label_smoothing,
+py::tuple softmax_cross_entropy_py(py::handle logits_h, py::handle target_h, py::handle label_smoothing_h,
                                    py::handle weight_h, py::handle out_h) {
   py::array logits = checked_f32(logits_h, "logits", 2, "of shape (N, C)");
   const py::ssize_t n = logits.shape(0), c = logits.shape(1);
   if (n < 1 || c < 1)
     throw py::value_error("logits: expected at least one row and one class (the loss is a mean "
                           "over the batch), got shape " + shape_str(logits));
+  const double label_smoothing = finite_arg(label_smoothing_h, "label_smoothing");
   if (!(label_smoothing >= 0.0 && label_smoothing <= 1.0))
-    throw py::value_error("label_smoothing: expected a value in [0, 1], got " +
-                          std::string(py::str(py::float_(label_smoothing))));
+    throw py::value_error("label_smoothing: expected a value in [0, 1], got " + scalar_str(label_smoothing_h));
   // The target's dtype says which form it is: integer labels (N,) or probabilities (N, C).
   int label_bytes = 0;
   if (py::isinstance<py::array>(target_h)) {

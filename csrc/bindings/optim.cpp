@@ -6,6 +6,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <limits>
 #include <optional>
 #include <string>
 #include <utility>
@@ -97,6 +98,11 @@ struct Segments {
   }
 };
 
+// The 1-based step count of Adam and Adagrad (a C++ long).
+long step_arg(py::handle h) {
+  return (long)int_in_range(h, "step", 1, std::numeric_limits<long>::max());
+}
+
 Segments parse_segments(py::handle h) {
   Segments s;
   if (h.is_none()) return s;
@@ -105,72 +111,80 @@ Segments parse_segments(py::handle h) {
   return s;
 }
 
-py::object sgd_py(py::handle params, py::handle grads, py::handle momentum_buf, float lr, float momentum,
-                  float dampening, float weight_decay, bool nesterov, bool first_step, bool classic,
-                  float l1, py::handle decay_segments) {
+py::object sgd_py(py::handle params, py::handle grads, py::handle momentum_buf, py::handle lr,
+                  py::handle momentum, py::handle dampening, py::handle weight_decay, bool nesterov,
+                  bool first_step, bool classic, py::handle l1, py::handle decay_segments) {
+  SgdOptions o;
+  o.lr = f32_arg(lr, "lr"), o.momentum = f32_arg(momentum, "momentum");
+  o.dampening = f32_arg(dampening, "dampening"), o.weight_decay = f32_arg(weight_decay, "weight_decay");
+  o.nesterov = nesterov, o.first_step = first_step, o.classic = classic, o.l1 = f32_arg(l1, "l1");
   StepBuffers b(params, grads);
   float* buf = b.state(momentum_buf, "momentum_buf", /*optional=*/true);
   const Segments seg = parse_segments(decay_segments);
-  SgdOptions o;
-  o.lr = lr, o.momentum = momentum, o.dampening = dampening, o.weight_decay = weight_decay;
-  o.nesterov = nesterov, o.first_step = first_step, o.classic = classic, o.l1 = l1;
   float* p = b.params();
   const long n = b.n();
   return b.finish(OptimizerStep::sgd(p, buf, n, o, seg.ranges()));
 }
 
-py::object adagrad_py(py::handle params, py::handle grads, py::handle sum_sq, float lr, long step,
-                      float lr_decay, float weight_decay, float eps, float l1, py::handle decay_segments) {
+py::object adagrad_py(py::handle params, py::handle grads, py::handle sum_sq, py::handle lr,
+                      py::handle step, py::handle lr_decay, py::handle weight_decay, py::handle eps,
+                      py::handle l1, py::handle decay_segments) {
+  AdagradOptions o;
+  o.lr = f32_arg(lr, "lr"), o.step = step_arg(step), o.lr_decay = f32_arg(lr_decay, "lr_decay");
+  o.weight_decay = f32_arg(weight_decay, "weight_decay"), o.eps = f32_arg(eps, "eps");
+  o.l1 = f32_arg(l1, "l1");
   StepBuffers b(params, grads);
   float* s = b.state(sum_sq, "sum_sq");
   const Segments seg = parse_segments(decay_segments);
-  AdagradOptions o;
-  o.lr = lr, o.step = step, o.lr_decay = lr_decay, o.weight_decay = weight_decay, o.eps = eps, o.l1 = l1;
   float* p = b.params();
   const long n = b.n();
   return b.finish(OptimizerStep::adagrad(p, s, n, o, seg.ranges()));
 }
 
-py::object rmsprop_py(py::handle params, py::handle grads, py::handle square_avg, float lr, float alpha,
-                      float eps, float weight_decay, float momentum, bool centered, py::handle momentum_buf,
-                      py::handle grad_avg, float l1, py::handle decay_segments) {
+py::object rmsprop_py(py::handle params, py::handle grads, py::handle square_avg, py::handle lr,
+                      py::handle alpha, py::handle eps, py::handle weight_decay, py::handle momentum,
+                      bool centered, py::handle momentum_buf, py::handle grad_avg, py::handle l1,
+                      py::handle decay_segments) {
+  RmspropOptions o;
+  o.lr = f32_arg(lr, "lr"), o.alpha = f32_arg(alpha, "alpha"), o.eps = f32_arg(eps, "eps");
+  o.weight_decay = f32_arg(weight_decay, "weight_decay"), o.momentum = f32_arg(momentum, "momentum");
+  o.centered = centered, o.l1 = f32_arg(l1, "l1");
   StepBuffers b(params, grads);
   float* sq = b.state(square_avg, "square_avg");
   float* mb = b.state(momentum_buf, "momentum_buf", /*optional=*/true);
   float* ga = b.state(grad_avg, "grad_avg", /*optional=*/true);
   const Segments seg = parse_segments(decay_segments);
-  RmspropOptions o;
-  o.lr = lr, o.alpha = alpha, o.eps = eps, o.weight_decay = weight_decay, o.momentum = momentum;
-  o.centered = centered, o.l1 = l1;
   float* p = b.params();
   const long n = b.n();
   return b.finish(OptimizerStep::rmsprop(p, sq, mb, ga, n, o, seg.ranges()));
 }
 
 py::object adadelta_py(py::handle params, py::handle grads, py::handle square_avg, py::handle acc_delta,
-                       float lr, float rho, float eps, float weight_decay, float l1,
-                       py::handle decay_segments) {
+                       py::handle lr, py::handle rho, py::handle eps, py::handle weight_decay,
+                       py::handle l1, py::handle decay_segments) {
+  AdadeltaOptions o;
+  o.lr = f32_arg(lr, "lr"), o.rho = f32_arg(rho, "rho"), o.eps = f32_arg(eps, "eps");
+  o.weight_decay = f32_arg(weight_decay, "weight_decay"), o.l1 = f32_arg(l1, "l1");
   StepBuffers b(params, grads);
   float* sq = b.state(square_avg, "square_avg");
   float* acc = b.state(acc_delta, "acc_delta");
   const Segments seg = parse_segments(decay_segments);
-  AdadeltaOptions o;
-  o.lr = lr, o.rho = rho, o.eps = eps, o.weight_decay = weight_decay, o.l1 = l1;
   float* p = b.params();
   const long n = b.n();
   return b.finish(OptimizerStep::adadelta(p, sq, acc, n, o, seg.ranges()));
 }
 
 py::object adam_py(py::handle params, py::handle grads, py::handle exp_avg, py::handle exp_avg_sq,
-                   float lr, long step, float beta1, float beta2, float eps, float weight_decay,
-                   bool decoupled, float l1, py::handle decay_segments) {
+                   py::handle lr, py::handle step, py::handle beta1, py::handle beta2, py::handle eps,
+                   py::handle weight_decay, bool decoupled, py::handle l1, py::handle decay_segments) {
+  AdamOptions o;
+  o.lr = f32_arg(lr, "lr"), o.step = step_arg(step), o.beta1 = f32_arg(beta1, "beta1");
+  o.beta2 = f32_arg(beta2, "beta2"), o.eps = f32_arg(eps, "eps");
+  o.weight_decay = f32_arg(weight_decay, "weight_decay"), o.decoupled = decoupled, o.l1 = f32_arg(l1, "l1");
   StepBuffers b(params, grads);
   float* m = b.state(exp_avg, "exp_avg");
   float* v = b.state(exp_avg_sq, "exp_avg_sq");
   const Segments seg = parse_segments(decay_segments);
-  AdamOptions o;
-  o.lr = lr, o.step = step, o.beta1 = beta1, o.beta2 = beta2, o.eps = eps;
-  o.weight_decay = weight_decay, o.decoupled = decoupled, o.l1 = l1;
   float* p = b.params();
   const long n = b.n();
   return b.finish(OptimizerStep::adam(p, m, v, n, o, seg.ranges()));
@@ -211,7 +225,8 @@ void apply_py(const PyOptimizerStep& s, py::handle grads_h, py::handle segments_
   }
 }
 
-void max_norm_py(py::handle w_h, float max_norm_value) {
+void max_norm_py(py::handle w_h, py::handle max_norm_h) {
+  const float max_norm_value = f32_arg(max_norm_h, "max_norm");
   py::array w = checked_f32(w_h, "w", 2, "of shape (K, M), one column per unit", /*writable=*/true);
   float* pw = fptr(w);
   const long k = (long)w.shape(0), m = (long)w.shape(1);

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "bindings/checks.h"
 #include "fastdl/activation.h"
 #include "fastdl/runtime.h"
 #include "runtime/cache_size.h"
@@ -11,8 +12,24 @@ namespace py = pybind11;
 namespace fastdl::bind {
 
 void register_runtime(py::module_& m) {
-  m.def("set_num_threads", &fastdl::set_num_threads, py::arg("n"),
-        "Sets the number of threads every kernel uses (default: the number of cores).");
+  m.def(
+      "set_num_threads",
+      [](py::handle n_h) {
+        const py::int_ n = int_arg(n_h, "n");  // a Python or numpy int of any size
+        const int cap = fastdl::max_num_threads();
+        if (n.attr("__lt__")(1).cast<bool>() || n.attr("__gt__")(cap).cast<bool>())
+          throw py::value_error("n: expected 1 <= n <= " + std::to_string(cap) +
+                                " threads (the cap, fastdl.max_num_threads(): " +
+                                std::to_string(kThreadCapPerProcessor) +
+                                " per processor OpenMP reports, at least " +
+                                std::to_string(kMinThreadCap) + "), got " + std::string(py::str(n)));
+        fastdl::set_num_threads(n.cast<int>());
+      },
+      py::arg("n"),
+      "Sets the number of threads every kernel uses (default: the number of cores), at most "
+      "max_num_threads().");
+  m.def("max_num_threads", &fastdl::max_num_threads,
+        "The most threads set_num_threads accepts: 4 per processor OpenMP reports, at least 64.");
   m.def("get_num_threads", &fastdl::get_num_threads);
   m.def("get_isa", [] { return std::string(isa_name(active_isa())); },
         "The kernel path in use: 'avx512', 'avx2' or 'generic'.");

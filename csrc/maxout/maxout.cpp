@@ -21,6 +21,19 @@ void check_pieces(int pieces) {
                                 std::to_string(pieces));
 }
 
+// Every argmax entry must be a piece index: the largest one decides (a pass over bytes,
+// much less than the floats the backward writes); the first bad one is reported.
+void check_argmax(const uint8_t* argmax, long size, long m, int pieces) {
+  uint8_t largest = 0;
+  for (long i = 0; i < size; ++i) largest = argmax[i] > largest ? argmax[i] : largest;
+  if (largest < pieces) return;
+  for (long i = 0; i < size; ++i)
+    if (argmax[i] >= pieces)
+      throw std::out_of_range("argmax: entry (" + std::to_string(i / m) + ", " + std::to_string(i % m) +
+                              ") is " + std::to_string(argmax[i]) + ", not a piece index in [0, " +
+                              std::to_string(pieces) + ")");
+}
+
 int row_threads(long n, long work) { return n < 2 || work < (1l << 15) ? 1 : get_num_threads(); }
 
 // One unit's max over k pieces: strict > keeps the first maximum, and a NaN piece wins
@@ -63,26 +76,14 @@ void maxout_backward(float* dz, const float* dy, const uint8_t* argmax, long n, 
                      int pieces) {
   check_pieces(pieces);
   if (n <= 0 || m <= 0) return;
+  check_argmax(argmax, n * m, m, pieces);  // before dz is written: a refused call changes nothing
   const long k = pieces;
-  int bad = 0;
-#pragma omp parallel for schedule(static) num_threads(row_threads(n, n * m * k)) reduction(|| : bad)
+#pragma omp parallel for schedule(static) num_threads(row_threads(n, n * m * k))
   for (long i = 0; i < n; ++i) {
     float* dzi = dz + i * m * k;
     std::memset(dzi, 0, sizeof(float) * m * k);
-    for (long j = 0; j < m; ++j) {
-      const int a = argmax[i * m + j];
-      if (a < pieces)
-        dzi[j * k + a] = dy[i * m + j];
-      else
-        bad = 1;
-    }
+    for (long j = 0; j < m; ++j) dzi[j * k + argmax[i * m + j]] = dy[i * m + j];
   }
-  if (bad)
-    for (long i = 0; i < n * m; ++i)
-      if (argmax[i] >= pieces)
-        throw std::out_of_range("argmax: entry (" + std::to_string(i / m) + ", " +
-                                std::to_string(i % m) + ") is " + std::to_string(argmax[i]) +
-                                ", not a piece index in [0, " + std::to_string(pieces) + ")");
 }
 
 void dense_maxout_forward(float* y, uint8_t* argmax, const float* x, const float* w,

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from fastdl import activations as _registry
+from fastdl._scalars import real
 from fastdl.cuda import require
 
 cuda = require()
@@ -115,8 +116,7 @@ def parse_alpha(activation, alpha, m, check_vec):
     if activation in DEFAULT_ALPHA:
         if alpha is None:
             return np.float32(DEFAULT_ALPHA[activation]), None
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating, np.integer)):
-            raise TypeError(f"alpha: expected a float for {activation}, got {type(alpha).__name__}")
+        alpha = real("alpha", alpha, float32=True)  # a number, finite (fastdl._scalars' rules)
         if not alpha >= 0:
             raise ValueError(f"alpha: {activation} needs alpha >= 0 (its backward works from y), got {alpha}")
         return np.float32(alpha), None

@@ -9,6 +9,7 @@ import math
 import numpy as np
 from numba import float32
 
+from fastdl._scalars import real
 from fastdl.cuda import require
 from fastdl.cuda.arrays import blocks, checked_f32, expect_dim, launcher, output_array, output_arrays
 
@@ -114,6 +115,8 @@ def _vec(a, name, m):
 
 def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, *, momentum=0.1, eps=1e-5, out=None):
     """(y, save_mean, save_invstd); running_mean/var updated in place (unbiased var)."""
+    momentum = real("momentum", momentum, 0.0, 1.0)
+    eps = real("eps", eps, 0.0, float32=True)
     x = checked_f32(x, "x", 2, "of shape (N, M)")
     n, m = x.shape
     if n < 2:
@@ -132,6 +135,7 @@ def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, *, moment
 
 def batchnorm_forward_eval(x, gamma, beta, running_mean, running_var, *, eps=1e-5, out=None):
     """y normalised with the running statistics."""
+    eps = real("eps", eps, 0.0, float32=True)
     x = checked_f32(x, "x", 2, "of shape (N, M)")
     n, m = x.shape
     args = [_vec(a, nm, m) for a, nm in ((gamma, "gamma"), (beta, "beta"),

@@ -9,6 +9,7 @@ import math
 import numpy as np
 from numba import float32, float64, int64
 
+from fastdl._scalars import real
 from fastdl.cuda import activations as A
 from fastdl.cuda import gemm, reduce, require
 from fastdl.cuda.arrays import checked, checked_f32, dummy, expect_dim, launcher, output_array, scratch
@@ -70,8 +71,22 @@ def _checked_weight(sample_weight, n, why):
 
 
 @cuda.jit
+def _first_bad_label(bad, labels, N, C):
+    i = cuda.grid(1)
+    if i < N:
+        label = int64(labels[i])
+        if label < 0 or label >= C:
+            cuda.atomic.min(bad, 0, i)
+
+
+@cuda.jit
 def _softmax_xent_rows(dlogits, row_loss, bad, logits, labels, probs, use_labels, weights,
                        use_weights, N, C, eps, off, inv_n):
+    # A bad label anywhere (found by _first_bad_label, launched before on the same stream)
+    # refuses the whole call before anything is written; the same for every thread of the
+    # block, so no thread skips a barrier another waits at.
+    if bad[0] < N:
+        return
     sh = cuda.shared.array((ROWS_PER_BLOCK, GROUP), float32)
     g = cuda.threadIdx.x // GROUP
     lane = cuda.threadIdx.x % GROUP
@@ -80,9 +95,6 @@ def _softmax_xent_rows(dlogits, row_loss, bad, logits, labels, probs, use_labels
     label = int64(0)
     if active and use_labels:
         label = int64(labels[row])
-        if label < 0 or label >= C:
-            cuda.atomic.min(bad, 0, row)
-            active = False
     mx = NEG_INF
     if active:
         for c in range(lane, C, GROUP):
@@ -168,8 +180,7 @@ def softmax_cross_entropy(logits, target, *, label_smoothing=0.0, sample_weight=
     sample_weight (N,): loss sum_i w_i l_i / N, gradient rows times w_i."""
     logits = checked_f32(logits, "logits", 2, "of shape (N, C)")
     n, c = logits.shape
-    if not 0.0 <= float(label_smoothing) <= 1.0:
-        raise ValueError(f"label_smoothing: expected a value in [0, 1], got {label_smoothing}")
+    label_smoothing = real("label_smoothing", label_smoothing, 0.0, 1.0)
     dtype = getattr(target, "dtype", None)
     from fastdl.cuda.arrays import as_device
     target = as_device(target, "target")
@@ -190,17 +201,20 @@ def softmax_cross_entropy(logits, target, *, label_smoothing=0.0, sample_weight=
     if n == 0:
         return 0.0, dlogits
     row_loss = scratch("softmax_cross_entropy.row_loss", (n,))
-    # The first out-of-range label's row (atomic min). It holds NO_BAD_LABEL between
-    # calls: the final sum reads it and puts NO_BAD_LABEL back, so the loss and the
-    # check come back in one copy and nothing is copied to the device per call.
+    # The first out-of-range label's row (atomic min), found by a launch of its own before
+    # the rows kernel, which then writes nothing. It holds NO_BAD_LABEL between calls: the
+    # final sum reads it and puts NO_BAD_LABEL back, so the loss and the check come back
+    # in one copy and nothing is copied to the device per call.
     bad = scratch("softmax_cross_entropy.first_bad", (1,), np.int64, fill=NO_BAD_LABEL)
+    if use_labels:
+        launcher(_first_bad_label, ((n + THREADS - 1) // THREADS,), (THREADS,))(bad, labels, n, c)
     launcher(_softmax_xent_rows, ((n + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK,), (ROWS_PER_BLOCK * GROUP,))(
         dlogits, row_loss, bad, logits, labels, probs, use_labels,
         dummy() if weights is None else weights, weights is not None, n, c,
         np.float32(label_smoothing), np.float32(label_smoothing / c if c else 0.0),
         np.float32(1.0 / n))
     loss, first_bad = reduce.finish_with_flag(row_loss, n, 1.0 / n, bad, NO_BAD_LABEL)
-    if first_bad < n:
+    if first_bad < n:  # nothing was written: dlogits is as it came
         label = int(labels[first_bad:first_bad + 1].copy_to_host()[0])
         raise ValueError(f"target: label {label} at index {first_bad} is outside [0, {c})")
     return loss, dlogits

@@ -5,6 +5,7 @@ GEMM's epilogue, so z never reaches global memory."""
 import numpy as np
 from numba import uint8
 
+from fastdl._scalars import integer
 from fastdl.cuda import column_grad, gemm, require
 from fastdl.cuda.arrays import (blocks, checked, checked_f32, expect_dim, launcher, no_update, output_array,
                                 output_arrays, scratch)
@@ -15,8 +16,7 @@ THREADS = 256
 
 
 def check_pieces(pieces, width=None, width_name="z"):
-    if isinstance(pieces, bool) or not isinstance(pieces, (int, np.integer)):
-        raise TypeError(f"pieces: expected an int, got {type(pieces).__name__}")
+    pieces = integer("pieces", pieces)
     if not 1 <= pieces <= 255:
         raise ValueError(f"pieces: expected 1 <= pieces <= 255 (argmax is uint8), got {pieces}")
     if width is not None and width % pieces:

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from fastdl._scalars import integer, real
 from fastdl.cuda import require
 from fastdl.cuda.arrays import blocks, checked, checked_f32, expect_dim, launcher
 
@@ -212,8 +213,32 @@ def _f(v):
     return np.float32(v)
 
 
+# The hyperparameter rules of the CPU steps (csrc/optim/optim.cpp, torch.optim's), checked
+# before anything is launched: name -> (lo, hi, lo_open, hi_open).
+_RULES = {"lr": (0.0, None, True, False), "momentum": (0.0, None, False, False), "dampening": (None, None, False, False),
+          "weight_decay": (0.0, None, False, False), "l1": (0.0, None, False, False),
+          "lr_decay": (0.0, None, False, False), "eps": (0.0, None, False, False),
+          "alpha": (0.0, None, False, False), "rho": (0.0, 1.0, False, False),
+          "beta1": (0.0, 1.0, False, True), "beta2": (0.0, 1.0, False, True)}
+
+
+def _hyper(**values):
+    """The hyperparameters as float32-range Python floats, each checked (fastdl._scalars)."""
+    out = {}
+    for name, v in values.items():
+        lo, hi, lo_open, hi_open = _RULES[name]
+        out[name] = real(name, v, lo, hi, lo_open=lo_open, hi_open=hi_open, float32=True)
+    return out
+
+
+def _step(step):
+    return integer("step", step, 1, 2 ** 63 - 1)
+
+
 def sgd_step(params, grads, momentum_buf, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
              nesterov=False, first_step=False, classic=False, l1=0.0, decay_segments=None):
+    h = _hyper(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, l1=l1)
+    lr, momentum, dampening, weight_decay, l1 = h["lr"], h["momentum"], h["dampening"], h["weight_decay"], h["l1"]
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError("nesterov: Nesterov momentum needs momentum > 0 and dampening = 0")
     if (momentum != 0 or classic) and momentum_buf is None:
@@ -226,6 +251,9 @@ def sgd_step(params, grads, momentum_buf, *, lr, momentum=0.0, dampening=0.0, we
 
 def adagrad_step(params, grads, sum_sq, *, lr, step, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
                  l1=0.0, decay_segments=None):
+    h = _hyper(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, l1=l1)
+    lr, lr_decay, weight_decay, eps, l1 = h["lr"], h["lr_decay"], h["weight_decay"], h["eps"], h["l1"]
+    step = _step(step)
     n, (p, g, s) = _buffers(params, grads, sum_sq=sum_sq)
     segs, nseg = _segments(decay_segments, n)
     clr = lr / (1.0 + (step - 1) * lr_decay)
@@ -235,6 +263,9 @@ def adagrad_step(params, grads, sum_sq, *, lr, step, lr_decay=0.0, weight_decay=
 def rmsprop_step(params, grads, square_avg, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0,
                  momentum=0.0, centered=False, momentum_buf=None, grad_avg=None, l1=0.0,
                  decay_segments=None):
+    h = _hyper(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, l1=l1)
+    lr, alpha, eps, weight_decay, momentum, l1 = (h[k] for k in ("lr", "alpha", "eps", "weight_decay", "momentum",
+                                                                  "l1"))
     if momentum > 0 and momentum_buf is None:
         raise ValueError("momentum_buf: needed when momentum > 0")
     if centered and grad_avg is None:
@@ -248,6 +279,8 @@ def rmsprop_step(params, grads, square_avg, *, lr, alpha=0.99, eps=1e-8, weight_
 
 def adadelta_step(params, grads, square_avg, acc_delta, *, lr=1.0, rho=0.9, eps=1e-6,
                   weight_decay=0.0, l1=0.0, decay_segments=None):
+    h = _hyper(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, l1=l1)
+    lr, rho, eps, weight_decay, l1 = h["lr"], h["rho"], h["eps"], h["weight_decay"], h["l1"]
     n, (p, g, sq, ad) = _buffers(params, grads, square_avg=square_avg, acc_delta=acc_delta)
     segs, nseg = _segments(decay_segments, n)
     _launch(_adadelta, n, p, g, sq, ad, n, _f(lr), _f(rho), _f(1.0 - rho), _f(eps), _f(weight_decay), _f(l1), segs, nseg)
@@ -255,8 +288,9 @@ def adadelta_step(params, grads, square_avg, acc_delta, *, lr=1.0, rho=0.9, eps=
 
 def adam_step(params, grads, exp_avg, exp_avg_sq, *, lr, step, beta1=0.9, beta2=0.999, eps=1e-8,
               weight_decay=0.0, decoupled=False, l1=0.0, decay_segments=None):
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
-        raise ValueError(f"step: expected the 1-based step count (an int >= 1), got {step!r}")
+    h = _hyper(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, l1=l1)
+    lr, beta1, beta2, eps, weight_decay, l1 = (h[k] for k in ("lr", "beta1", "beta2", "eps", "weight_decay", "l1"))
+    step = _step(step)
     n, (p, g, m, v) = _buffers(params, grads, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
     segs, nseg = _segments(decay_segments, n)
     bc1 = 1.0 - beta1 ** step
@@ -268,8 +302,7 @@ def adam_step(params, grads, exp_avg, exp_avg_sq, *, lr, step, beta1=0.9, beta2=
 def max_norm_(w, max_norm):
     """Rescales each column of w (K, M) to L2 norm <= max_norm, in place."""
     w = checked_f32(w, "w", 2, "of shape (K, M)")
-    if not max_norm > 0:
-        raise ValueError(f"max_norm: expected a positive float, got {max_norm}")
+    max_norm = real("max_norm", max_norm, 0.0, lo_open=True, float32=True)
     k, m = w.shape
     if m:
         launcher(_max_norm, (blocks(m, 32),), (256,))(w, k, m, _f(max_norm))

@@ -8,6 +8,7 @@ uint64 with a signed integer would make Numba compute in float64).
 
 import numpy as np
 
+from fastdl._scalars import integer, real
 from fastdl.cuda import require
 
 cuda = require()
@@ -66,18 +67,18 @@ def threshold(p):
 
 def key_words(seed, step, stream):
     """(k0, k1, step, stream) as uint64 after checking their ranges."""
+    checked = []
     for name, v, bits in (("seed", seed, 64), ("step", step, 32), ("stream", stream, 32)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
-        if not 0 <= int(v) < (1 << bits):
+        v = integer(name, v)  # an int (fastdl._scalars' rules); the range as before
+        if not 0 <= v < (1 << bits):
             raise ValueError(f"{name}: expected 0 <= {name} < 2**{bits}, got {v}")
-    seed = int(seed)
+        checked.append(v)
+    seed, step, stream = checked
     return (np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32), np.uint64(int(step)), np.uint64(int(stream)))
 
 
 def check_p(p):
-    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)):
-        raise TypeError(f"p: expected a float, got {type(p).__name__}")
-    if not 0.0 <= float(p) < 1.0:
+    p = real("p", p, finite=False)  # a number (fastdl._scalars' rules); the range as the CPU's
+    if not 0.0 <= p < 1.0:
         raise ValueError(f"p: the drop probability must be in [0, 1), got {p}")
-    return float(p)
+    return p

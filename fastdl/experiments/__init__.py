@@ -13,8 +13,9 @@ experiment's key numbers as a dict.
 
 Data: the bundled 8x8 digits by default (scikit-learn), or MNIST with
 ``--mnist FOLDER`` (the IDX files; with only the t10k split there it is cut 80/20).
-Sizes: ``--size tiny`` (seconds; what the tests run), the default (a few minutes on two
-cores), ``--full`` (longer: more epochs, more data, more variants).
+Sizes (SIZES below, which ``--help`` prints): ``--size tiny`` (seconds, what the tests
+run), the default (seconds to tens of seconds per experiment on two cores), ``--full``
+(minutes, with more epochs, more data and more variants).
 """
 
 import argparse
@@ -22,7 +23,12 @@ import importlib
 import sys
 import time
 
-__all__ = ["EXPERIMENTS", "run", "main", "describe"]
+__all__ = ["EXPERIMENTS", "SIZES", "run", "main", "describe"]
+
+#: what each --size takes
+SIZES = {"tiny": "seconds, what the tests run",
+         "default": "seconds to tens of seconds per experiment on two cores",
+         "full": "minutes, with more epochs, more data and more variants"}
 
 #: name -> module (in fastdl.experiments), in the lectures' order
 EXPERIMENTS = {
@@ -85,9 +91,9 @@ def _parser():
     p.add_argument("--out", default=None, help="output folder (default: fastdl-experiments/NAME; with 'all', "
                                                "each experiment goes into OUT/NAME)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--full", action="store_true", help="the longer, larger version")
+    p.add_argument("--full", action="store_true", help=f"the longer, larger version ({SIZES['full']})")
     p.add_argument("--size", choices=("tiny", "default", "full"), default=None,
-                   help="tiny: seconds (the tests' size); default: minutes; full: as --full")
+                   help="; ".join(f"{k}: {v}" for k, v in SIZES.items()) + " (--full is full)")
     p.add_argument("--mnist", default=None, metavar="PATH", help="folder with the MNIST IDX files "
                                                                   "(default: the bundled 8x8 digits)")
     p.add_argument("--seed", type=int, default=0)
@@ -142,6 +148,7 @@ def main(argv=None):
             print(f"fastdl experiment {name}: error: {e}", file=sys.stderr)
             return 1
         if not args.quiet:
-            note = "" if result["plots"] else " (plots skipped: matplotlib not installed; pip install 'fastdl[plot]')"
+            note = "" if result["plots"] or args.no_plots else \
+                " (plots skipped: matplotlib not installed; pip install 'fastdl[plot]')"
             print(f"{name}: done in {result['seconds']:.1f} s; see {out / 'summary.md'}{note}", flush=True)
     return 0

@@ -37,10 +37,10 @@ def load_data(mnist=None, seed=0):
     if mnist is None:
         (xt, yt), (xv, yv) = fastdl.datasets.digits(seed=seed)
         return Data(xt, yt, xv, yv, "digits (8x8, scikit-learn)")
-    try:
+    if "train" in fastdl.datasets.mnist_splits(mnist) or not Path(mnist).is_dir():
         (xt, yt), (xv, yv) = fastdl.datasets.mnist(mnist, split="both")
         name = "MNIST (train / t10k)"
-    except FileNotFoundError:
+    else:  # shuffled before the cut (datasets.mnist cuts the t10k files in order)
         x, y = fastdl.datasets.mnist(mnist, split="test")
         order = np.random.default_rng(seed).permutation(len(x))
         cut = int(len(x) * 0.8)
@@ -66,6 +66,7 @@ class Context:
             "plots skipped: matplotlib is not installed (pip install 'fastdl[plot]')" if plots else "plots skipped")
         self.files = []
         self.images = []
+        self.diverged = {}  # run label -> what happened, for the summary
         self._data = self._used = None
         self.t0 = time.perf_counter()
 
@@ -99,13 +100,34 @@ class Context:
         m = fastdl.Sequential(layers, device=self.device, seed=self.seed if seed is None else seed)
         return m.compile(optimizer, loss="softmax_cross_entropy", metrics=["accuracy"])
 
-    def fit(self, model, data, epochs, batch_size=32, callbacks=None, validation=True):
-        """model.fit, silent; returns (history dict, seconds)."""
+    def fit(self, model, data, epochs, batch_size=32, callbacks=None, validation=True, label=None):
+        """model.fit, silent; returns (history dict, seconds). A run whose training loss
+        turns NaN or infinite stops there instead of ending the experiment: its history
+        holds the epochs it completed and then one epoch of NaN (the loss: the non-finite
+        value) for the epoch it diverged in, so every series has a first value and
+        final() / best() skip the NaN; `label` (or "run N") goes into self.diverged,
+        which the summary reports and run_label marks in plots."""
         t = time.perf_counter()
-        h = model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size,
-                      validation_data=(data.x_val, data.y_val) if validation else None,
-                      callbacks=callbacks, verbose=0)
-        return h.history, time.perf_counter() - t
+        try:
+            h = model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size,
+                          validation_data=(data.x_val, data.y_val) if validation else None,
+                          callbacks=callbacks, verbose=0).history
+        except fastdl.NonFiniteLossError as e:
+            done = dict(getattr(e.history, "history", e.history) or {})
+            epochs_done = len(done.get("loss", []))
+            h = {k: list(done.get(k, []))[:epochs_done] + [math.nan] * (epochs_done + 1 - len(done.get(k, [])[:epochs_done]))
+                 for k in [*done, *(k for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k not in done)]}
+            h["loss"][epochs_done] = float(e.loss)
+            label = label or f"run {len(self.diverged) + 1}"
+            self.diverged[label] = (f"{label}: diverged -- the training loss became {e.loss} at epoch {e.epoch + 1}, "
+                                    f"step {e.step + 1}; the run stopped there after {epochs_done} complete epochs "
+                                    "(its curves end early)")
+            self.log(self.diverged[label])
+        return h, time.perf_counter() - t
+
+    def run_label(self, label):
+        """label, marked "(diverged)" when that run diverged: for plot legends."""
+        return f"{label} (diverged)" if label in self.diverged else label
 
     # -- outputs ---------------------------------------------------------------------
     def write_csv(self, filename, rows):
@@ -145,6 +167,9 @@ class Context:
                   f"threads: {fastdl.get_num_threads()}",
                   f"- machine: {machine()}; took {seconds:.1f} s", "", "## Findings", ""]
         lines += [f"- {s}" for s in findings]
+        if self.diverged:
+            lines += ["", "### Runs that diverged", ""]
+            lines += [f"- {s}" for s in self.diverged.values()]
         if table:
             cols = []
             for r in table:
@@ -213,6 +238,12 @@ def final(history, key):
         if v is not None and math.isfinite(v):
             return float(v)
     return math.nan
+
+
+def first(history, key):
+    """The first value of a per-epoch series (nan if the run completed no epoch)."""
+    values = history.get(key, [])
+    return float(values[0]) if values else math.nan
 
 
 def best(history, key, mode="max"):

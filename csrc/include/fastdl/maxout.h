@@ -13,7 +13,8 @@ namespace fastdl {
 void maxout_forward(float* y, uint8_t* argmax, const float* z, long n, long m, int pieces);
 
 // dz (n, m * pieces) = dy (n, m) at the winning piece of each unit, 0 elsewhere.
-// An argmax entry >= pieces throws std::out_of_range naming its position.
+// An argmax entry >= pieces throws std::out_of_range naming its position, before dz is
+// written.
 void maxout_backward(float* dz, const float* dy, const uint8_t* argmax, long n, long m,
                      int pieces);
 

@@ -19,7 +19,17 @@ Isa active_isa();
 void set_isa(Isa isa);
 
 // OpenMP threads used by every kernel. Default: the number of cores.
-void set_num_threads(int n);  // throws std::invalid_argument for n < 1
+// The cap on n: kThreadCapPerProcessor threads per processor OpenMP reports, at least
+// kMinThreadCap (beyond it, OpenMP's thread creation fails inside a kernel and ends the
+// process instead of raising).
+constexpr int kThreadCapPerProcessor = 4;
+constexpr int kMinThreadCap = 64;
+int max_num_threads();
+void set_num_threads(int n);  // throws std::invalid_argument for n < 1 or n > max_num_threads()
 int get_num_threads();
+// Forking is safe (pthread_atfork handlers): before each fork the forking thread
+// releases its OpenMP workers, which do not survive a fork, and parent and child start
+// new ones when next needed. Where the runtime cannot release them (a fork from inside
+// a parallel region), the child runs every kernel on one thread.
 
 }  // namespace fastdl
