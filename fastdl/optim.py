@@ -14,6 +14,7 @@ whole buffer. ``lr`` may be changed between steps (schedules do that).
 import numpy as np
 
 from fastdl import _device
+from fastdl._C import check_optimizer_options
 from fastdl._scalars import integer, real
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSProp", "RMSprop", "Adadelta", "Adam", "AdamW", "get"]
@@ -23,10 +24,12 @@ __all__ = ["Optimizer", "SGD", "Adagrad", "RMSProp", "RMSprop", "Adadelta", "Ada
 MAX_STEP = 2 ** 63 - 2
 
 
-# Hyperparameters are finite and within float32's range: the step kernels compute in
-# float32, and a value they would refuse at the first step is refused when it is set.
-def _check_nonneg(name, value):
-    return real(name, value, 0.0, float32=True)
+# Hyperparameters are numbers (fastdl._scalars' type rules: finite, within float32's
+# range); their ranges and the rules tying them together are the step kernels' own
+# (fastdl._C.check_optimizer_options), applied when an optimizer is built or its lr set,
+# so a value a step would refuse is refused then, from the one place each rule lives.
+def _number(name, value):
+    return real(name, value, float32=True)
 
 
 def _keras_lr(lr, learning_rate, cls):
@@ -43,13 +46,15 @@ class Optimizer:
     """Base class. Subclasses list their state buffers and implement ``_kernel_step``."""
 
     name = "optimizer"
+    #: the step kernel's rules this optimizer's hyperparameters follow (check_options)
+    kind = None
     #: names of the state buffers, each of the parameters' length
     state_names = ()
 
     def __init__(self, lr, weight_decay=0.0, l1=0.0, decay_biases=False):
         self.lr = lr
-        self.weight_decay = _check_nonneg("weight_decay", weight_decay)
-        self.l1 = _check_nonneg("l1", l1)
+        self.weight_decay = _number("weight_decay", weight_decay)
+        self.l1 = _number("l1", l1)
         self.decay_biases = bool(decay_biases)
         self.step_count = 0
         self.state = {}
@@ -72,7 +77,10 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value):
-        self._lr = real("lr", value, 0.0, lo_open=True, float32=True)
+        value = _number("lr", value)
+        if self.kind is not None:
+            check_optimizer_options(self.kind, lr=value)
+        self._lr = value
 
     # -- binding to a parameter layout ---------------------------------------------
     def bind(self, size, device="cpu", decay_segments=None):
@@ -207,7 +215,13 @@ class Optimizer:
                 setattr(self, k, v)
 
     def _validate(self):
-        pass
+        """Checks the hyperparameters by the step kernel's rules (one place for each)."""
+        if self.kind is not None:
+            check_optimizer_options(self.kind, **self._kernel_options())
+
+    def _kernel_options(self):
+        """The hyperparameters as the step kernel names them."""
+        return {"lr": self.lr, "weight_decay": self.weight_decay, "l1": self.l1}
 
     # -- pickle and copy.deepcopy ----------------------------------------------------
     def __getstate__(self):
@@ -243,21 +257,21 @@ class SGD(Optimizer):
     lectures' v = mu*v - lr*g; theta += v (the same for a constant lr)."""
 
     name = "sgd"
+    kind = "sgd"
     kernel_name = "sgd_step"
 
     def __init__(self, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
                  l1=0.0, classic=False, decay_biases=False, *, learning_rate=None):
         super().__init__(_keras_lr(lr, learning_rate, type(self)), weight_decay, l1, decay_biases)
-        self.momentum = _check_nonneg("momentum", momentum)
-        self.dampening = real("dampening", dampening, float32=True)
+        self.momentum = _number("momentum", momentum)
+        self.dampening = _number("dampening", dampening)
         self.nesterov = bool(nesterov)
         self.classic = bool(classic)
         self._validate()
 
-    def _validate(self):
-        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise ValueError("nesterov: Nesterov momentum requires momentum > 0 and dampening = 0 "
-                             f"(got momentum={self.momentum}, dampening={self.dampening})")
+    def _kernel_options(self):
+        return {**super()._kernel_options(), "momentum": self.momentum, "dampening": self.dampening,
+                "nesterov": self.nesterov}
 
     def _active_state(self):
         return ("momentum_buf",) if self.momentum > 0 else ()
@@ -275,15 +289,22 @@ class SGD(Optimizer):
 
 class Adagrad(Optimizer):
     name = "adagrad"
+    kind = "adagrad"
     kernel_name = "adagrad_step"
     state_names = ("sum_sq",)
 
     def __init__(self, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
                  l1=0.0, decay_biases=False, *, learning_rate=None):
         super().__init__(_keras_lr(lr, learning_rate, type(self)), weight_decay, l1, decay_biases)
-        self.lr_decay = _check_nonneg("lr_decay", lr_decay)
-        self.initial_accumulator_value = _check_nonneg("initial_accumulator_value", initial_accumulator_value)
-        self.eps = _check_nonneg("eps", eps)
+        self.lr_decay = _number("lr_decay", lr_decay)
+        # the one rule the step kernel does not hold: the state's starting value
+        self.initial_accumulator_value = real("initial_accumulator_value", initial_accumulator_value, 0.0,
+                                              float32=True)
+        self.eps = _number("eps", eps)
+        self._validate()
+
+    def _kernel_options(self):
+        return {**super()._kernel_options(), "lr_decay": self.lr_decay, "eps": self.eps}
 
     def _init_state(self):
         if self.initial_accumulator_value:
@@ -302,15 +323,20 @@ class Adagrad(Optimizer):
 
 class RMSProp(Optimizer):
     name = "rmsprop"
+    kind = "rmsprop"
     kernel_name = "rmsprop_step"
 
     def __init__(self, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
                  l1=0.0, decay_biases=False, *, learning_rate=None):
         super().__init__(_keras_lr(lr, learning_rate, type(self)), weight_decay, l1, decay_biases)
-        self.alpha = _check_nonneg("alpha", alpha)
-        self.eps = _check_nonneg("eps", eps)
-        self.momentum = _check_nonneg("momentum", momentum)
+        self.alpha = _number("alpha", alpha)
+        self.eps = _number("eps", eps)
+        self.momentum = _number("momentum", momentum)
         self.centered = bool(centered)
+        self._validate()
+
+    def _kernel_options(self):
+        return {**super()._kernel_options(), "alpha": self.alpha, "eps": self.eps, "momentum": self.momentum}
 
     def _active_state(self):
         names = ["square_avg"]
@@ -337,14 +363,19 @@ RMSprop = RMSProp  # PyTorch's spelling
 
 class Adadelta(Optimizer):
     name = "adadelta"
+    kind = "adadelta"
     kernel_name = "adadelta_step"
     state_names = ("square_avg", "acc_delta")
 
     def __init__(self, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, l1=0.0, decay_biases=False, *,
                  learning_rate=None):
         super().__init__(_keras_lr(lr, learning_rate, type(self)), weight_decay, l1, decay_biases)
-        self.rho = _check_nonneg("rho", rho)
-        self.eps = _check_nonneg("eps", eps)
+        self.rho = _number("rho", rho)
+        self.eps = _number("eps", eps)
+        self._validate()
+
+    def _kernel_options(self):
+        return {**super()._kernel_options(), "rho": self.rho, "eps": self.eps}
 
     def hyperparameters(self):
         return {**super().hyperparameters(), "rho": self.rho, "eps": self.eps}
@@ -360,6 +391,7 @@ class Adam(Optimizer):
     gradient). AdamW decouples it."""
 
     name = "adam"
+    kind = "adam"
     kernel_name = "adam_step"
     state_names = ("exp_avg", "exp_avg_sq")
     decoupled = False
@@ -368,7 +400,11 @@ class Adam(Optimizer):
                  learning_rate=None):
         super().__init__(_keras_lr(lr, learning_rate, type(self)), weight_decay, l1, decay_biases)
         self.betas = betas
-        self.eps = _check_nonneg("eps", eps)
+        self.eps = _number("eps", eps)
+        self._validate()
+
+    def _kernel_options(self):
+        return {**super()._kernel_options(), "beta1": self._betas[0], "beta2": self._betas[1], "eps": self.eps}
 
     @property
     def betas(self):
@@ -378,7 +414,12 @@ class Adam(Optimizer):
     def betas(self, value):
         if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
             raise TypeError(f"betas: expected a pair of floats, got {value!r}")
-        self._betas = tuple(real("betas", v, 0.0, 1.0, hi_open=True) for v in value)
+        b1, b2 = (_number("betas", v) for v in value)
+        try:
+            check_optimizer_options(self.kind, beta1=b1, beta2=b2)
+        except ValueError as e:
+            raise ValueError(f"betas: {e}") from None
+        self._betas = (b1, b2)
 
     def hyperparameters(self):
         return {**super().hyperparameters(), "betas": list(self.betas), "eps": self.eps}

@@ -10,7 +10,7 @@ running the first three and three places for the update, and the plan names both
     large part of its step crossing from Python into the kernels. ``"fused_mlp"``: on
     the GPU, a narrow network of Dense layers (every width <= 128, one hidden activation,
     a linear last layer) runs through the fused small-MLP kernels
-    (``fastdl.cuda.FusedMLPStep``): 5 launches a step instead of 4 per layer.
+    (``fastdl.cuda.FusedMLPStep``): 5 or 6 launches a step instead of about 4 per layer.
 ``optimizer_step``
     ``"separate"``: one fused optimizer pass over the whole flat buffer after the
     backward. ``"in_backward"``: each Dense/Maxout weight matrix is updated inside its

@@ -47,7 +47,7 @@ def test_networks_the_fused_mlp_cannot_run_say_why():
     assert prelu.step_plan.execution == "layers" and "prelu" in prelu.step_plan.reason
 
 
-def test_the_fused_step_launches_six_kernels_and_copies_only_the_loss(monkeypatch):
+def test_the_fused_step_launches_seven_kernels_and_copies_only_the_loss(monkeypatch):
     rng = np.random.default_rng(1)
     model = _model([Dense(8, 16, activation="relu"), Dense(16, 16, activation="relu"), Dense(16, 4)])
     xd = cuda.to_device(rng.standard_normal((8, 8)).astype(np.float32))
@@ -55,5 +55,6 @@ def test_the_fused_step_launches_six_kernels_and_copies_only_the_loss(monkeypatc
     model.train_step(xd, yd)  # the first step allocates its buffers
     counts = cref.count_device_traffic(monkeypatch)
     assert isinstance(model.train_step(xd, yd), float)
-    # forward, the loss's two, the backward chain, the weight gradients; then Adam
-    assert dict(counts) == {"launch": 6, "to_host": 1}
+    # forward, the labels' check and the loss's two, the backward chain, the weight
+    # gradients; then Adam
+    assert dict(counts) == {"launch": 7, "to_host": 1}

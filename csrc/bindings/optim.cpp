@@ -236,7 +236,47 @@ void max_norm_py(py::handle w_h, py::handle max_norm_h) {
 
 }  // namespace
 
+// The options of optimizer `kind` from keyword arguments, checked by the kernels' own
+// rules (check_options): for fastdl.optim's optimizers and the GPU steps, which check
+// before any step rather than hold a copy of the rules.
+void check_optimizer_options_py(const std::string& kind, const py::kwargs& kw) {
+  auto f = [&](const char* name, float fallback) { return kw.contains(name) ? f32_arg(kw[name], name) : fallback; };
+  auto flag = [&](const char* name) { return kw.contains(name) && py::bool_(kw[name]); };
+  auto step = [&]() { return kw.contains("step") ? step_arg(kw["step"]) : 1L; };
+  if (kind == "sgd") {
+    SgdOptions o;
+    o.lr = f("lr", o.lr), o.momentum = f("momentum", 0.0f), o.dampening = f("dampening", 0.0f);
+    o.weight_decay = f("weight_decay", 0.0f), o.l1 = f("l1", 0.0f), o.nesterov = flag("nesterov");
+    check_options(o);
+  } else if (kind == "adagrad") {
+    AdagradOptions o;
+    o.lr = f("lr", o.lr), o.step = step(), o.lr_decay = f("lr_decay", 0.0f), o.eps = f("eps", o.eps);
+    o.weight_decay = f("weight_decay", 0.0f), o.l1 = f("l1", 0.0f);
+    check_options(o);
+  } else if (kind == "rmsprop") {
+    RmspropOptions o;
+    o.lr = f("lr", o.lr), o.alpha = f("alpha", o.alpha), o.eps = f("eps", o.eps);
+    o.momentum = f("momentum", 0.0f), o.weight_decay = f("weight_decay", 0.0f), o.l1 = f("l1", 0.0f);
+    check_options(o);
+  } else if (kind == "adadelta") {
+    AdadeltaOptions o;
+    o.lr = f("lr", o.lr), o.rho = f("rho", o.rho), o.eps = f("eps", o.eps);
+    o.weight_decay = f("weight_decay", 0.0f), o.l1 = f("l1", 0.0f);
+    check_options(o);
+  } else if (kind == "adam") {
+    AdamOptions o;
+    o.lr = f("lr", o.lr), o.step = step(), o.beta1 = f("beta1", o.beta1), o.beta2 = f("beta2", o.beta2);
+    o.eps = f("eps", o.eps), o.weight_decay = f("weight_decay", 0.0f), o.l1 = f("l1", 0.0f);
+    check_options(o);
+  } else {
+    throw py::value_error("kind: expected 'sgd', 'adagrad', 'rmsprop', 'adadelta' or 'adam', got '" + kind + "'");
+  }
+}
+
 void register_optim(py::module_& m) {
+  m.def("check_optimizer_options", &check_optimizer_options_py, py::arg("kind"),
+        "Raises ValueError/TypeError where the keyword hyperparameters of optimizer `kind` break "
+        "the step kernels' rules (the same check every step runs).");
   py::class_<PyOptimizerStep>(m, "OptimizerStep",
                               "One optimizer step, prepared by a step kernel called with "
                               "grads=None, applied in pieces: dense_backward(..., update=step) "

@@ -95,8 +95,7 @@ std::shared_ptr<optim::StepDesc> new_desc(optim::Kind kind, float* params, long 
 
 }  // namespace
 
-OptimizerStep OptimizerStep::sgd(float* params, float* momentum_buf, long n, const SgdOptions& o,
-                                 DecayRanges decay) {
+void check_options(const SgdOptions& o) {
   check_lr(o.lr);
   check_nonneg("momentum", o.momentum);
   if (!std::isfinite(o.dampening)) bad("dampening", "a finite number", o.dampening);
@@ -104,6 +103,43 @@ OptimizerStep OptimizerStep::sgd(float* params, float* momentum_buf, long n, con
   if (o.nesterov && (o.momentum <= 0.0f || o.dampening != 0.0f))
     throw std::invalid_argument("nesterov: needs momentum > 0 and dampening = 0 (as PyTorch), got momentum=" +
                                 num(o.momentum) + ", dampening=" + num(o.dampening));
+}
+
+void check_options(const AdagradOptions& o) {
+  check_lr(o.lr);
+  check_step(o.step);
+  check_nonneg("lr_decay", o.lr_decay);
+  check_nonneg("eps", o.eps);
+  check_reg(o.weight_decay, o.l1);
+}
+
+void check_options(const RmspropOptions& o) {
+  check_lr(o.lr);
+  check_nonneg("alpha", o.alpha);
+  check_nonneg("eps", o.eps);
+  check_nonneg("momentum", o.momentum);
+  check_reg(o.weight_decay, o.l1);
+}
+
+void check_options(const AdadeltaOptions& o) {
+  check_lr(o.lr);
+  check_unit("rho", o.rho, /*closed=*/true);
+  check_nonneg("eps", o.eps);
+  check_reg(o.weight_decay, o.l1);
+}
+
+void check_options(const AdamOptions& o) {
+  check_lr(o.lr);
+  check_step(o.step);
+  check_unit("beta1", o.beta1, /*closed=*/false);
+  check_unit("beta2", o.beta2, /*closed=*/false);
+  check_nonneg("eps", o.eps);
+  check_reg(o.weight_decay, o.l1);
+}
+
+OptimizerStep OptimizerStep::sgd(float* params, float* momentum_buf, long n, const SgdOptions& o,
+                                 DecayRanges decay) {
+  check_options(o);
   const bool has_buf = o.momentum != 0.0f;
   if (has_buf && !momentum_buf)
     throw std::invalid_argument("momentum_buf: momentum=" + num(o.momentum) +
@@ -125,11 +161,7 @@ OptimizerStep OptimizerStep::sgd(float* params, float* momentum_buf, long n, con
 
 OptimizerStep OptimizerStep::adagrad(float* params, float* sum_sq, long n, const AdagradOptions& o,
                                      DecayRanges decay) {
-  check_lr(o.lr);
-  check_step(o.step);
-  check_nonneg("lr_decay", o.lr_decay);
-  check_nonneg("eps", o.eps);
-  check_reg(o.weight_decay, o.l1);
+  check_options(o);
   auto d = new_desc(optim::Kind::adagrad, params, n, decay);
   optim::AdagradScalars& c = d->adagrad;
   c.reg = {o.weight_decay, o.l1};
@@ -142,11 +174,7 @@ OptimizerStep OptimizerStep::adagrad(float* params, float* sum_sq, long n, const
 OptimizerStep OptimizerStep::rmsprop(float* params, float* square_avg, float* momentum_buf,
                                      float* grad_avg, long n, const RmspropOptions& o,
                                      DecayRanges decay) {
-  check_lr(o.lr);
-  check_nonneg("alpha", o.alpha);
-  check_nonneg("eps", o.eps);
-  check_nonneg("momentum", o.momentum);
-  check_reg(o.weight_decay, o.l1);
+  check_options(o);
   const bool momentum = o.momentum > 0.0f;
   if (momentum && !momentum_buf)
     throw std::invalid_argument("momentum_buf: momentum=" + num(o.momentum) +
@@ -173,10 +201,7 @@ OptimizerStep OptimizerStep::rmsprop(float* params, float* square_avg, float* mo
 
 OptimizerStep OptimizerStep::adadelta(float* params, float* square_avg, float* acc_delta, long n,
                                       const AdadeltaOptions& o, DecayRanges decay) {
-  check_lr(o.lr);
-  check_unit("rho", o.rho, /*closed=*/true);
-  check_nonneg("eps", o.eps);
-  check_reg(o.weight_decay, o.l1);
+  check_options(o);
   auto d = new_desc(optim::Kind::adadelta, params, n, decay);
   optim::AdadeltaScalars& c = d->adadelta;
   c.reg = {o.weight_decay, o.l1};
@@ -191,12 +216,7 @@ OptimizerStep OptimizerStep::adadelta(float* params, float* square_avg, float* a
 
 OptimizerStep OptimizerStep::adam(float* params, float* exp_avg, float* exp_avg_sq, long n,
                                   const AdamOptions& o, DecayRanges decay) {
-  check_lr(o.lr);
-  check_step(o.step);
-  check_unit("beta1", o.beta1, /*closed=*/false);
-  check_unit("beta2", o.beta2, /*closed=*/false);
-  check_nonneg("eps", o.eps);
-  check_reg(o.weight_decay, o.l1);
+  check_options(o);
   auto d = new_desc(optim::Kind::adam, params, n, decay);
   optim::AdamScalars& c = d->adam;
   c.reg = {o.decoupled ? 0.0f : o.weight_decay, o.l1};

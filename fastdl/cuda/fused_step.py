@@ -35,8 +35,9 @@ activations and loss-gradient buffer for the largest batch it has seen (allocate
 batch is larger than any before, never otherwise).
 
 Per ``train``: 5 kernel launches (forward, the loss's two, the backward chain, the weight
-gradients; 4 for a single layer) and one copy to the host (the loss), which waits for
-the step to finish. ``train(..., backward_if_nonfinite=False)`` returns a NaN or infinite
+gradients; 4 for a single layer), one more for integer labels (their check runs before
+the loss writes anything), and one copy to the host (the loss), which waits for the step
+to finish. ``train(..., backward_if_nonfinite=False)`` returns a NaN or infinite
 loss before the backward pass and leaves ``grads`` untouched (``fit``'s check).
 """
 
@@ -71,7 +72,7 @@ def _loss_kernel(loss, label_smoothing):
 
 
 class FusedMLPStep:
-    """Forward, loss and backward of a narrow MLP in 5 launches, over the network's flat
+    """Forward, loss and backward of a narrow MLP in 5 or 6 launches, over the network's flat
     buffers. See the module docstring for the interface."""
 
     @staticmethod

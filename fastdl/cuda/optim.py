@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from fastdl._C import check_optimizer_options
 from fastdl._scalars import integer, real
 from fastdl.cuda import require
 from fastdl.cuda.arrays import blocks, checked, checked_f32, expect_dim, launcher
@@ -213,21 +214,12 @@ def _f(v):
     return np.float32(v)
 
 
-# The hyperparameter rules of the CPU steps (csrc/optim/optim.cpp, torch.optim's), checked
-# before anything is launched: name -> (lo, hi, lo_open, hi_open).
-_RULES = {"lr": (0.0, None, True, False), "momentum": (0.0, None, False, False), "dampening": (None, None, False, False),
-          "weight_decay": (0.0, None, False, False), "l1": (0.0, None, False, False),
-          "lr_decay": (0.0, None, False, False), "eps": (0.0, None, False, False),
-          "alpha": (0.0, None, False, False), "rho": (0.0, 1.0, False, False),
-          "beta1": (0.0, 1.0, False, True), "beta2": (0.0, 1.0, False, True)}
-
-
-def _hyper(**values):
-    """The hyperparameters as float32-range Python floats, each checked (fastdl._scalars)."""
-    out = {}
-    for name, v in values.items():
-        lo, hi, lo_open, hi_open = _RULES[name]
-        out[name] = real(name, v, lo, hi, lo_open=lo_open, hi_open=hi_open, float32=True)
+def _hyper(kind, **values):
+    """The hyperparameters as float32-range Python floats (fastdl._scalars' type rules),
+    checked by the CPU steps' own rules (fastdl._C.check_optimizer_options, csrc's
+    check_options) before anything is launched: one place for each rule."""
+    out = {name: (bool(v) if name == "nesterov" else real(name, v, float32=True)) for name, v in values.items()}
+    check_optimizer_options(kind, **out)
     return out
 
 
@@ -237,10 +229,9 @@ def _step(step):
 
 def sgd_step(params, grads, momentum_buf, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
              nesterov=False, first_step=False, classic=False, l1=0.0, decay_segments=None):
-    h = _hyper(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, l1=l1)
+    h = _hyper("sgd", lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, l1=l1,
+               nesterov=nesterov)
     lr, momentum, dampening, weight_decay, l1 = h["lr"], h["momentum"], h["dampening"], h["weight_decay"], h["l1"]
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError("nesterov: Nesterov momentum needs momentum > 0 and dampening = 0")
     if (momentum != 0 or classic) and momentum_buf is None:
         raise ValueError("momentum_buf: a momentum buffer is needed when momentum != 0 (or classic=True)")
     n, (p, g, buf) = _buffers(params, grads, momentum_buf=momentum_buf)
@@ -251,9 +242,9 @@ def sgd_step(params, grads, momentum_buf, *, lr, momentum=0.0, dampening=0.0, we
 
 def adagrad_step(params, grads, sum_sq, *, lr, step, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
                  l1=0.0, decay_segments=None):
-    h = _hyper(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, l1=l1)
-    lr, lr_decay, weight_decay, eps, l1 = h["lr"], h["lr_decay"], h["weight_decay"], h["eps"], h["l1"]
     step = _step(step)
+    h = _hyper("adagrad", lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, l1=l1)
+    lr, lr_decay, weight_decay, eps, l1 = h["lr"], h["lr_decay"], h["weight_decay"], h["eps"], h["l1"]
     n, (p, g, s) = _buffers(params, grads, sum_sq=sum_sq)
     segs, nseg = _segments(decay_segments, n)
     clr = lr / (1.0 + (step - 1) * lr_decay)
@@ -263,7 +254,7 @@ def adagrad_step(params, grads, sum_sq, *, lr, step, lr_decay=0.0, weight_decay=
 def rmsprop_step(params, grads, square_avg, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0,
                  momentum=0.0, centered=False, momentum_buf=None, grad_avg=None, l1=0.0,
                  decay_segments=None):
-    h = _hyper(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, l1=l1)
+    h = _hyper("rmsprop", lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, l1=l1)
     lr, alpha, eps, weight_decay, momentum, l1 = (h[k] for k in ("lr", "alpha", "eps", "weight_decay", "momentum",
                                                                   "l1"))
     if momentum > 0 and momentum_buf is None:
@@ -279,7 +270,7 @@ def rmsprop_step(params, grads, square_avg, *, lr, alpha=0.99, eps=1e-8, weight_
 
 def adadelta_step(params, grads, square_avg, acc_delta, *, lr=1.0, rho=0.9, eps=1e-6,
                   weight_decay=0.0, l1=0.0, decay_segments=None):
-    h = _hyper(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, l1=l1)
+    h = _hyper("adadelta", lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, l1=l1)
     lr, rho, eps, weight_decay, l1 = h["lr"], h["rho"], h["eps"], h["weight_decay"], h["l1"]
     n, (p, g, sq, ad) = _buffers(params, grads, square_avg=square_avg, acc_delta=acc_delta)
     segs, nseg = _segments(decay_segments, n)
@@ -288,9 +279,9 @@ def adadelta_step(params, grads, square_avg, acc_delta, *, lr=1.0, rho=0.9, eps=
 
 def adam_step(params, grads, exp_avg, exp_avg_sq, *, lr, step, beta1=0.9, beta2=0.999, eps=1e-8,
               weight_decay=0.0, decoupled=False, l1=0.0, decay_segments=None):
-    h = _hyper(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, l1=l1)
-    lr, beta1, beta2, eps, weight_decay, l1 = (h[k] for k in ("lr", "beta1", "beta2", "eps", "weight_decay", "l1"))
     step = _step(step)
+    h = _hyper("adam", lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, l1=l1)
+    lr, beta1, beta2, eps, weight_decay, l1 = (h[k] for k in ("lr", "beta1", "beta2", "eps", "weight_decay", "l1"))
     n, (p, g, m, v) = _buffers(params, grads, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
     segs, nseg = _segments(decay_segments, n)
     bc1 = 1.0 - beta1 ** step

@@ -98,6 +98,17 @@ struct AdamOptions {
 void adam_step(float* params, float* exp_avg, float* exp_avg_sq, const float* grads, long n,
                const AdamOptions& o, DecayRanges decay = {});
 
+// The hyperparameter rules of each optimizer (torch.optim's constructors'): ranges and the
+// rules that tie arguments together (Nesterov needs momentum > 0 and dampening == 0).
+// Every step runs them; these let a caller check options before any step (fastdl.optim's
+// optimizers do when they are built or changed, the GPU steps before they launch): the
+// one place each rule lives. Throw std::invalid_argument naming the argument.
+void check_options(const SgdOptions& o);
+void check_options(const AdagradOptions& o);
+void check_options(const RmspropOptions& o);
+void check_options(const AdadeltaOptions& o);
+void check_options(const AdamOptions& o);
+
 // One step of any of the optimizers above, prepared once (options checked, decay ranges
 // normalised, per-call scalars folded) and then applied in pieces as the gradients come:
 // a network's backward pass hands each weight matrix's gradient to it tile by tile from
