@@ -14,8 +14,6 @@ __all__ = ["get_backend", "is_device_array", "to_host", "DEVICES"]
 
 DEVICES = ("cpu", "cuda")
 
-CUDA_HINT = "install the GPU extra with `pip install fastdl[cuda]` (numba-cuda) on a machine with an NVIDIA GPU"
-
 
 def is_device_array(a):
     return type(a) is not np.ndarray and (
@@ -120,13 +118,15 @@ class CUDABackend:
     name = "cuda"
 
     def __init__(self):
-        try:
-            from fastdl import cuda as fcuda
-        except ImportError as e:  # fastdl built without its GPU package
-            raise RuntimeError(f"device='cuda' needs fastdl's GPU kernels: {CUDA_HINT}") from e
+        from fastdl import cuda as fcuda
+
+        # Without numba-cuda: an ImportError naming the `cuda` extra; with it but no
+        # usable GPU: a RuntimeError saying so (fastdl.cuda.require).
         try:
             self.cuda = fcuda.require()
-        except (ImportError, RuntimeError) as e:
+        except ImportError as e:
+            raise ImportError(f"device='cuda': {e}") from e
+        except RuntimeError as e:
             raise RuntimeError(f"device='cuda' is not available: {e}") from e
         self.kernels = fcuda.kernels
         from fastdl.cuda import dropout
