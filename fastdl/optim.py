@@ -15,7 +15,7 @@ import numpy as np
 
 from fastdl import _device
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSProp", "RMSprop", "Adadelta", "Adam", "AdamW", "get"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSProp", "RMSprop", "Adadelta", "Adam", "AdamW", "get", "NAMES"]
 
 
 def _check_nonneg(name, value):
@@ -407,6 +407,8 @@ class AdamW(Adam):
 
 
 _BY_NAME = {c.name: c for c in (SGD, Adagrad, RMSProp, Adadelta, Adam, AdamW)}
+#: the optimizer names get() takes
+NAMES = tuple(_BY_NAME)
 # The step kernels that can return a prepared step (grads=None): see can_prepare_step.
 _PREPARABLE = frozenset(c._kernel_step for c in _BY_NAME.values())
 
