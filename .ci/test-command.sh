@@ -6,6 +6,10 @@
 # .ci/mpi-setup.sh's Open MPI) (and the CPU build of PyTorch for the parity tests),
 # runs the suite, then runs the GPU kernel tests again on Numba's CUDA simulator (no
 # GPU needed).
+#
+# It builds fastdl from this checkout, unless FASTDL_WHEEL names a wheel built from it:
+# CI (.ci/run) builds one wheel, smoke-tests it alone (.ci/wheel.sh) and passes it here,
+# so that the C++ kernels are compiled once per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # MPI for the distributed tests: Debian's Open MPI when root can install it, else
@@ -13,7 +17,7 @@ cd "$(dirname "$0")/.."
 extras="test,cuda,examples,plot,sklearn,onnx,safetensors"
 if bash .ci/mpi-setup.sh; then extras="$extras,mpi"; else
   echo "MPI unavailable: tests/test_distributed.py will be skipped" >&2; fi
-python -m pip install --quiet ".[$extras]" "torch==2.13.0"
+python -m pip install --quiet "${FASTDL_WHEEL:-.}[$extras]" "torch==2.13.0"
 # From outside the source tree, so the tests import the installed package.
 cd tests
 

@@ -14,17 +14,19 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-# One version for Python and C++: the one in pyproject.toml.
+# One version for Python and C++: fastdl/__init__.py's __version__ (scikit-build-core
+# reads the same line for the wheel's metadata: pyproject.toml's
+# [tool.scikit-build.metadata.version]).
 if(DEFINED SKBUILD_PROJECT_VERSION)
   set(FASTDL_VERSION "${SKBUILD_PROJECT_VERSION}")
 else()
-  file(STRINGS "${PROJECT_SOURCE_DIR}/pyproject.toml" _fastdl_version_line
-       REGEX "^version[ \t]*=[ \t]*\"[^\"]+\"")
-  string(REGEX REPLACE "^version[ \t]*=[ \t]*\"([^\"]+)\".*" "\\1" FASTDL_VERSION
+  file(STRINGS "${PROJECT_SOURCE_DIR}/fastdl/__init__.py" _fastdl_version_line
+       REGEX "^__version__[ \t]*=[ \t]*\"[^\"]+\"")
+  string(REGEX REPLACE "^__version__[ \t]*=[ \t]*\"([^\"]+)\".*" "\\1" FASTDL_VERSION
          "${_fastdl_version_line}")
 endif()
 if(NOT FASTDL_VERSION MATCHES "^[0-9]+\\.[0-9]+\\.[0-9]+")
-  message(FATAL_ERROR "fastdl: could not read the version from pyproject.toml (got '${FASTDL_VERSION}')")
+  message(FATAL_ERROR "fastdl: could not read __version__ from fastdl/__init__.py (got '${FASTDL_VERSION}')")
 endif()
 
 if(SKBUILD)

@@ -5,8 +5,11 @@
                  [--device cpu] [--seed 0] [--out fastdl-run] [--verbose auto]
     fastdl check          what this installation runs on, and a one-kernel self-check
     fastdl --cmake-dir | --include-dir | --lib-dir    where the C++ package lives
+    fastdl --version
 
-Subcommands are registered in ``COMMANDS`` (name -> (add_arguments, run)).
+Subcommands are registered in ``COMMANDS`` (name -> (add_arguments, run, help)). Each
+parses its own arguments, so a usage error prints that subcommand's usage (exit 2); a
+run-time failure prints one line ``fastdl NAME: error: ...`` (exit 1).
 """
 
 import argparse
@@ -14,7 +17,13 @@ import os
 import sys
 import time
 
+from fastdl._argparse import HelpFormatter, fraction, parse_args, positive_int
+
 __all__ = ["main", "COMMANDS"]
+
+
+class CommandError(Exception):
+    """A run-time failure of a subcommand: printed as one line, exit status 1."""
 
 
 def _hidden(text):
@@ -27,29 +36,66 @@ def _hidden(text):
     return sizes
 
 
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _lower(text):
+    return text.lower()
+
+
 def _add_train(p):
+    from fastdl import activations, optim
+
     data = p.add_mutually_exclusive_group()
-    data.add_argument("--dataset", choices=["digits"], default="digits",
-                      help="built-in dataset (default: digits, scikit-learn's 8x8 digits; needs fastdl[examples])")
+    # default None, not "digits": argparse sees a clash with --mnist only for a value
+    # other than the default
+    data.add_argument("--dataset", choices=["digits"], default=None,
+                      help="built-in dataset: scikit-learn's 8x8 digits (needs fastdl[examples]); "
+                           "the default without --mnist")
     data.add_argument("--mnist", metavar="PATH",
                       help="folder with MNIST IDX files (train-*/t10k-*, gzipped or not); with only the t10k files, "
-                           "their first 80%% train and the rest test")
+                           "their first 80%% train and the rest test (default: --dataset)")
     p.add_argument("--hidden", type=_hidden, default=[256, 256], metavar="W1,W2,...",
-                   help="hidden layer widths (default 256,256)")
-    p.add_argument("--activation", default="relu", help="hidden activation (default relu)")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout after each hidden layer (default 0)")
-    p.add_argument("--optimizer", default="adam", help="sgd, adam, adamw, rmsprop, adagrad, adadelta (default adam)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's, PyTorch's)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--validation-split", type=float, default=0.1,
-                   help="last fraction of the training data held out for validation (default 0.1)")
-    p.add_argument("--patience", type=int, default=None, help="early stopping patience on val_loss (default: off)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=0)
+                   help="hidden layer widths, comma-separated; empty for none (default: 256,256)")
+    p.add_argument("--activation", type=_lower, default="relu", choices=activations.NAMES, metavar="NAME",
+                   help=f"hidden activation: {', '.join(activations.NAMES)}")
+    p.add_argument("--dropout", type=fraction(), default=0.0, metavar="P",
+                   help="dropout rate after each hidden layer, in [0, 1)")
+    p.add_argument("--optimizer", type=_lower, default="adam", choices=optim.NAMES, metavar="NAME",
+                   help=f"optimizer: {', '.join(optim.NAMES)}")
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help="learning rate (default: the optimizer's, PyTorch's)")
+    p.add_argument("--epochs", type=positive_int, default=20, metavar="N", help="passes over the training data")
+    p.add_argument("--batch-size", type=positive_int, default=64, metavar="N", help="samples per step")
+    p.add_argument("--validation-split", type=fraction(), default=0.1, metavar="F",
+                   help="last fraction of the training data held out for validation, in [0, 1)")
+    p.add_argument("--patience", type=_nonnegative_int, default=None, metavar="N",
+                   help="early stopping patience in epochs on val_loss (default: off)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where to train; cuda needs fastdl[cuda] (numba-cuda) and an NVIDIA GPU")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, shuffling and dropout")
     p.add_argument("--out", default="fastdl-run", metavar="DIR",
-                   help="output folder: model.fdl, history.csv, learning_curve.png (default ./fastdl-run)")
-    p.add_argument("--verbose", default="auto", choices=["auto", "0", "1", "2"])
+                   help="output folder: model.fdl, history.csv, learning_curve.png")
+    p.add_argument("--verbose", default="auto", choices=["auto", "0", "1", "2"],
+                   help="progress output: 0 none, 1 a progress bar, 2 one line per epoch, auto: 1 on a "
+                        "terminal, else 2")
 
 
 def _load_data(args):
@@ -67,17 +113,11 @@ def _load_data(args):
 
 def _run_train(args):
     import fastdl
-    from fastdl import callbacks as C
 
-    for name in ("epochs", "batch_size"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"fastdl train: --{name.replace('_', '-')} must be >= 1")
-    if not 0.0 <= args.dropout < 1.0:
-        raise SystemExit("fastdl train: --dropout must be in [0, 1)")
     try:
         ((x_train, y_train), (x_test, y_test)), source = _load_data(args)
-    except (ImportError, FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"fastdl train: {e}")
+    except (ImportError, OSError, ValueError) as e:
+        raise CommandError(e) from None
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     layers = []
     for width in args.hidden:
@@ -91,7 +131,19 @@ def _run_train(args):
         model.compile(optimizer=fastdl.optim.get(args.optimizer, **opt_kwargs), loss="softmax_cross_entropy",
                       metrics=["accuracy"])
     except (ValueError, TypeError, RuntimeError, ImportError) as e:
-        raise SystemExit(f"fastdl train: {e}")
+        raise CommandError(e) from None
+    try:
+        return _fit_and_save(args, model, source, (x_train, y_train), (x_test, y_test), n_classes)
+    # A bad --out, a full disk, a loss that went to NaN: one line, not a traceback.
+    except (OSError, ValueError, RuntimeError, ArithmeticError) as e:
+        raise CommandError(e) from None
+
+
+def _fit_and_save(args, model, source, train, test, n_classes):
+    import fastdl
+    from fastdl import callbacks as C
+
+    (x_train, y_train), (x_test, y_test) = train, test
     os.makedirs(args.out, exist_ok=True)
     model_path = os.path.join(args.out, "model.fdl")
     csv_path = os.path.join(args.out, "history.csv")
@@ -144,7 +196,7 @@ def _plot(history, path):
 
 
 def _add_check(p):
-    pass
+    pass  # no options
 
 
 def _run_check(args):
@@ -172,12 +224,28 @@ COMMANDS = {
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="fastdl", description="fastdl: fast feed-forward network training.")
+    """The top-level parser; ``parser.commands`` maps each subcommand of COMMANDS to its
+    own parser (prog ``fastdl NAME``), which main() hands that subcommand's arguments."""
+    import fastdl
+
+    parser = argparse.ArgumentParser(
+        prog="fastdl", formatter_class=HelpFormatter,
+        description="fastdl: fast feed-forward network training. With no command: what this installation "
+                    "runs on, and a one-kernel self-check.")
+    parser.add_argument("--version", action="version", version=f"fastdl {fastdl.__version__}")
+    for flag, what in (("--cmake-dir", "the CMake package (fastdlConfig.cmake, for -Dfastdl_DIR=...)"),
+                       ("--include-dir", "the C++ headers (fastdl/*.h)"),
+                       ("--lib-dir", "the static library (libfastdl_kernels.a)")):
+        parser.add_argument(flag, dest="paths", action="append_const", const=flag,
+                            help=f"print the folder of {what} in this installation, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.commands = {}
     for name, (add, _, help_text) in COMMANDS.items():
-        add(sub.add_parser(name, help=help_text, description=help_text))
+        parser.commands[name] = sub.add_parser(name, help=help_text, description=help_text,
+                                               formatter_class=HelpFormatter)
+        add(parser.commands[name])
     for name, (_, help_text) in DELEGATED.items():  # listed for --help; main() routes them
-        sub.add_parser(name, help=help_text, add_help=False)
+        sub.add_parser(name, help=f"{help_text}; `fastdl {name} --help` for its options", add_help=False)
     return parser
 
 
@@ -189,12 +257,11 @@ DELEGATED = {
 
 
 def main(argv=None):
+    """Entry point of ``fastdl``; returns the exit status: 0 ok, 1 a run-time failure
+    (one line on stderr), 2 a usage error (the usage of the command it belongs to and
+    the message on stderr)."""
     from_console = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
-    from fastdl._paths import print_paths
-
-    if print_paths(argv):
-        return 0
     if argv and argv[0] in DELEGATED:
         import importlib
 
@@ -206,10 +273,32 @@ def main(argv=None):
                 restart_with_quiet_blas(["fastdl", *argv])
             return module.main(argv[1:], prog="fastdl bench")
         return module.main(argv[1:])
-    args = build_parser().parse_args(argv)
-    if args.command is None:  # bare `fastdl` / `python -m fastdl`: the self-check
-        return _run_check(args)
-    return COMMANDS[args.command][1](args)
+    parser = build_parser()
+    if argv and argv[0] in COMMANDS:
+        # The subcommand's own parser: `fastdl train --bogus` prints train's usage.
+        name = argv[0]
+        args, status = parse_args(parser.commands[name], argv[1:])
+        if args is None:
+            return status
+        args.command = name
+        try:
+            return COMMANDS[name][1](args)
+        except CommandError as e:
+            print(f"fastdl {name}: error: {e}", file=sys.stderr)
+            return 1
+    args, status = parse_args(parser, argv)
+    if args is None:
+        return status
+    if args.paths:
+        from fastdl._paths import print_paths
+
+        try:
+            print_paths(args.paths)
+        except FileNotFoundError as e:
+            print(f"fastdl: error: {e}", file=sys.stderr)
+            return 1
+        return 0
+    return _run_check(args)  # bare `fastdl` / `python -m fastdl`: the self-check
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from fastdl import _device
 from fastdl._C import check_optimizer_options
 from fastdl._scalars import integer, real
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSProp", "RMSprop", "Adadelta", "Adam", "AdamW", "get"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSProp", "RMSprop", "Adadelta", "Adam", "AdamW", "get", "NAMES"]
 
 
 #: the largest step count an optimizer takes (the kernels count in a signed 64-bit int)
@@ -443,6 +443,8 @@ class AdamW(Adam):
 
 
 _BY_NAME = {c.name: c for c in (SGD, Adagrad, RMSProp, Adadelta, Adam, AdamW)}
+#: the optimizer names get() takes
+NAMES = tuple(_BY_NAME)
 # The step kernels that can return a prepared step (grads=None): see can_prepare_step.
 _PREPARABLE = frozenset(c._kernel_step for c in _BY_NAME.values())
 

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "tools"
 WHEELHOUSE = ROOT / "wheelhouse"
 SOURCE_FILE = "SOURCE.json"
-#: numba-cuda 0.30.4 fails to import with numpy 2.5 (pyproject.toml's pin says so too).
+#: numba-cuda 0.30.4 fails to import with numpy 2.5 (the cuda extra's cap in pyproject.toml says so too).
 NUMPY_SPEC = "numpy>=2.4,<2.5"
 #: The GPU machine's Python (its PyTorch environment), which the carried wheels are for.
 GPU_PYTHON = "3.12"

@@ -7,6 +7,7 @@
 
 #include "batchnorm/batchnorm_isa.h"
 #include "fastdl/runtime.h"
+#include "runtime/x86_paths.h"
 
 namespace fastdl {
 
@@ -20,8 +21,8 @@ void batchnorm_forward_train(float* y, float* save_mean, float* save_invstd, flo
   const BnTrainArgs a{y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta,
                       n, m, momentum, eps};
   switch (active_isa()) {
-    case Isa::avx512: avx512::bn_train(a); break;
-    case Isa::avx2: avx2::bn_train(a); break;
+    case Isa::avx512: FASTDL_X86_ONLY(avx512::bn_train(a); break;)
+    case Isa::avx2: FASTDL_X86_ONLY(avx2::bn_train(a); break;)
     case Isa::generic: generic::bn_train(a); break;
   }
 }
@@ -37,8 +38,8 @@ void batchnorm_forward_eval(float* y, const float* x, const float* gamma, const 
   }
   const BnAffineArgs a{y, x, running_mean, scale.data(), shift.data(), n, m};
   switch (active_isa()) {
-    case Isa::avx512: avx512::bn_affine(a); break;
-    case Isa::avx2: avx2::bn_affine(a); break;
+    case Isa::avx512: FASTDL_X86_ONLY(avx512::bn_affine(a); break;)
+    case Isa::avx2: FASTDL_X86_ONLY(avx2::bn_affine(a); break;)
     case Isa::generic: generic::bn_affine(a); break;
   }
 }
@@ -56,8 +57,8 @@ void batchnorm_backward(float* dx, float* dgamma, float* dbeta, const float* dy,
   }
   const BnBackwardArgs a{dx, dgamma, dbeta, dy, x, gamma, save_mean, save_invstd, n, m};
   switch (active_isa()) {
-    case Isa::avx512: avx512::bn_backward(a); break;
-    case Isa::avx2: avx2::bn_backward(a); break;
+    case Isa::avx512: FASTDL_X86_ONLY(avx512::bn_backward(a); break;)
+    case Isa::avx2: FASTDL_X86_ONLY(avx2::bn_backward(a); break;)
     case Isa::generic: generic::bn_backward(a); break;
   }
 }

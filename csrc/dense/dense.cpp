@@ -11,6 +11,9 @@
 
 #ifdef _OPENMP
 #include <omp.h>
+#else
+static inline int omp_get_thread_num() { return 0; }
+static inline int omp_get_num_threads() { return 1; }
 #endif
 
 namespace fastdl {

@@ -10,6 +10,7 @@
 #include "fastdl/philox.h"
 #include "fastdl/runtime.h"
 #include "runtime/scratch.h"
+#include "runtime/x86_paths.h"
 
 namespace fastdl {
 
@@ -29,8 +30,8 @@ void dropout_forward(float* y, uint8_t* mask, const float* x, long size, double 
   const DropoutFwdArgs a{y, mask, x, size, make_dropout_key(seed, step, stream, p),
                          dropout_scale(p, scale), offset};
   switch (active_isa()) {
-    case Isa::avx512: avx512::dropout_forward(a); return;
-    case Isa::avx2: avx2::dropout_forward(a); return;
+    case Isa::avx512: FASTDL_X86_ONLY(avx512::dropout_forward(a); return;)
+    case Isa::avx2: FASTDL_X86_ONLY(avx2::dropout_forward(a); return;)
     case Isa::generic: break;
   }
   generic::dropout_forward(a);
@@ -42,8 +43,8 @@ void dropout_backward(float* dx, const float* dy, const uint8_t* mask, long size
   if (size <= 0) return;
   const DropoutBwdArgs a{dx, dy, mask, size, dropout_scale(p, scale)};
   switch (active_isa()) {
-    case Isa::avx512: avx512::dropout_backward(a); return;
-    case Isa::avx2: avx2::dropout_backward(a); return;
+    case Isa::avx512: FASTDL_X86_ONLY(avx512::dropout_backward(a); return;)
+    case Isa::avx2: FASTDL_X86_ONLY(avx2::dropout_backward(a); return;)
     case Isa::generic: break;
   }
   generic::dropout_backward(a);
@@ -51,8 +52,8 @@ void dropout_backward(float* dx, const float* dy, const uint8_t* mask, long size
 
 uint64_t dropout_keep_bits_at(uint64_t c, const DropoutKey& key, int* nbits) {
   switch (active_isa()) {
-    case Isa::avx512: return avx512::dropout_keep_bits_at(c, key, nbits);
-    case Isa::avx2: return avx2::dropout_keep_bits_at(c, key, nbits);
+    case Isa::avx512: FASTDL_X86_ONLY(return avx512::dropout_keep_bits_at(c, key, nbits);)
+    case Isa::avx2: FASTDL_X86_ONLY(return avx2::dropout_keep_bits_at(c, key, nbits);)
     case Isa::generic: break;
   }
   return generic::dropout_keep_bits_at(c, key, nbits);

@@ -4,6 +4,7 @@
 
 #include "fastdl/runtime.h"
 #include "gemm/gemm_isa.h"
+#include "runtime/x86_paths.h"
 
 namespace fastdl {
 
@@ -24,8 +25,8 @@ void sgemm(const GemmArgs& g) {
     throw std::invalid_argument(
         "sgemm: dz operands need unit column stride, no epilogue but a sink and one activation");
   switch (active_isa()) {
-    case Isa::avx512: avx512::sgemm(g); return;
-    case Isa::avx2: avx2::sgemm(g); return;
+    case Isa::avx512: FASTDL_X86_ONLY(avx512::sgemm(g); return;)
+    case Isa::avx2: FASTDL_X86_ONLY(avx2::sgemm(g); return;)
     case Isa::generic: break;
   }
   generic::sgemm(g);
@@ -33,8 +34,8 @@ void sgemm(const GemmArgs& g) {
 
 GemmBPart sgemm_b_part(const GemmArgs& g, int t) {
   switch (active_isa()) {
-    case Isa::avx512: return avx512::sgemm_b_part(g, t);
-    case Isa::avx2: return avx2::sgemm_b_part(g, t);
+    case Isa::avx512: FASTDL_X86_ONLY(return avx512::sgemm_b_part(g, t);)
+    case Isa::avx2: FASTDL_X86_ONLY(return avx2::sgemm_b_part(g, t);)
     case Isa::generic: break;
   }
   return generic::sgemm_b_part(g, t);

@@ -9,6 +9,7 @@
 
 #include "fastdl/runtime.h"
 #include "losses/losses_isa.h"
+#include "runtime/x86_paths.h"
 
 namespace fastdl {
 
@@ -47,8 +48,8 @@ double run_softmax_ce(SoftmaxCeArgs a) {
   std::vector<double> row_loss((size_t)a.n);
   a.row_loss = row_loss.data();
   switch (active_isa()) {
-    case Isa::avx512: avx512::softmax_ce(a); break;
-    case Isa::avx2: avx2::softmax_ce(a); break;
+    case Isa::avx512: FASTDL_X86_ONLY(avx512::softmax_ce(a); break;)
+    case Isa::avx2: FASTDL_X86_ONLY(avx2::softmax_ce(a); break;)
     case Isa::generic: generic::softmax_ce(a); break;
   }
   double total = 0.0;
@@ -89,16 +90,16 @@ double run_elementwise(float* grad, const float* x, const float* t, long n, long
 
 void dispatch_mse(const ElementwiseArgs& a) {
   switch (active_isa()) {
-    case Isa::avx512: avx512::mse(a); break;
-    case Isa::avx2: avx2::mse(a); break;
+    case Isa::avx512: FASTDL_X86_ONLY(avx512::mse(a); break;)
+    case Isa::avx2: FASTDL_X86_ONLY(avx2::mse(a); break;)
     case Isa::generic: generic::mse(a); break;
   }
 }
 
 void dispatch_bce(const ElementwiseArgs& a) {
   switch (active_isa()) {
-    case Isa::avx512: avx512::bce(a); break;
-    case Isa::avx2: avx2::bce(a); break;
+    case Isa::avx512: FASTDL_X86_ONLY(avx512::bce(a); break;)
+    case Isa::avx2: FASTDL_X86_ONLY(avx2::bce(a); break;)
     case Isa::generic: generic::bce(a); break;
   }
 }

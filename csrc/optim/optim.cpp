@@ -14,6 +14,7 @@
 
 #include "fastdl/runtime.h"
 #include "optim/optim_isa.h"
+#include "runtime/x86_paths.h"
 
 namespace fastdl {
 
@@ -86,11 +87,11 @@ std::shared_ptr<optim::StepDesc> new_desc(optim::Kind kind, float* params, long 
   return d;
 }
 
-#define FASTDL_OPTIM_DISPATCH(fn, ...)                           \
-  switch (active_isa()) {                                        \
-    case Isa::avx512: optim::avx512::fn(__VA_ARGS__); break;     \
-    case Isa::avx2: optim::avx2::fn(__VA_ARGS__); break;         \
-    case Isa::generic: optim::generic::fn(__VA_ARGS__); break;   \
+#define FASTDL_OPTIM_DISPATCH(fn, ...)                                        \
+  switch (active_isa()) {                                                     \
+    case Isa::avx512: FASTDL_X86_ONLY(optim::avx512::fn(__VA_ARGS__); break;) \
+    case Isa::avx2: FASTDL_X86_ONLY(optim::avx2::fn(__VA_ARGS__); break;)     \
+    case Isa::generic: optim::generic::fn(__VA_ARGS__); break;                \
   }
 
 }  // namespace

@@ -36,7 +36,7 @@ class FlushDenormals {
     if (changes()) _mm_setcsr(saved_);
   }
 #else
-  FlushDenormals() = default;
+  FlushDenormals() {}  // user-provided, so that a guard is not an "unused variable"
 #endif
   FlushDenormals(const FlushDenormals&) = delete;
   FlushDenormals& operator=(const FlushDenormals&) = delete;

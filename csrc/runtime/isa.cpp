@@ -5,6 +5,7 @@
 #include <string>
 
 #include "fastdl/runtime.h"
+#include "runtime/x86_paths.h"
 
 namespace fastdl {
 
@@ -25,7 +26,8 @@ Isa parse_isa(const char* name) {
 }
 
 bool cpu_supports(Isa isa) {
-#if defined(__x86_64__) || defined(__i386__)
+  // A path this build did not compile is as unsupported as one the CPU lacks.
+#if FASTDL_HAVE_X86
   __builtin_cpu_init();
   switch (isa) {
     case Isa::avx512:
@@ -53,7 +55,7 @@ static Isa detect() {
     }
     if (!cpu_supports(isa))
       throw std::invalid_argument(std::string("FASTDL_ISA=") + forced +
-                                  " but this CPU does not support it");
+                                  " but this CPU (or this build of fastdl) does not support it");
     return isa;
   }
   if (cpu_supports(Isa::avx512)) return Isa::avx512;
@@ -74,7 +76,8 @@ Isa active_isa() {
 
 void set_isa(Isa isa) {
   if (!cpu_supports(isa))
-    throw std::invalid_argument(std::string("isa: this CPU does not support '") + isa_name(isa) + "'");
+    throw std::invalid_argument(std::string("isa: this CPU (or this build of fastdl) does not support '") +
+                                isa_name(isa) + "'");
   g_isa.store(static_cast<int>(isa), std::memory_order_relaxed);
 }
 

@@ -10,6 +10,8 @@ import datetime
 import sys
 import time
 
+from fastdl._argparse import HelpFormatter, parse_args, positive_int, usage_error
+
 from . import machine, peers, report, results
 from .cases import Context, Skip
 from .suite import cpu_cases
@@ -21,25 +23,15 @@ class UsageError(Exception):
     """A bad argument or an impossible request: printed as `fastdl bench: error: ...`."""
 
 
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
 def run_parser(prog="fastdl bench"):
     p = argparse.ArgumentParser(
-        prog=prog, description="Times fastdl's kernels, training step and whole fit against PyTorch, numpy "
+        prog=prog, formatter_class=HelpFormatter, description="Times fastdl's kernels, training step and whole fit against PyTorch, numpy "
         "and scikit-learn on this machine and prints one table (ratio = peer time / fastdl time). "
         "`%(prog)s compare A.json B.json` shows what got faster or slower between two --json runs.")
     p.add_argument("--quick", action="store_true", help="a ~30-second smoke run with smaller sizes")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="threads for fastdl and every peer (default: the cores available)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: the GPU set (needs fastdl.cuda)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: the GPU set (needs fastdl[cuda] and a GPU)")
     p.add_argument("--json", metavar="PATH", help="write raw results and machine info as JSON")
     p.add_argument("--plot", metavar="PATH", help="bar chart of the ratios (needs matplotlib)")
     p.add_argument("--filter", metavar="TEXT", action="append", default=[],
@@ -51,12 +43,12 @@ def run_parser(prog="fastdl bench"):
 
 
 def compare_parser(prog="fastdl bench compare"):
-    p = argparse.ArgumentParser(prog=prog, description="Compares two `fastdl bench --json` files: fastdl's "
+    p = argparse.ArgumentParser(prog=prog, formatter_class=HelpFormatter, description="Compares two `fastdl bench --json` files: fastdl's "
                                 "time per case in A and in B, and how the ratios to the peers moved.")
-    p.add_argument("a", metavar="A.json")
-    p.add_argument("b", metavar="B.json")
+    p.add_argument("a", metavar="A.json", help="the earlier run (fastdl bench --json A.json)")
+    p.add_argument("b", metavar="B.json", help="the later run")
     p.add_argument("--threshold", type=float, default=0.05,
-                   help="relative change below which a case counts as the same (default 0.05)")
+                   help="relative change below which a case counts as the same")
     p.add_argument("--fail-slower", action="store_true", help="exit with status 1 when any case got slower")
     return p
 
@@ -198,19 +190,22 @@ def run_compare(args, out=None):
 
 
 def main(argv=None, prog="fastdl bench"):
-    """Entry point of `fastdl bench ...`; returns the exit status (0 ok, 1 a case failed
-    or --fail-slower tripped, 2 bad arguments or an impossible request)."""
+    """Entry point of `fastdl bench ...`; returns the exit status (0 ok, 1 a case failed,
+    --fail-slower tripped or a file could not be written, 2 bad arguments or an
+    impossible request: the usage and the message printed)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare"]:
+        parser, runner, argv = compare_parser(prog + " compare"), run_compare, argv[1:]
+    else:
+        parser, runner = run_parser(prog), run
+    args, status = parse_args(parser, argv)
+    if args is None:  # --help, or a usage error argparse printed
+        return status
+    args.argv = argv
     try:
-        if argv[:1] == ["compare"]:
-            parser = compare_parser(prog + " compare")
-            return run_compare(parser.parse_args(argv[1:]))
-        parser = run_parser(prog)
-        args = parser.parse_args(argv)
-        args.argv = argv
-        return run(args)
-    except SystemExit as e:  # argparse: --help (0) or a usage error (2, message printed)
-        return e.code if isinstance(e.code, int) else 2
+        return runner(args)
     except UsageError as e:
+        return usage_error(parser, e)
+    except OSError as e:  # --json or --plot could not be written
         print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
+        return 1

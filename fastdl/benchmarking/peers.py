@@ -44,15 +44,23 @@ def set_threads(n):
 
 
 def versions():
+    """The versions of fastdl, Python and the peers (None: not installed). numba and
+    matplotlib are read from their installed metadata, not imported: a CPU run never
+    loads numba (it is the GPU extra's), and importing it takes seconds."""
     import sys
+    from importlib import metadata
 
     import numpy as np
 
     import fastdl
 
     out = {"python": sys.version.split()[0], "fastdl": fastdl.__version__, "numpy": np.__version__}
-    for name, module in (("torch", "torch"), ("scikit-learn", "sklearn"), ("numba", "numba"),
-                         ("matplotlib", "matplotlib")):
+    for name, module in (("torch", "torch"), ("scikit-learn", "sklearn")):
         m = optional(module)
         out[name] = getattr(m, "__version__", "?") if m is not None else None
+    for name in ("numba", "matplotlib"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
     return out

@@ -1,4 +1,4 @@
-"""fastdl's GPU kernels, written in Numba CUDA (the ``cuda`` extra: ``pip install fastdl[cuda]``).
+"""fastdl's GPU kernels, written in Numba CUDA (the ``cuda`` extra: ``pip install 'fastdl[cuda]'``).
 
 The kernels are reached through :mod:`fastdl.kernels` (the device is chosen by the array
 passed in) or directly from :mod:`fastdl.cuda.kernels`. They take any array exposing
@@ -10,11 +10,12 @@ Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, set before numba is im
 the same code runs on the CPU, slowly: that is how the tests run without a GPU.
 """
 
-INSTALL_HINT = "install the GPU extra with `pip install fastdl[cuda]` (numba-cuda)"
+#: what every "numba-cuda is missing" error says to do (fastdl/_device.py, fastdl bench --device cuda)
+INSTALL_HINT = "install the GPU extra: pip install 'fastdl[cuda]' (numba-cuda)"
 
 
 def _numba_cuda():
-    """numba.cuda, or None when numba-cuda is not installed."""
+    """numba.cuda, or None when it cannot be imported (require() says why)."""
     try:
         from numba import cuda
     except ImportError:
@@ -50,7 +51,15 @@ def require():
     """Returns numba.cuda, or raises ImportError/RuntimeError saying what to install."""
     cuda = _numba_cuda()
     if cuda is None:
-        raise ImportError(f"fastdl's GPU kernels need numba-cuda, which is not installed: {INSTALL_HINT}")
+        import importlib.util
+
+        if importlib.util.find_spec("numba") is None:
+            raise ImportError(f"fastdl's GPU kernels need numba-cuda, which is not installed: {INSTALL_HINT}")
+        try:  # installed but broken, e.g. a numpy too new for it: show numba's own error
+            from numba import cuda  # noqa: F401
+        except ImportError as e:
+            raise ImportError(f"fastdl's GPU kernels need numba.cuda, which failed to import ({e}): "
+                              f"{INSTALL_HINT}, which brings versions that work together") from e
     if not is_available():
         raise RuntimeError(
             "fastdl's GPU kernels found no usable CUDA GPU (numba.cuda.is_available() is False): "

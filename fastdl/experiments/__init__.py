@@ -23,6 +23,8 @@ import importlib
 import sys
 import time
 
+from fastdl._argparse import HelpFormatter, parse_args, positive_int, usage_error
+
 __all__ = ["EXPERIMENTS", "SIZES", "run", "main", "describe"]
 
 #: what each --size takes
@@ -83,35 +85,40 @@ def run(name, out, device="cpu", size="default", mnist=None, seed=0, plots=True,
 
 def _parser():
     p = argparse.ArgumentParser(
-        prog="fastdl experiment",
+        prog="fastdl experiment", formatter_class=HelpFormatter,
         description="Runs one of the 'tips for training deep networks' experiments and writes results.csv, "
                     "PNG plots and summary.md into an output folder.")
     p.add_argument("name", nargs="?", help="the experiment (see --list), or 'all'")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
-    p.add_argument("--out", default=None, help="output folder (default: fastdl-experiments/NAME; with 'all', "
-                                               "each experiment goes into OUT/NAME)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--full", action="store_true", help=f"the longer, larger version ({SIZES['full']})")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: fastdl-experiments/NAME; with 'all', each experiment goes "
+                        "into DIR/NAME)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where to train; cuda needs fastdl[cuda] (numba-cuda) and an NVIDIA GPU")
+    p.add_argument("--full", action="store_true", help=f"the longer, larger version ({SIZES['full']}; as --size full)")
     p.add_argument("--size", choices=("tiny", "default", "full"), default=None,
-                   help="; ".join(f"{k}: {v}" for k, v in SIZES.items()) + " (--full is full)")
+                   help="; ".join(f"{k}: {v}" for k, v in SIZES.items()) + " (default: default)")
     p.add_argument("--mnist", default=None, metavar="PATH", help="folder with the MNIST IDX files "
                                                                   "(default: the bundled 8x8 digits)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for the kernels (default 1: best for "
-                                                          "these small networks)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, shuffling and dropout")
+    p.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                   help="CPU threads for the kernels (1 is best for these small networks)")
     p.add_argument("--no-plots", action="store_true", help="write the CSV and summary only")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return p
 
 
 def main(argv=None):
     """Entry point of ``fastdl experiment``; argv excludes the program name (a leading
-    "experiment" is accepted and dropped). Returns the exit status."""
+    "experiment" is accepted and dropped). Returns the exit status: 0 ok, 1 a run-time
+    failure (one line on stderr), 2 a usage error (the usage and the message printed)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "experiment":
         argv = argv[1:]
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, status = parse_args(parser, argv)
+    if args is None:
+        return status
     if args.list:
         width = max(len(n) for n in EXPERIMENTS)
         for name in EXPERIMENTS:
@@ -119,21 +126,13 @@ def main(argv=None):
             print(f"{name.ljust(width)}  {claim}")
         return 0
     if not args.name:
-        parser.print_usage(sys.stderr)
-        print("fastdl experiment: error: give an experiment NAME (or 'all'), or --list", file=sys.stderr)
-        return 2
+        return usage_error(parser, "give an experiment NAME (or 'all'), or --list")
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     if names[0] not in EXPERIMENTS:
-        print(f"fastdl experiment: error: unknown experiment {args.name!r}; one of: {', '.join(EXPERIMENTS)}, all",
-              file=sys.stderr)
-        return 2
+        return usage_error(parser, f"unknown experiment {args.name!r}; one of: {', '.join(EXPERIMENTS)}, all")
     if args.full and args.size not in (None, "full"):
-        print("fastdl experiment: error: --full and --size disagree", file=sys.stderr)
-        return 2
+        return usage_error(parser, "--full and --size disagree")
     size = "full" if args.full else (args.size or "default")
-    if args.threads < 1:
-        print("fastdl experiment: error: --threads must be >= 1", file=sys.stderr)
-        return 2
     from pathlib import Path
 
     base = Path(args.out) if args.out else Path("fastdl-experiments")
@@ -144,7 +143,8 @@ def main(argv=None):
         try:
             result = run(name, out, device=args.device, size=size, mnist=args.mnist, seed=args.seed,
                          plots=not args.no_plots, threads=args.threads, verbose=not args.quiet)
-        except (FileNotFoundError, ValueError, ImportError) as e:
+        # A missing data folder, no GPU, an unwritable --out: one line, not a traceback.
+        except (OSError, ValueError, ImportError, RuntimeError, ArithmeticError) as e:
             print(f"fastdl experiment {name}: error: {e}", file=sys.stderr)
             return 1
         if not args.quiet:
