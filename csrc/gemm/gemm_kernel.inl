@@ -29,6 +29,8 @@ constexpr int kAPacked = 0, kAInRows = 1, kAInColumns = 2;
 // Up to how many micro-tiles C may have for K to be split over two threads instead of
 // C's rows or columns (use_split_k).
 constexpr long kSplitKMaxTiles = 8;
+// K blocks of any length: the micro-kernel steps K one by one.
+constexpr long kKcMultiple = 1;
 
 #include "gemm/gemm_dz.inl"
 #include "gemm/gemm_pack.inl"
@@ -41,6 +43,29 @@ constexpr long kSplitKMaxTiles = 8;
 struct PackBuffers {
   ScratchBuffer a, b;
 };
+
+// Columns per jc block: at most NC, in equal blocks that are multiples of NR. Where the
+// B block stays in L2 while the A micro-panels stream past it (kAPanelInL1) and one A
+// block covers all the rows (a batch-sized M: the forward and input-gradient GEMMs of a
+// training step), the B block is also kept small enough to share this core's L2 with
+// that A block. On a 1 MiB L2 (Zen 4) a 512 x 512 B block filled all of it, and in a
+// training step, whose optimizer state passes through the caches between the GEMMs,
+// they waited on L3: 784-1024-1024-10 step 7110 -> 6979 us (NC 256 per thread instead
+// of 512). Not for taller A: there each B block serves several A blocks, and narrower
+// ones cost 2-3% (2048^3 210 -> 204 GFLOP/s). Short K blocks (the weight gradients,
+// K = batch) fit at full width. The result does not depend on the blocking.
+static long nc_step_for(long cols, long kc, long rows) {
+  long limit = NC;
+  if constexpr (kAPanelInL1) {
+    const long l2_floats = l2_cache_bytes() / (long)sizeof(float);
+    if (l2_floats > 0 && rows <= MC) {
+      long fit = (l2_floats - MC * kc) / kc / NR * NR;
+      if (fit < NR) fit = NR;
+      if (fit < limit) limit = fit;
+    }
+  }
+  return equal_block(cols, limit, NR);
+}
 
 // C[row0 : row0+rows, col0 : col0+cols] on the calling thread, with its own buffers.
 template <class Act>
@@ -55,6 +80,9 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
   const long mc_max = rows < MC ? ((rows + MR - 1) / MR) * MR : MC;
   float* bpack = bufs.b.get<float>((size_t)kc_step * nc_step);
   float* apack = bufs.a.get<float>((size_t)kc_step * mc_max);
+  // The portable bf16 path: every panel packed (sgemm_typed reads nothing in place), then
+  // rounded.
+  const bool to_bf16 = g.precision == Precision::bf16;
   for (long jc = col0; jc < col0 + cols; jc += nc_step) {
     const int nc = (int)(col0 + cols - jc < nc_step ? col0 + cols - jc : nc_step);
     const int npanels_b = (nc + NR - 1) / NR;
@@ -94,6 +122,7 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
         for (int jp = jp0; jp < npanels_b; ++jp)
           if (!direct_b || (jp + 1) * NR > nc)
             pack_b<Act>(nc, kc, b_block, g.rsb, g.csb, bpack, jp, g.dz_b ? &tb : nullptr);
+        if (to_bf16) round_packed_to_bf16(bpack, (long)npanels_b * NR * kc);
       }
       for (long ic = row0; ic < row0 + rows; ic += MC) {
         const int mc = (int)(row0 + rows - ic < MC ? row0 + rows - ic : MC);
@@ -116,6 +145,7 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
               if (!a_in_place(ip, mc))
                 pack_a<Act>(mc, kc, g.A + ic * g.rsa + pc * g.csa, g.rsa, g.csa, apack, ip,
                             g.dz_a ? &ta : nullptr);
+          if (to_bf16) round_packed_to_bf16(apack, (long)npanels_a * MR * kc);
         }
         auto tile = [&](int ip, int jp) {
           const long row = ic + (long)ip * MR, col = jc + (long)jp * NR;
@@ -214,7 +244,10 @@ static void sgemm_typed(const GemmArgs& g) {
   // Small M: each element of B serves only M/MR micro-tiles, so packing it costs about
   // as much as the arithmetic. Read row-major B in place instead -- unless its row
   // stride is a multiple of 1 KiB, where the rows would alias in L1 (4 KiB sets).
-  const bool direct_b = g.csb == 1 && m <= kDirectBMaxRows && (g.rsb % 256) != 0 && !g.dz_b;
+  // bf16 rounds every operand as it is packed, so nothing is read in place.
+  const bool to_bf16 = g.precision == Precision::bf16;
+  const bool direct_b =
+      !to_bf16 && g.csb == 1 && m <= kDirectBMaxRows && (g.rsb % 256) != 0 && !g.dz_b;
   // Likewise A, where few B panels share each A panel (gemm_block decides per column
   // block), unless its stride would alias in L1 as B's; a dz operand must be packed (the
   // packing forms it).
@@ -224,7 +257,7 @@ static void sgemm_typed(const GemmArgs& g) {
   // epilogue applies no activation (the weight gradients' never does), which keeps it
   // to one micro-kernel per tile shape.
   const bool no_activation = !g.ep || g.ep->sink;
-  const int a_layout = g.dz_a                                         ? kAPacked
+  const int a_layout = g.dz_a || to_bf16                             ? kAPacked
                        : g.csa == 1 && (g.rsa % 256) != 0             ? kAInRows
                        : g.rsa == 1 && (g.csa % 256) != 0 && no_activation ? kAInColumns
                                                                       : kAPacked;
@@ -236,30 +269,11 @@ static void sgemm_typed(const GemmArgs& g) {
     gemm_split_k<Act>(g, kc_step, direct_b, a_layout);
     return;
   }
-  const bool split_cols = plan.split_cols;
-  bool failed = false;
-#pragma omp parallel num_threads(plan.nthreads)
-  {
-    const long parts = plan.parts;
-    const int t = omp_get_thread_num(), T = omp_get_num_threads();
-    const long p0 = parts * t / T, p1 = parts * (t + 1) / T;
-    if (p1 > p0) {
-      try {
-        if (split_cols) {
-          const long c0 = p0 * NR, c1 = p1 * NR < n ? p1 * NR : n;
-          gemm_block<Act>(g, 0, m, c0, c1 - c0, kc_step, direct_b, a_layout);
-        } else {
-          const long r0 = p0 * MR, r1 = p1 * MR < m ? p1 * MR : m;
-          gemm_block<Act>(g, r0, r1 - r0, 0, n, kc_step, direct_b, a_layout);
-        }
-      } catch (...) {  // an exception must not leave an OpenMP region
-#pragma omp atomic write
-        failed = true;
-      }
-    }
-  }
-  if (failed) throw std::bad_alloc();
+  run_partitioned(plan, m, n, [&](long r0, long rows, long c0, long cols) {
+    gemm_block<Act>(g, r0, rows, c0, cols, kc_step, direct_b, a_layout);
+  });
 }
+
 void sgemm(const GemmArgs& g) {
   if (g.m <= 0 || g.n <= 0) return;
   // One activation type serves the epilogue or the dz operands (never both; gemm.cpp).

@@ -180,3 +180,20 @@ static void pack_b(int nc, int kc, const float* B, long rsb, long csb, float* ds
       for (int p = 0; p < kc; ++p) d[p * NR + j] = 0.0f;
   }
 }
+
+// The portable bf16 path (Precision::bf16 where the selected ISA has no bf16 units): the
+// packed panels rounded to bf16 in place, after any dz is formed, so that the fp32
+// micro-kernel multiplies bf16 values (the products are exact in fp32) and accumulates in
+// fp32, as the bf16 units do.
+static void round_packed_to_bf16(float* p, long count) {
+  long i = 0;
+  for (; i + V::width <= count; i += V::width) V::round_to_bf16(V::load(p + i)).store(p + i);
+  if (i < count) V::round_to_bf16(V::load_n(p + i, (int)(count - i))).store_n(p + i, (int)(count - i));
+}
+
+void round_to_bf16(float* dst, const float* src, long n) {
+  for (long i = 0; i < n; i += V::width) {
+    const int w = n - i < V::width ? (int)(n - i) : V::width;
+    V::round_to_bf16(V::load_n(src + i, w)).store_n(dst + i, w);
+  }
+}

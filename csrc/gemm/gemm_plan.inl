@@ -1,36 +1,13 @@
 // How a GEMM is cut into blocks and shared among threads: the K and column block sizes,
 // the thread partition (plan_of) and the part of B each thread reads (sgemm_b_part).
 // Included inside namespace fastdl::<isa> by the GEMM drivers (gemm_kernel.inl,
-// gemm_bf16_loops.inl) after MR, NR, MC, KC, NC, kAPanelInL1 and kSplitKMaxTiles.
+// gemm_bf16_loops.inl) after MR, NR, KC, kKcMultiple (K blocks are multiples of it) and kSplitKMaxTiles.
 
 // The size of the equal blocks that cut `total` (>= 1) into the fewest of at most `limit`,
 // rounded up to a multiple of `multiple`.
 static long equal_block(long total, long limit, long multiple) {
   const long blocks = (total + limit - 1) / limit;
   return ((total + blocks - 1) / blocks + multiple - 1) / multiple * multiple;
-}
-
-// Columns per jc block: at most NC, in equal blocks that are multiples of NR. Where the
-// B block stays in L2 while the A micro-panels stream past it (kAPanelInL1) and one A
-// block covers all the rows (a batch-sized M: the forward and input-gradient GEMMs of a
-// training step), the B block is also kept small enough to share this core's L2 with
-// that A block. On a 1 MiB L2 (Zen 4) a 512 x 512 B block filled all of it, and in a
-// training step, whose optimizer state passes through the caches between the GEMMs,
-// they waited on L3: 784-1024-1024-10 step 7110 -> 6979 us (NC 256 per thread instead
-// of 512). Not for taller A: there each B block serves several A blocks, and narrower
-// ones cost 2-3% (2048^3 210 -> 204 GFLOP/s). Short K blocks (the weight gradients,
-// K = batch) fit at full width. The result does not depend on the blocking.
-static long nc_step_for(long cols, long kc, long rows) {
-  long limit = NC;
-  if constexpr (kAPanelInL1) {
-    const long l2_floats = l2_cache_bytes() / (long)sizeof(float);
-    if (l2_floats > 0 && rows <= MC) {
-      long fit = (l2_floats - MC * kc) / kc / NR * NR;
-      if (fit < NR) fit = NR;
-      if (fit < limit) limit = fit;
-    }
-  }
-  return equal_block(cols, limit, NR);
 }
 
 // Whether K is split over two threads (gemm_kernel.inl's gemm_split_k, which says why).
@@ -55,7 +32,7 @@ static GemmPlan plan_of(const GemmArgs& g) {
   GemmPlan p{};
   // K is cut into equal blocks of at most KC (784 -> 2 x 392, not 512 + 272): a
   // short last block would pay a full C-tile reload for a few FMAs.
-  p.kc_step = k > 0 ? equal_block(k, KC, 1) : 1;
+  p.kc_step = k > 0 ? equal_block(k, KC, kKcMultiple) : 1;
   const double flops = 2.0 * m * n * (double)(k > 0 ? k : 1);
   const long col_panels = (n + NR - 1) / NR, row_panels = (m + MR - 1) / MR;
   int nthreads = flops < kGemmParallelMinFlops ? 1 : get_num_threads();
@@ -77,6 +54,36 @@ static GemmPlan plan_of(const GemmArgs& g) {
                  (most_by_cols == most_by_rows && m <= n);
   p.parts = p.split_cols ? col_panels : row_panels;
   return p;
+}
+
+// Runs block(row0, rows, col0, cols) over each thread's part of C as the plan splits it
+// (not split_k), in one parallel region: threads own disjoint column (or row) ranges,
+// each packing its own panels, so there is no barrier anywhere.
+template <class Block>
+static void run_partitioned(const GemmPlan& plan, long m, long n, const Block& block) {
+  const bool split_cols = plan.split_cols;
+  bool failed = false;
+#pragma omp parallel num_threads(plan.nthreads)
+  {
+    const long parts = plan.parts;
+    const int t = omp_get_thread_num(), T = omp_get_num_threads();
+    const long p0 = parts * t / T, p1 = parts * (t + 1) / T;
+    if (p1 > p0) {
+      try {
+        if (split_cols) {
+          const long c0 = p0 * NR, c1 = p1 * NR < n ? p1 * NR : n;
+          block(0, m, c0, c1 - c0);
+        } else {
+          const long r0 = p0 * MR, r1 = p1 * MR < m ? p1 * MR : m;
+          block(r0, r1 - r0, 0, n);
+        }
+      } catch (...) {  // an exception must not leave an OpenMP region
+#pragma omp atomic write
+        failed = true;
+      }
+    }
+  }
+  if (failed) throw std::bad_alloc();
 }
 
 GemmBPart sgemm_b_part(const GemmArgs& g, int t) {
