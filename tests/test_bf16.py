@@ -166,10 +166,12 @@ def test_gemm_packing_rounds_each_operand_layout(path):
 
 # ---------------------------------------------------------------- the GEMM
 
-# (m, k, n): ones, odd sizes, K below, at and past a K block (1024 on the bf16 units) and
-# not a multiple of a tile's 32, tall and skinny, short and wide.
+# (m, k, n): ones, odd sizes, K in one and in several chunks and B blocks (256 and 512 on
+# the bf16 units) and not a multiple of a tile's 32, tall and skinny, short and wide, N
+# past a column block (768 or 1024), A past its packed block (8 MiB of bf16).
 GEMM_SHAPES = [(1, 1, 1), (1, 37, 5), (3, 1, 7), (2, 33, 1), (17, 65, 33), (31, 64, 31), (32, 32, 32),
-               (33, 2049, 17), (300, 17, 2), (2, 300, 130), (129, 100, 64), (64, 1000, 10), (5, 3001, 40)]
+               (33, 2049, 17), (300, 17, 2), (2, 300, 130), (129, 100, 64), (64, 1000, 10), (5, 3001, 40),
+               (40, 300, 1100), (2100, 2100, 33)]
 
 
 @pytest.mark.parametrize("shape", GEMM_SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -260,6 +262,7 @@ def dz_float32(act, dy, y, z, alpha):
 
 
 @pytest.mark.parametrize("act", ["linear", "relu", "leaky_relu", "prelu"])
+# + the weight gradient's K (the batch) in several chunks and B blocks.
 @pytest.mark.parametrize("shape", DENSE_SHAPES + [(1100, 40, 24)], ids=lambda s: "x".join(map(str, s)))
 def test_dense_backward_bf16_against_rounded_operands(path, rng, act, shape):
     n, k, m = shape
@@ -276,6 +279,19 @@ def test_dense_backward_bf16_against_rounded_operands(path, rng, act, shape):
     if act == "prelu":
         dalpha_ref = (dy.astype(np.float64) * np.minimum(kw["z"], 0)).sum(0)
         np.testing.assert_allclose(got[3], dalpha_ref, rtol=1e-5, atol=1e-5 * np.sqrt(n))
+
+
+def test_weight_gradient_past_a_packed_block_of_a(path, rng):
+    """dw = x^T @ dz with x^T larger than one packed A block (8 MiB of bf16): each block
+    packs dz again, and db is still reduced once."""
+    n, k, m = 1100, 4200, 24
+    x = rng.standard_normal((n, k), dtype=np.float32)
+    w = rng.standard_normal((k, m), dtype=np.float32)
+    dy = rng.standard_normal((n, m), dtype=np.float32)
+    dx, dw, db = K.dense_backward(dy, x, w, "linear", need_dx=False, precision="bf16")
+    assert dx is None
+    assert np.all(np.abs(dw - matmul_of_rounded(x.T, dy)) <= accumulation_bound(x.T, dy))
+    np.testing.assert_allclose(db, dy.astype(np.float64).sum(0), rtol=1e-5, atol=1e-5 * np.sqrt(n))
 
 
 @pytest.mark.parametrize("act", ACTS)

@@ -32,17 +32,24 @@ struct TileUnit {
 };
 
 // RT row tiles (16 rows each) x CT column tiles (16 columns each) of C, row stride ldc
-// floats, over kcp (a multiple of 32).
+// floats, over kcp (a multiple of 32), onto C's values (load_c) or zero.
 template <int RT, int CT>
-__attribute__((noinline)) static void amx_tile(int kcp, const bf16* a, const bf16* b, float* c,
-                                               long ldc) {
+__attribute__((noinline)) static void amx_tile(int kcp, const bf16* a, long a_stride,
+                                               const bf16* b, float* c, long ldc, bool load_c) {
   const long stride = ldc * (long)sizeof(float);
   float* c1 = c + 16 * ldc;
-  _tile_zero(0);
-  if (CT == 2) _tile_zero(1);
-  if (RT == 2) _tile_zero(2);
-  if (RT == 2 && CT == 2) _tile_zero(3);
-  const bf16* a1 = a + (long)MR * kcp;  // the next A panel
+  if (load_c) {
+    _tile_loadd(0, c, stride);
+    if (CT == 2) _tile_loadd(1, c + 16, stride);
+    if (RT == 2) _tile_loadd(2, c1, stride);
+    if (RT == 2 && CT == 2) _tile_loadd(3, c1 + 16, stride);
+  } else {
+    _tile_zero(0);
+    if (CT == 2) _tile_zero(1);
+    if (RT == 2) _tile_zero(2);
+    if (RT == 2 && CT == 2) _tile_zero(3);
+  }
+  const bf16* a1 = a + a_stride;  // the next A panel
   for (int kb = 0; kb < kcp / 32; ++kb) {
     const bf16* bk = b + (long)kb * 16 * NR * 2;  // 16 pair-rows of the B panel
     _tile_loadd(4, a + (long)kb * MR * 32, 64);
@@ -63,13 +70,13 @@ __attribute__((noinline)) static void amx_tile(int kcp, const bf16* a, const bf1
 }
 
 // gemm_bf16_loops.inl's micro-kernel: the variant that covers rows x cols.
-static FASTDL_INLINE void bf16_tile(int kcp, const bf16* a, const bf16* b, float* c, long ldc,
-                                    int rows, int cols) {
+static FASTDL_INLINE void bf16_tile(int kcp, const bf16* a, long a_stride, const bf16* b,
+                                    float* c, long ldc, bool load_c, int rows, int cols) {
   if (rows > 16) {
-    if (cols > 16) amx_tile<2, 2>(kcp, a, b, c, ldc);
-    else amx_tile<2, 1>(kcp, a, b, c, ldc);
+    if (cols > 16) amx_tile<2, 2>(kcp, a, a_stride, b, c, ldc, load_c);
+    else amx_tile<2, 1>(kcp, a, a_stride, b, c, ldc, load_c);
   } else {
-    if (cols > 16) amx_tile<1, 2>(kcp, a, b, c, ldc);
-    else amx_tile<1, 1>(kcp, a, b, c, ldc);
+    if (cols > 16) amx_tile<1, 2>(kcp, a, a_stride, b, c, ldc, load_c);
+    else amx_tile<1, 1>(kcp, a, a_stride, b, c, ldc, load_c);
   }
 }

@@ -2,6 +2,7 @@
 // Compiled with -mavx512bf16 where the compiler has it (CMakeLists.txt defines
 // FASTDL_HAVE_AVX512_BF16 then); run only where the selected path is "avx512_bf16" (fastdl/runtime.h).
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -34,7 +35,9 @@ constexpr int MR = 12, NRV = 2;  // 12 x 32 tiles: 24 accumulators, 2 B vectors,
 constexpr int NR = NRV * V::width;
 constexpr int KW = 2;            // A panels hold pairs, one broadcast per VDPBF16PS
 constexpr int kTileRows = MR;
-constexpr long MC = 144, KC = 1024, NC = 768;
+// Blocking as the AMX path's (gemm_amx.cpp), with the fp32 AVX-512 path's MC and NC.
+constexpr long MC = 144, KC = 256, NC = 768, KCB = 512;
+constexpr long kABlockBytes = 8 << 20;
 using bf16 = uint16_t;
 
 #include "gemm/gemm_dpbf16_kernel.inl"

@@ -1,24 +1,33 @@
-// The bf16 GEMM's loop nest: the fp32 path's blocking and thread plan (gemm_plan.inl) over
-// bf16 panels (gemm_bf16_pack.inl), a bf16 micro-kernel, and the fp32 epilogue
-// (gemm_epilogue.inl) applied to each finished tile. Included inside namespace
-// fastdl::<path> by gemm_amx.cpp and gemm_avx512_bf16.cpp after defining V, P, MR, NRV,
-// NR (= NRV * V::width), KW (A's k-group, gemm_bf16_pack.inl), kTileRows (the rows one micro-kernel call
-// computes: a multiple of MR, its panels consecutive in the packed block), the cache
-// blocks MC, KC, NC, and the micro-kernel:
+// The bf16 GEMM's loop nest: the fp32 path's thread plan (gemm_plan.inl) over bf16 panels
+// (gemm_bf16_pack.inl), a bf16 micro-kernel, and the fp32 epilogue (gemm_epilogue.inl)
+// applied to each finished tile. Included inside namespace fastdl::<path> by gemm_amx.cpp
+// and gemm_avx512_bf16.cpp after defining V, P, MR, NRV, NR (= NRV * V::width), KW (A's
+// k-group, gemm_bf16_pack.inl), kTileRows (the rows one micro-kernel call computes: a
+// multiple of MR), the blocking (MC rows of C per block, KC of K per micro-kernel call, NC
+// columns and KCB of K per B block, kABlockBytes for A's blocks) and the micro-kernel:
 //
 //   struct TileUnit;  // held for the duration of a block (AMX: the tile configuration)
-//   void bf16_tile(int kcp, const bf16* a, const bf16* b, float* c, long ldc, int rows,
-//                  int cols);
-//     C (a kTileRows x NR tile, row stride ldc floats) = A panels (kTileRows / MR of them
-//     from a) @ B panel b over kcp; rows and cols say how much of the tile is real (the
-//     kernel may leave the rest unwritten, never write past it: c may be a buffer).
+//   void bf16_tile(int kcp, const bf16* a, long a_stride, const bf16* b, float* c, long ldc,
+//                  bool load_c, int rows, int cols);
+//     C (a kTileRows x NR tile, row stride ldc floats) = (load_c ? C : 0) + A panels
+//     (kTileRows / MR of them from a, a_stride apart) @ B panel b over kcp of K; rows and
+//     cols say how much of the tile is real (the kernel may compute less, never more: c
+//     may be a buffer).
 //
-// Loop nest (BLIS): jc over NC columns -> pc over KC of K -> pack a B block -> ic over MC
-// rows -> pack an A block -> micro-tiles. Always packed (the rounding happens there). Each
-// K block's tile starts from zero, as the fp32 path's: C = block 0, then C = block p + C,
-// so a tile reaches the same sums whichever way it is finished. A tile that needs no more
-// than storing (the first K block without an epilogue, inside C's edges) is stored into C
-// by the micro-kernel; the others go through a buffer and the fp32 epilogue (store_tile).
+// Loop nest, per thread: pack A (its rows x all of K, in blocks of rows only when large)
+// -> jc over NC columns -> pb over KCB of K: pack a B block -> ic over MC rows -> pc over
+// KC of K -> micro-tiles along a row of C. Each operand is converted once per thread (a
+// bf16 unit multiplies faster than the fp32 operands can be converted twice), and the pc
+// loop runs inside the C block, whose partial sums stay in L2. Everything is packed (the
+// rounding happens there).
+//
+// The micro-kernel accumulates each K chunk onto C's partial sums (or the old C when
+// accumulating) in its registers, whichever way the tile is finished, so a tile reaches
+// the same sums with an epilogue or without one (a step fused into the weight gradient
+// gives the bits of the plain GEMM then the step), and the K order does not depend on the
+// thread partition. A tile without an epilogue inside C's edges is loaded from and stored
+// to C by the micro-kernel; the others go through a buffer and the fp32 epilogue
+// (store_tile), which then adds nothing more.
 
 constexpr long kSplitKMaxTiles = 0;  // K is never split over threads here (no gemm_split_k)
 constexpr long kKcMultiple = KW;     // so that only the last K block is padded
@@ -29,19 +38,26 @@ static_assert(kTileRows % MR == 0, "a micro-kernel call covers whole A panels");
 #include "gemm/gemm_plan.inl"
 #include "gemm/gemm_bf16_pack.inl"
 
-// A tile the micro-kernel left in `tile` (row stride NR), through the epilogue into C.
+// A finished tile the micro-kernel left in `tile` (row stride NR), through the epilogue
+// into C.
 template <class Act>
 __attribute__((noinline)) static void finish_tile(const float* tile, float* c, long ldc,
-                                                  bool load_c, const GemmEpilogue* ep, long col0,
-                                                  long row0, int rows, int cols) {
+                                                  const GemmEpilogue* ep, long col0, long row0,
+                                                  int rows, int cols) {
   for (int r = 0; r < rows; r += MR) {
     V acc[MR][NRV];
     for (int i = 0; i < MR; ++i)
       for (int j = 0; j < NRV; ++j)
         acc[i][j] = r + i < rows ? V::load(tile + (r + i) * NR + j * V::width) : V::zero();
-    store_tile<Act>(acc, c + r * ldc, ldc, load_c, ep, col0, row0 + r,
+    store_tile<Act>(acc, c + r * ldc, ldc, /*load_c=*/false, ep, col0, row0 + r,
                     rows - r < MR ? rows - r : MR, cols);
   }
+}
+
+// C's rows x cols at c into a kTileRows x NR buffer, zero around them.
+static void copy_into_tile(float* tile, const float* c, long ldc, int rows, int cols) {
+  for (int i = 0; i < kTileRows; ++i)
+    for (int j = 0; j < NR; ++j) tile[i * NR + j] = i < rows && j < cols ? c[i * ldc + j] : 0.0f;
 }
 
 // Per-thread packing buffers, grown on demand and kept (runtime/scratch.h).
@@ -53,73 +69,99 @@ static long round_up(long x, long to) { return (x + to - 1) / to * to; }
 
 // C[row0 : row0+rows, col0 : col0+cols] on the calling thread, with its own buffers.
 template <class Act>
-static void gemm_block_bf16(const GemmArgs& g, long row0, long rows, long col0, long cols,
-                            long kc_step) {
+static void gemm_block_bf16(const GemmArgs& g, long row0, long rows, long col0, long cols) {
   FlushDenormals ftz;  // for the epilogue's arithmetic, as the fp32 path
   [[maybe_unused]] TileUnit unit;  // AMX: the tile configuration of this thread
   static thread_local Bf16PackBuffers bufs;
-  const long k = g.k;
-  const long kcp_max = round_up(kc_step, KW);
+  const long k = g.k > 0 ? g.k : 0;
+  const long kp = round_up(k, KW);  // K as packed
+  // A is packed once for all of K, in blocks of rows of at most kABlockBytes. B in blocks
+  // of at most NC columns x KCB of K (kept in L2 while the A rows pass; NC wide enough that
+  // B's rows are read in runs the prefetchers follow).
+  const long a_rows = kp > 0 ? round_up(std::max(MC, kABlockBytes / (2 * kp)), MC) : rows;
+  const long ia_step = std::min(a_rows, round_up(rows, kTileRows));
   const long nc_step = equal_block(cols, NC, NR);
-  const long mc_max = rows < MC ? round_up(rows, kTileRows) : MC;
-  bf16* bpack = bufs.b.get<bf16>((size_t)(kcp_max * round_up(nc_step, NR)));
-  bf16* apack = bufs.a.get<bf16>((size_t)(kcp_max * round_up(mc_max, kTileRows)));
+  const long kcb = kp > 0 ? std::min(round_up(kp, KC), KCB) : KC;
+  bf16* apack = bufs.a.get<bf16>((size_t)(round_up(std::max(kp, 1L), KW) * round_up(ia_step, kTileRows)));
+  bf16* bpack = bufs.b.get<bf16>((size_t)(kcb * round_up(nc_step, NR)));
   alignas(64) float tile[kTileRows * NR];
-  for (long jc = col0; jc < col0 + cols; jc += nc_step) {
-    const int nc = (int)(col0 + cols - jc < nc_step ? col0 + cols - jc : nc_step);
-    const int npanels_b = (nc + NR - 1) / NR;
-    for (long pc = 0; pc < (k > 0 ? k : 1); pc += kc_step) {
-      const int kc = (int)(k - pc < kc_step ? k - pc : kc_step);
-      const int kcp = (int)round_up(kc > 0 ? kc : 0, KW);
-      const bool first = pc == 0, last = pc + kc_step >= k;
-      const bool load_c = g.accumulate || !first;
-      const GemmEpilogue* ep = last ? g.ep : nullptr;
-      {
-        DzBlock tb{};
-        if (g.dz_b) {
-          const GemmDz& z = *g.dz_b;
-          const long o = pc * g.rsb + jc;
-          const bool reduce = row0 == 0;  // rows split over threads: one of them reduces
-          tb = {z.s ? z.s + o : nullptr, z.alpha_vec ? z.alpha_vec + jc : nullptr, z.alpha,
-                reduce && z.db ? z.db + jc : nullptr,
-                reduce && z.dalpha ? z.dalpha + jc : nullptr, first};
-        }
-        ExactDenormals exact(g.dz_b != nullptr);
-        pack_b_bf16<Act>(nc, kc, kcp, g.B + pc * g.rsb + jc * g.csb, g.rsb, g.csb, bpack,
-                         g.dz_b ? &tb : nullptr);
+  // Both operands are packed in K chunks of KC, each chunk's panels side by side: the
+  // panels a chunk's micro-kernel calls read are one contiguous run. (Panel by panel over
+  // all of K, the chunks of a B block's panels were 2 * K * NR bytes apart, 128 KiB at
+  // K = 2048, and all fell into the same sets of a 16-way L2.)
+  for (long ia = row0; ia < row0 + rows; ia += ia_step) {
+    const int ma = (int)(row0 + rows - ia < ia_step ? row0 + rows - ia : ia_step);
+    const long ma_pad = round_up(ma, kTileRows);
+    {
+      DzBlock ta{};
+      if (g.dz_a) {
+        const GemmDz& z = *g.dz_a;
+        ta = {z.s ? z.s + ia * g.rsa : nullptr, z.alpha_vec, z.alpha, nullptr, nullptr, true};
       }
-      for (long ic = row0; ic < row0 + rows; ic += MC) {
-        const int mc = (int)(row0 + rows - ic < MC ? row0 + rows - ic : MC);
-        {
-          DzBlock ta{};
-          if (g.dz_a) {
-            const GemmDz& z = *g.dz_a;
-            ta = {z.s ? z.s + ic * g.rsa + pc : nullptr, z.alpha_vec ? z.alpha_vec + pc : nullptr,
-                  z.alpha, nullptr, nullptr, first};
+      ExactDenormals exact(g.dz_a != nullptr);
+      pack_a_bf16<Act>(ma, (int)k, (int)kp, g.A + ia * g.rsa, g.rsa, g.csa, apack,
+                       g.dz_a ? &ta : nullptr, (int)KC, ma_pad);
+    }
+    for (long jc = col0; jc < col0 + cols; jc += nc_step) {
+      const int nc = (int)(col0 + cols - jc < nc_step ? col0 + cols - jc : nc_step);
+      const int npanels_b = (nc + NR - 1) / NR;
+      const long nc_pad = (long)npanels_b * NR;
+      auto cols_at = [&](int jp) {
+        const long col = jc + (long)jp * NR;
+        return (int)(col0 + cols - col < NR ? col0 + cols - col : NR);
+      };
+      for (long pb = 0; pb < (kp > 0 ? kp : 1); pb += kcb) {
+        const long kpb = kp - pb < kcb ? kp - pb : kcb;  // this B block's K, as packed
+        for (long pc = pb; pc < pb + (kpb > 0 ? kpb : 1); pc += KC) {
+          const int kc = (int)(k - pc < KC ? k - pc : KC), kcp = (int)(kp - pc < KC ? kp - pc : KC);
+          DzBlock tb{};
+          if (g.dz_b) {
+            const GemmDz& z = *g.dz_b;
+            // Rows split over threads (or A in several blocks): each packs all of B, one
+            // reduces.
+            const bool reduce = row0 == 0 && ia == row0;
+            const long o = pc * g.rsb + jc;
+            tb = {z.s ? z.s + o : nullptr, z.alpha_vec ? z.alpha_vec + jc : nullptr, z.alpha,
+                  reduce && z.db ? z.db + jc : nullptr,
+                  reduce && z.dalpha ? z.dalpha + jc : nullptr, pc == 0};
           }
-          ExactDenormals exact(g.dz_a != nullptr);
-          pack_a_bf16<Act>(mc, kc, kcp, g.A + ic * g.rsa + pc * g.csa, g.rsa, g.csa, apack,
-                           g.dz_a ? &ta : nullptr);
+          ExactDenormals exact(g.dz_b != nullptr);
+          pack_b_bf16<Act>(nc, kc > 0 ? kc : 0, kcp, g.B + pc * g.rsb + jc * g.csb, g.rsb, g.csb,
+                           bpack + (pc - pb) * nc_pad, g.dz_b ? &tb : nullptr);
         }
-        // The A micro-panels (kTileRows x kcp) stay in L1 while the B panels of the
-        // block stream past them from L2; C is walked along its rows.
-        for (int it = 0; it < mc; it += kTileRows) {
-          const bf16* a = apack + (long)it * kcp;
-          const long row = ic + it;
-          const int rr = (int)(row0 + rows - row < kTileRows ? row0 + rows - row : kTileRows);
-          for (int jp = 0; jp < npanels_b; ++jp) {
-            const long col = jc + (long)jp * NR;
-            const int cc = (int)(col0 + cols - col < NR ? col0 + cols - col : NR);
-            const bf16* b = bpack + (long)jp * NR * kcp;
-            float* c = g.C + row * g.ldc + col;
-            if (!ep && !load_c && rr == kTileRows && cc == NR) {
-              bf16_tile(kcp, a, b, c, g.ldc, rr, cc);
-              continue;
+        for (long ic = ia; ic < ia + ma; ic += MC) {
+          const int mc = (int)(ia + ma - ic < MC ? ia + ma - ic : MC);
+          auto rows_at = [&](int it) {
+            const long row = ic + it;
+            return (int)(row0 + rows - row < kTileRows ? row0 + rows - row : kTileRows);
+          };
+          // K in chunks of KC: a chunk of the A micro-panel stays in L1 while the B panels
+          // pass; C's MC x nc block stays in L2 from one chunk to the next.
+          for (long pc = pb; pc < pb + (kpb > 0 ? kpb : 1); pc += KC) {
+            const int kcp = (int)(kp - pc < KC ? kp - pc : KC);
+            const bool last = pc + KC >= kp;
+            const bool load_c = g.accumulate || pc > 0;
+            const GemmEpilogue* ep = last ? g.ep : nullptr;
+            for (int it = 0; it < mc; it += kTileRows) {
+              const bf16* a = apack + pc * ma_pad + (ic - ia + it) * kcp;
+              const int rr = rows_at(it);
+              const long row = ic + it;
+              for (int jp = 0; jp < npanels_b; ++jp) {
+                const bf16* b = bpack + (pc - pb) * nc_pad + (long)jp * NR * kcp;
+                const long col = jc + (long)jp * NR;
+                const int cc = cols_at(jp);
+                float* c = g.C + row * g.ldc + col;
+                if (!ep && rr == kTileRows && cc == NR) {
+                  bf16_tile(kcp, a, (long)MR * kcp, b, c, g.ldc, load_c, rr, cc);
+                  continue;
+                }
+                if (ep && ep->sink && ep->sink->prefetch)
+                  ep->sink->prefetch(ep->sink->ctx, row, col, rr, cc);
+                if (load_c) copy_into_tile(tile, c, g.ldc, rr, cc);
+                bf16_tile(kcp, a, (long)MR * kcp, b, tile, NR, load_c, rr, cc);
+                finish_tile<Act>(tile, c, g.ldc, ep, col, row, rr, cc);
+              }
             }
-            if (ep && ep->sink && ep->sink->prefetch)
-              ep->sink->prefetch(ep->sink->ctx, row, col, rr, cc);
-            bf16_tile(kcp, a, b, tile, NR, rr, cc);
-            finish_tile<Act>(tile, c, g.ldc, load_c, ep, col, row, rr, cc);
           }
         }
       }
@@ -131,11 +173,11 @@ template <class Act>
 static void sgemm_bf16_typed(const GemmArgs& g) {
   const GemmPlan plan = plan_of(g);
   if (plan.nthreads <= 1) {
-    gemm_block_bf16<Act>(g, 0, g.m, 0, g.n, plan.kc_step);
+    gemm_block_bf16<Act>(g, 0, g.m, 0, g.n);
     return;
   }
   run_partitioned(plan, g.m, g.n, [&](long r0, long rows, long c0, long cols) {
-    gemm_block_bf16<Act>(g, r0, rows, c0, cols, plan.kc_step);
+    gemm_block_bf16<Act>(g, r0, rows, c0, cols);
   });
 }
 

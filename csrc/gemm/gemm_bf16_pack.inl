@@ -52,55 +52,68 @@ static FASTDL_INLINE __m512 dz_lanes(__m512 x, const float* s, int n, const floa
   return dz_of<Act>(V(x), s, n < 16 ? n : 16, a).v;
 }
 
-// Stores the words of A block rows (r[i]: 16 words, KW / 2 of them per k-group of row i)
-// of a 32-k chunk starting at p0 into the panel at d. KW 32: one row per word vector.
-// KW 2: pairs, so the rows are first transposed to one vector per pair.
-static FASTDL_INLINE void store_a_chunk(__m512i (&r)[16], bf16* d, int p0, int kcp,
+// Stores the words of an A panel's 32-k chunk (r[i]: 16 words, KW / 2 of them per k-group
+// of row i) at d, the chunk's first k-group. KW 32: one row per word vector. KW 2: pairs,
+// so the rows are first transposed to one vector per pair. pairs: the chunk's k pairs
+// that exist (the last chunk of a block may be shorter).
+static FASTDL_INLINE void store_a_chunk(__m512i (&r)[16], bf16* d, int pairs,
                                         bool rows_in_vectors) {
   if constexpr (KW == 32) {
     if (!rows_in_vectors) transpose_words(r);
-    for (int i = 0; i < MR; ++i) _mm512_storeu_si512(d + ((long)(p0 / 32) * MR + i) * 32, r[i]);
+    for (int i = 0; i < MR; ++i) _mm512_storeu_si512(d + i * 32, r[i]);
   } else {
     if (rows_in_vectors) transpose_words(r);
-    const int pairs = (kcp - p0) / 2 < 16 ? (kcp - p0) / 2 : 16;
     const __mmask16 rows = (__mmask16)((1u << MR) - 1u);
-    for (int q = 0; q < pairs; ++q)
-      _mm512_mask_storeu_epi32(d + ((long)(p0 / 2 + q) * MR) * 2, rows, r[q]);
+    for (int q = 0; q < pairs; ++q) _mm512_mask_storeu_epi32(d + (long)q * MR * 2, rows, r[q]);
   }
 }
 
-// A(i0.., p0..) -> the MR-row panels of an mc x kc block (kcp padded), rounded to bf16.
-// Row-major A (csa 1) is read along its rows, 32 k at a time; with t, A is dy and the
-// panel holds dz = dy * f'(s). A transposed view (rsa 1: the weight gradient's x^T) is
-// read along its contiguous columns, two k at a time. Other strides: element by element.
+// A(i0.., p0..) -> the MR-row panels of an mc x kc block (kcp padded), rounded to bf16,
+// in K chunks of `chunk` (a multiple of 32): chunk c holds the panels of k in
+// [c * chunk, c * chunk + its length) side by side, after c * chunk * mc_pad elements.
+// Row-major A (csa 1) is read along its rows, each front to back; with t, A is dy and the
+// panel holds dz = dy * f'(s). A transposed view (rsa 1: the weight gradient's x^T) is read
+// along its contiguous columns, two k at a time. Other strides: element by element.
 template <class Act>
 static void pack_a_bf16(int mc, int kc, int kcp, const float* A, long rsa, long csa, bf16* dst,
-                        const DzBlock* t) {
+                        const DzBlock* t, int chunk, long mc_pad) {
   const int npanels = (mc + MR - 1) / MR;
+  // Where panel ip's k-group holding k = p starts.
+  auto at = [&](int ip, int p) {
+    const int c = p / chunk;
+    const int len = kcp - c * chunk < chunk ? kcp - c * chunk : chunk;
+    return dst + (long)c * chunk * mc_pad + (long)ip * MR * len + (long)((p - c * chunk) / KW) * MR * KW;
+  };
+  auto pairs_from = [&](int p0) { return (kcp - p0) / 2 < 16 ? (kcp - p0) / 2 : 16; };
   for (int ip = 0; ip < npanels; ++ip) {
     const int i0 = ip * MR;
     const int rows = mc - i0 < MR ? mc - i0 : MR;
-    bf16* d = dst + (long)ip * MR * kcp;
     if (csa == 1) {
-      for (int p0 = 0; p0 < kcp; p0 += 32) {
+      // 32 k of row i, as bf16 (dz formed first when t).
+      auto row_chunk = [&](int i, int p0) {
+        if (i >= rows) return _mm512_setzero_si512();
         const int np = kc - p0 < 32 ? kc - p0 : 32;  // valid k in this chunk (may be <= 0)
-        __m512i r[16];
-        for (int i = 0; i < 16; ++i) {
-          if (i >= rows) {
-            r[i] = _mm512_setzero_si512();
-            continue;
-          }
-          const float* a = A + (long)(i0 + i) * rsa + p0;
-          __m512 lo = load_upto16(a, np), hi = load_upto16(a + 16, np - 16);
-          if (t) {
-            const float* s = t->s ? t->s + (long)(i0 + i) * rsa + p0 : nullptr;
-            const float* av = t->alpha_vec ? t->alpha_vec + p0 : nullptr;
-            lo = dz_lanes<Act>(lo, s, np, av, t->alpha);
-            hi = dz_lanes<Act>(hi, s ? s + 16 : nullptr, np - 16, av ? av + 16 : nullptr, t->alpha);
-          }
-          r[i] = cvt_bf16(lo, hi);
+        const float* a = A + (long)(i0 + i) * rsa + p0;
+        __m512 lo = load_upto16(a, np), hi = load_upto16(a + 16, np - 16);
+        if (t) {
+          const float* s = t->s ? t->s + (long)(i0 + i) * rsa + p0 : nullptr;
+          const float* av = t->alpha_vec ? t->alpha_vec + p0 : nullptr;
+          lo = dz_lanes<Act>(lo, s, np, av, t->alpha);
+          hi = dz_lanes<Act>(hi, s ? s + 16 : nullptr, np - 16, av ? av + 16 : nullptr, t->alpha);
         }
-        store_a_chunk(r, d, p0, kcp, /*rows_in_vectors=*/true);
+        return cvt_bf16(lo, hi);
+      };
+      if constexpr (KW == 32) {
+        // Each 32 k are a tile row of their own: each row is read front to back, which
+        // the hardware prefetchers follow (32 k at a time, it was 128 bytes, then a jump).
+        for (int i = 0; i < MR; ++i)
+          for (int p0 = 0; p0 < kcp; p0 += 32) _mm512_storeu_si512(at(ip, p0) + i * 32, row_chunk(i, p0));
+      } else {
+        for (int p0 = 0; p0 < kcp; p0 += 32) {
+          __m512i r[16];
+          for (int i = 0; i < 16; ++i) r[i] = row_chunk(i, p0);
+          store_a_chunk(r, at(ip, p0), pairs_from(p0), /*rows_in_vectors=*/true);
+        }
       }
     } else if (rsa == 1) {
       for (int p0 = 0; p0 < kcp; p0 += 32) {
@@ -112,13 +125,13 @@ static void pack_a_bf16(int mc, int kc, int kcp, const float* A, long rsa, long 
               p + 1 < kc ? load_upto16(A + i0 + (long)(p + 1) * csa, rows) : _mm512_setzero_ps();
           r[q] = cvt_bf16_pairs(r0, r1);
         }
-        store_a_chunk(r, d, p0, kcp, /*rows_in_vectors=*/false);
+        store_a_chunk(r, at(ip, p0), pairs_from(p0), /*rows_in_vectors=*/false);
       }
     } else {
       for (int p = 0; p < kcp; ++p)
         for (int i = 0; i < MR; ++i) {
           const float v = i < rows && p < kc ? A[(long)(i0 + i) * rsa + (long)p * csa] : 0.0f;
-          d[((long)(p / KW) * MR + i) * KW + p % KW] = bf16_bits(v);
+          at(ip, p - p % KW)[i * KW + p % KW] = bf16_bits(v);
         }
     }
   }

@@ -7,10 +7,11 @@
 
 template <int R, int CV>
 __attribute__((noinline)) static void dp_tile(int kcp, const bf16* a, const bf16* b, float* c,
-                                              long ldc) {
+                                              long ldc, bool load_c) {
   __m512 acc[R][CV];
   for (int i = 0; i < R; ++i)
-    for (int j = 0; j < CV; ++j) acc[i][j] = _mm512_setzero_ps();
+    for (int j = 0; j < CV; ++j)
+      acc[i][j] = load_c ? _mm512_loadu_ps(c + i * ldc + j * 16) : _mm512_setzero_ps();
   for (int q = 0; q < kcp / 2; ++q) {
     __m512bh bv[CV];
     for (int j = 0; j < CV; ++j)
@@ -29,17 +30,18 @@ __attribute__((noinline)) static void dp_tile(int kcp, const bf16* a, const bf16
 
 // gemm_bf16_loops.inl's micro-kernel: the smallest of MR/3, 2MR/3, MR rows and one or two
 // column vectors that covers rows x cols (the rest of the tile is zero padding).
-static FASTDL_INLINE void bf16_tile(int kcp, const bf16* a, const bf16* b, float* c, long ldc,
-                                    int rows, int cols) {
+static FASTDL_INLINE void bf16_tile(int kcp, const bf16* a, long /*a_stride: one panel*/,
+                                    const bf16* b, float* c, long ldc, bool load_c, int rows,
+                                    int cols) {
   static_assert(MR % 3 == 0, "ragged row panels run a third or two thirds of MR");
   if (cols > 16) {
-    if (rows <= MR / 3) return dp_tile<MR / 3, 2>(kcp, a, b, c, ldc);
-    if (rows <= 2 * MR / 3) return dp_tile<2 * MR / 3, 2>(kcp, a, b, c, ldc);
-    return dp_tile<MR, 2>(kcp, a, b, c, ldc);
+    if (rows <= MR / 3) return dp_tile<MR / 3, 2>(kcp, a, b, c, ldc, load_c);
+    if (rows <= 2 * MR / 3) return dp_tile<2 * MR / 3, 2>(kcp, a, b, c, ldc, load_c);
+    return dp_tile<MR, 2>(kcp, a, b, c, ldc, load_c);
   }
-  if (rows <= MR / 3) return dp_tile<MR / 3, 1>(kcp, a, b, c, ldc);
-  if (rows <= 2 * MR / 3) return dp_tile<2 * MR / 3, 1>(kcp, a, b, c, ldc);
-  dp_tile<MR, 1>(kcp, a, b, c, ldc);
+  if (rows <= MR / 3) return dp_tile<MR / 3, 1>(kcp, a, b, c, ldc, load_c);
+  if (rows <= 2 * MR / 3) return dp_tile<2 * MR / 3, 1>(kcp, a, b, c, ldc, load_c);
+  dp_tile<MR, 1>(kcp, a, b, c, ldc, load_c);
 }
 
 // Nothing to hold for a block.
