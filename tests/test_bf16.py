@@ -424,6 +424,39 @@ def test_dense_stack_bf16_equals_the_per_layer_kernels(path, rng):
         d = dx
 
 
+@pytest.mark.parametrize("widths, n", [((784, 64, 64, 10), 32), ((300, 200, 10), 64)])
+def test_dense_stack_bf16_with_the_whole_step_inside(path, rng, widths, n):
+    """step=: each parameter stepped by the thread that read it in the bf16 forward (its
+    partition is the bf16 path's), on 1, 2 and 3 threads: the bits of one separate step."""
+    from test_dense_stack import _buffers, _flat_layers, _same_views
+
+    flat, layers, gather = _flat_layers(rng, widths, ["relu"] * (len(widths) - 2) + ["linear"])
+
+    def stack_over():
+        f = flat.copy()
+        bufs = _buffers(n, _same_views(layers, flat, f))
+        dout = np.empty((n, widths[-1]), np.float32)
+        return K.DenseStack(bufs, loss="softmax_cross_entropy", dout=dout, precision="bf16"), bufs, f
+
+    a, _, a_flat = stack_over()
+    b, b_bufs, b_flat = stack_over()
+    sa = [np.zeros_like(flat), np.zeros_like(flat)]
+    sb = [np.zeros_like(flat), np.zeros_like(flat)]
+    threads = fastdl.get_num_threads()
+    try:
+        for step, t in enumerate((1, 2, 3), start=1):
+            fastdl.set_num_threads(t)
+            x = rng.standard_normal((n, widths[0])).astype(np.float32)
+            y = rng.integers(0, widths[-1], n)
+            va = a.train(x, y, step=K.adam_step(a_flat, None, *sa, lr=1e-2, step=step))
+            vb = b.train(x, y)
+            K.adam_step(b_flat, gather(b_bufs), *sb, lr=1e-2, step=step)
+            assert va == vb
+            np.testing.assert_array_equal(a_flat, b_flat, err_msg=f"{t} threads")
+    finally:
+        fastdl.set_num_threads(threads)
+
+
 # ---------------------------------------------------------------- bad input
 
 
