@@ -74,6 +74,7 @@ class Sequential:
         self._rest_segments = None  # set by compile: see _plan_step_in_backward
         self._dense_stacks = None  # set by compile: see _dense_stack
         self._step_in_stack = False  # set by compile: the whole step inside the DenseStack call
+        self.precision = "fp32"  # set by compile: the GEMMs' arithmetic
         self.metrics = []
         self.stop_training = False
         self.history = None
@@ -265,7 +266,8 @@ class Sequential:
             rows.append((desc, call, f"(None, {dim})", f"{count:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         line = "-" * (sum(widths) + 6)
-        out = [f"Sequential (device={self.device}, input_dim={self.input_dim}, seed={self.seed})", line]
+        out = [f"Sequential (device={self.device}, input_dim={self.input_dim}, seed={self.seed}, "
+               f"precision={self.precision})", line]
         for k, r in enumerate(rows):
             out.append("  ".join(c.ljust(w) if j < 3 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))))
             if k == 0:
@@ -280,7 +282,8 @@ class Sequential:
         return text
 
     # -- training ----------------------------------------------------------------------
-    def compile(self, optimizer="adam", loss="softmax_cross_entropy", metrics=None, step_in_backward="auto"):
+    def compile(self, optimizer="adam", loss="softmax_cross_entropy", metrics=None, step_in_backward="auto",
+                precision="fp32"):
         """Chooses the optimizer (a fastdl.optim.Optimizer or a name with PyTorch's defaults),
         the loss and the metrics (["accuracy"] or none).
 
@@ -298,7 +301,19 @@ class Sequential:
         network that trains as one DenseStack call (Dense layers only, no dropout) the
         whole step inside that call, after its backward: each thread updates the
         parameters it computed with, so the next step finds them in its own core's cache
-        (``flat_grads`` is filled as usual). Otherwise, and with False, a separate pass."""
+        (``flat_grads`` is filled as usual). Otherwise, and with False, a separate pass.
+
+        precision: "fp32" (default) or "bf16" (CPU): the Dense and Maxout layers' GEMMs,
+        in training and inference, round their operands to bfloat16 and accumulate in
+        fp32 (docs/kernels.md, "Precision"); the parameters, gradients, optimizer state,
+        activations and loss stay fp32."""
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision: expected 'fp32' or 'bf16', got {precision!r}")
+        if precision != "fp32" and self._backend.name != "cpu":
+            raise ValueError(f"precision: {precision!r} is CPU only (this model is on {self.device!r})")
+        self.precision = precision
+        for s in self._stages:
+            s.precision = {"precision": precision} if self._backend.name == "cpu" else {}
         self.optimizer = optim.get(optimizer)
         self.loss = losses_mod.get(loss).bind(self._backend)
         metrics = list(metrics or [])
@@ -355,7 +370,10 @@ class Sequential:
                                  "_kernel_step, so it cannot be applied inside the backward pass; "
                                  "use False or 'auto'")
             return None
-        if mode == "auto" and not self._separate_pass_leaves_cache():
+        # bf16: the tile unit finishes a weight-gradient tile long before the update has
+        # fetched that tile's parameters and state, so the update inside the GEMM waits on
+        # memory tile by tile, where a separate pass streams them (docs/benchmarks.md).
+        if mode == "auto" and (self.precision == "bf16" or not self._separate_pass_leaves_cache()):
             return None
         offsets = {name: off for name, off, _, _ in self._param_index}
         taken = sorted((offsets[f"{s.layer.name}.w"], s.w.size) for s in updated)
@@ -414,7 +432,7 @@ class Sequential:
                 grad = self._loss_grads[out_shape] = self._backend.empty(out_shape)
             smoothing = getattr(self.loss, "label_smoothing", 0.0)
             stack = self._dense_stacks[n] = self._backend.kernels.DenseStack(
-                layers, loss=self.loss.name, dout=grad, label_smoothing=smoothing)
+                layers, loss=self.loss.name, dout=grad, label_smoothing=smoothing, precision=self.precision)
         return stack
 
     def _dense_stack_step(self, x, y, step_in_backward, finite_only):
