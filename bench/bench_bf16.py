@@ -69,8 +69,8 @@ def bench_gemm_bf16(benchmark, n):
     ref = a[rows].astype(np.float64) @ b
     tol = 2.0**-7 * np.abs(a[rows]).astype(np.float64) @ np.abs(b) + 1e-3
 
-    def check(c):
-        assert np.all(np.abs(np.asarray(c, np.float64)[rows] - ref) <= tol)
+    def check(c, bf16_out=False):  # torch's bf16 outputs are rounded once more: 2**-8
+        assert np.all(np.abs(np.asarray(c, np.float64)[rows] - ref) <= tol + bf16_out * 2.0**-8 * np.abs(ref))
 
     c = np.empty((n, n), np.float32)
     impls = [Impl("fastdl bf16", lambda: K.matmul(a, b, out=c, precision="bf16"), check),
@@ -78,7 +78,7 @@ def bench_gemm_bf16(benchmark, n):
     if torch is not None:
         ta, tb = torch.from_numpy(a).bfloat16(), torch.from_numpy(b).bfloat16()
         impls.append(Impl("torch bf16 matmul", lambda: torch.matmul(ta, tb),
-                          lambda r: check(r.float().numpy())))
+                          lambda r: check(r.float().numpy(), bf16_out=True)))
     interleaved(benchmark, impls, "fastdl bf16", 2.0 * n**3)
 
 
@@ -104,8 +104,8 @@ def bench_dense_forward_bf16(benchmark, shape):
     ref = np.maximum(x.astype(np.float64) @ w + b, 0)
     tol = 2.0**-7 * (np.abs(x).astype(np.float64) @ np.abs(w)) + 1e-3
 
-    def check(y):
-        assert np.all(np.abs(np.asarray(y, np.float64) - ref) <= tol)
+    def check(y, bf16_out=False):  # autocast's bf16 outputs are rounded once more: 2**-8
+        assert np.all(np.abs(np.asarray(y, np.float64) - ref) <= tol + bf16_out * 2.0**-8 * np.abs(ref))
 
     y = np.empty((n, m), np.float32)
     impls = [Impl("fastdl bf16", lambda: K.dense_forward(x, w, b, "relu", out=y, precision="bf16"), check),
@@ -118,7 +118,7 @@ def bench_dense_forward_bf16(benchmark, shape):
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 return torch.relu(torch.addmm(tb, tx, tw))
 
-        impls.append(Impl("torch autocast", autocast, lambda r: check(r.float().numpy())))
+        impls.append(Impl("torch autocast", autocast, lambda r: check(r.float().numpy(), bf16_out=True)))
     interleaved(benchmark, impls, "fastdl bf16", 2.0 * n * k * m)
 
 
@@ -132,8 +132,8 @@ def bench_dense_backward_bf16(benchmark, shape):
     dw_ref = x.T.astype(np.float64) @ dz
     tol = 2.0**-7 * (np.abs(x.T).astype(np.float64) @ np.abs(dz)) + 1e-3
 
-    def check(r):
-        assert np.all(np.abs(np.asarray(r[1], np.float64) - dw_ref) <= tol)
+    def check(r, bf16_out=False):  # autocast's bf16 outputs are rounded once more: 2**-8
+        assert np.all(np.abs(np.asarray(r[1], np.float64) - dw_ref) <= tol + bf16_out * 2.0**-8 * np.abs(dw_ref))
 
     out = (np.empty((n, k), np.float32), np.empty((k, m), np.float32), np.empty(m, np.float32))
     impls = [Impl("fastdl bf16", lambda: K.dense_backward(dy, x, w, "relu", y=y, out=out, precision="bf16"),
@@ -151,5 +151,76 @@ def bench_dense_backward_bf16(benchmark, shape):
                 return torch.mm(tdz, tw.T), torch.mm(tx.T, tdz), tdz.sum(0)
 
         impls.append(Impl("torch fp32", eager, lambda r: check([t.numpy() for t in r])))
-        impls.append(Impl("torch autocast", autocast, lambda r: check([t.float().numpy() for t in r])))
+        impls.append(Impl("torch autocast", autocast,
+                          lambda r: check([t.float().numpy() for t in r], bf16_out=True)))
     interleaved(benchmark, impls, "fastdl bf16", 4.0 * n * k * m)
+
+
+# ---------------------------------------------------------------- training steps
+
+CASES = {
+    "784-1024-1024-10 relu b128 adam": ([784, 1024, 1024, 10], 128),
+    "784-4096-4096-10 relu b256 adam": ([784, 4096, 4096, 10], 256),
+    "784-64x4-10 relu b32 adam": ([784, 64, 64, 64, 64, 10], 32),
+}
+
+
+def fastdl_model(widths, precision, seed=0):
+    layers = [fastdl.Dense(widths[i], widths[i + 1], activation="relu") for i in range(len(widths) - 2)]
+    layers.append(fastdl.Dense(widths[-2], widths[-1]))
+    model = fastdl.Sequential(layers, seed=seed)
+    model.compile(optimizer=fastdl.optim.Adam(lr=1e-3), loss="softmax_cross_entropy", precision=precision)
+    return model
+
+
+def torch_twin(model):
+    mods = []
+    for name, w in model.named_parameters():
+        if name.endswith(".w"):
+            lin = torch.nn.Linear(w.shape[0], w.shape[1])
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(w.T.copy()))
+            mods += [lin, torch.nn.ReLU()]
+        else:
+            with torch.no_grad():
+                mods[-2].bias.copy_(torch.from_numpy(w))
+    return torch.nn.Sequential(*mods[:-1])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def bench_train_step_bf16(benchmark, case):
+    widths, n = CASES[case]
+    benchmark.group = f"train_step {case} bf16"
+    rng = np.random.default_rng(1)
+    x = rng.random((n, widths[0]), dtype=np.float32)
+    y = rng.integers(0, widths[-1], n)
+    models = {p: fastdl_model(widths, p) for p in ("bf16", "fp32")}
+    first = models["fp32"].train_step(x, y)
+
+    def first_loss(fn, rel):
+        def check():  # the same initial weights: the first loss is fp32's (bf16: within 2%)
+            loss = fn()
+            assert abs(loss - first) <= rel * abs(first), (loss, first)
+        return check
+
+    # (Each validation is also the first step, which allocates the per-batch-size buffers.)
+    bf16_step = lambda: models["bf16"].train_step(x, y)  # noqa: E731
+    impls = [Impl("fastdl bf16", bf16_step, validate=first_loss(bf16_step, 0.02)),
+             Impl("fastdl fp32", lambda: models["fp32"].train_step(x, y))]
+    if torch is not None:
+        for name, cast in (("torch fp32", False), ("torch autocast", True)):
+            tmodel = torch_twin(fastdl_model(widths, "fp32"))
+            opt = torch.optim.Adam(tmodel.parameters(), lr=1e-3)
+            tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+            def step(tmodel=tmodel, opt=opt, cast=cast):
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cast):
+                    loss = torch.nn.functional.cross_entropy(tmodel(tx), ty)
+                loss.backward()
+                opt.step()
+                return loss.item()
+
+            impls.append(Impl(name, step, validate=first_loss(step, 0.02 if cast else 1e-4)))
+    interleaved(benchmark, impls, "fastdl bf16")
+    benchmark.extra_info["params"] = models["fp32"].num_params

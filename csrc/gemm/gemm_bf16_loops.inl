@@ -60,6 +60,21 @@ static void copy_into_tile(float* tile, const float* c, long ldc, int rows, int 
     for (int j = 0; j < NR; ++j) tile[i * NR + j] = i < rows && j < cols ? c[i * ldc + j] : 0.0f;
 }
 
+// Rows ia .. ia + ma of A (ma a multiple of MR unless they end A) into a block of ma_pad
+// rows starting at panel panel0 of dst.
+template <class Act>
+static void pack_a_rows(const GemmArgs& g, long ia, long ma, long kp, bf16* dst, long ma_pad,
+                        int panel0) {
+  DzBlock ta{};
+  if (g.dz_a) {
+    const GemmDz& z = *g.dz_a;
+    ta = {z.s ? z.s + ia * g.rsa : nullptr, z.alpha_vec, z.alpha, nullptr, nullptr, true};
+  }
+  ExactDenormals exact(g.dz_a != nullptr);
+  pack_a_bf16<Act>((int)ma, (int)(g.k > 0 ? g.k : 0), (int)kp, g.A + ia * g.rsa, g.rsa, g.csa, dst,
+                   g.dz_a ? &ta : nullptr, (int)KC, ma_pad, panel0);
+}
+
 // Per-thread packing buffers, grown on demand and kept (runtime/scratch.h).
 struct Bf16PackBuffers {
   ScratchBuffer a, b;
@@ -67,9 +82,18 @@ struct Bf16PackBuffers {
 
 static long round_up(long x, long to) { return (x + to - 1) / to * to; }
 
+// The rows of A packed in one block: at most kABlockBytes of bf16 for all of K.
+static long a_block_rows(long kp, long rows) {
+  const long a_rows = kp > 0 ? round_up(std::max(MC, kABlockBytes / (2 * kp)), MC) : rows;
+  return std::min(a_rows, round_up(rows, kTileRows));
+}
+
 // C[row0 : row0+rows, col0 : col0+cols] on the calling thread, with its own buffers.
+// shared_a: all of A (rows 0..m) already packed as one block by the threads together
+// (sgemm_bf16_typed), instead of each packing it whole.
 template <class Act>
-static void gemm_block_bf16(const GemmArgs& g, long row0, long rows, long col0, long cols) {
+static void gemm_block_bf16(const GemmArgs& g, long row0, long rows, long col0, long cols,
+                            const bf16* shared_a = nullptr) {
   FlushDenormals ftz;  // for the epilogue's arithmetic, as the fp32 path
   [[maybe_unused]] TileUnit unit;  // AMX: the tile configuration of this thread
   static thread_local Bf16PackBuffers bufs;
@@ -78,11 +102,12 @@ static void gemm_block_bf16(const GemmArgs& g, long row0, long rows, long col0, 
   // A is packed once for all of K, in blocks of rows of at most kABlockBytes. B in blocks
   // of at most NC columns x KCB of K (kept in L2 while the A rows pass; NC wide enough that
   // B's rows are read in runs the prefetchers follow).
-  const long a_rows = kp > 0 ? round_up(std::max(MC, kABlockBytes / (2 * kp)), MC) : rows;
-  const long ia_step = std::min(a_rows, round_up(rows, kTileRows));
+  const long ia_step = shared_a ? rows : a_block_rows(kp, rows);
   const long nc_step = equal_block(cols, NC, NR);
   const long kcb = kp > 0 ? std::min(round_up(kp, KC), KCB) : KC;
-  bf16* apack = bufs.a.get<bf16>((size_t)(round_up(std::max(kp, 1L), KW) * round_up(ia_step, kTileRows)));
+  const bf16* apack =
+      shared_a ? shared_a
+               : bufs.a.get<bf16>((size_t)(round_up(std::max(kp, 1L), KW) * round_up(ia_step, kTileRows)));
   bf16* bpack = bufs.b.get<bf16>((size_t)(kcb * round_up(nc_step, NR)));
   alignas(64) float tile[kTileRows * NR];
   // Both operands are packed in K chunks of KC, each chunk's panels side by side: the
@@ -92,16 +117,7 @@ static void gemm_block_bf16(const GemmArgs& g, long row0, long rows, long col0, 
   for (long ia = row0; ia < row0 + rows; ia += ia_step) {
     const int ma = (int)(row0 + rows - ia < ia_step ? row0 + rows - ia : ia_step);
     const long ma_pad = round_up(ma, kTileRows);
-    {
-      DzBlock ta{};
-      if (g.dz_a) {
-        const GemmDz& z = *g.dz_a;
-        ta = {z.s ? z.s + ia * g.rsa : nullptr, z.alpha_vec, z.alpha, nullptr, nullptr, true};
-      }
-      ExactDenormals exact(g.dz_a != nullptr);
-      pack_a_bf16<Act>(ma, (int)k, (int)kp, g.A + ia * g.rsa, g.rsa, g.csa, apack,
-                       g.dz_a ? &ta : nullptr, (int)KC, ma_pad);
-    }
+    if (!shared_a) pack_a_rows<Act>(g, ia, ma, kp, const_cast<bf16*>(apack), ma_pad, 0);
     for (long jc = col0; jc < col0 + cols; jc += nc_step) {
       const int nc = (int)(col0 + cols - jc < nc_step ? col0 + cols - jc : nc_step);
       const int npanels_b = (nc + NR - 1) / NR;
@@ -174,6 +190,35 @@ static void sgemm_bf16_typed(const GemmArgs& g) {
   const GemmPlan plan = plan_of(g);
   if (plan.nthreads <= 1) {
     gemm_block_bf16<Act>(g, 0, g.m, 0, g.n);
+    return;
+  }
+  // Columns split over threads: every thread reads all of A. Where A is one packed block
+  // and tall enough to share out, the threads pack it together, each its rows, into one
+  // buffer (converting fp32 costs about what the tile unit's products of a few B panels
+  // do), then each runs its columns on it.
+  const long kp = round_up(g.k > 0 ? g.k : 0, KW);
+  const long m_pad = round_up(g.m, kTileRows);
+  const long panels = m_pad / MR;
+  if (plan.split_cols && a_block_rows(kp, g.m) >= g.m && panels >= 2L * plan.nthreads && kp > 0) {
+    static thread_local ScratchBuffer shared;
+    bf16* a = shared.get<bf16>((size_t)(kp * m_pad));
+    bool failed = false;
+#pragma omp parallel num_threads(plan.nthreads)
+    {
+      const int t = omp_get_thread_num(), T = omp_get_num_threads();
+      try {
+        const long p0 = panels * t / T, p1 = panels * (t + 1) / T;
+        const long r0 = p0 * MR, r1 = std::min(p1 * MR, g.m);
+        if (r1 > r0) pack_a_rows<Act>(g, r0, r1 - r0, kp, a, m_pad, (int)p0);
+      } catch (...) {  // an exception must not leave an OpenMP region
+#pragma omp atomic write
+        failed = true;
+      }
+    }
+    if (failed) throw std::bad_alloc();
+    run_partitioned(plan, g.m, g.n, [&](long r0, long rows, long c0, long cols) {
+      gemm_block_bf16<Act>(g, r0, rows, c0, cols, a);
+    });
     return;
   }
   run_partitioned(plan, g.m, g.n, [&](long r0, long rows, long c0, long cols) {

@@ -74,15 +74,17 @@ static FASTDL_INLINE void store_a_chunk(__m512i (&r)[16], bf16* d, int pairs,
 // Row-major A (csa 1) is read along its rows, each front to back; with t, A is dy and the
 // panel holds dz = dy * f'(s). A transposed view (rsa 1: the weight gradient's x^T) is read
 // along its contiguous columns, two k at a time. Other strides: element by element.
+// panel0: the first panel's number in dst (a thread packing its share of a block).
 template <class Act>
 static void pack_a_bf16(int mc, int kc, int kcp, const float* A, long rsa, long csa, bf16* dst,
-                        const DzBlock* t, int chunk, long mc_pad) {
+                        const DzBlock* t, int chunk, long mc_pad, int panel0 = 0) {
   const int npanels = (mc + MR - 1) / MR;
   // Where panel ip's k-group holding k = p starts.
   auto at = [&](int ip, int p) {
     const int c = p / chunk;
     const int len = kcp - c * chunk < chunk ? kcp - c * chunk : chunk;
-    return dst + (long)c * chunk * mc_pad + (long)ip * MR * len + (long)((p - c * chunk) / KW) * MR * KW;
+    return dst + (long)c * chunk * mc_pad + (long)(panel0 + ip) * MR * len +
+           (long)((p - c * chunk) / KW) * MR * KW;
   };
   auto pairs_from = [&](int p0) { return (kcp - p0) / 2 < 16 ? (kcp - p0) / 2 : 16; };
   for (int ip = 0; ip < npanels; ++ip) {
