@@ -3,9 +3,10 @@ and dropout 0.5 after each hidden layer, Adam 1e-3, batch 128, trained on the fi
 images of the MNIST test set in ../shared/data/mnist and scored on the last 2,000; fastdl
 vs the same network in PyTorch (its own default initialisation), wall time and accuracy.
 
-    python bench/fit_mnist_dropout.py [--seeds 0,1,2] [--epochs 20] [--threads 2]
+    python bench/fit_mnist_dropout.py [--seeds 0,1,2] [--epochs 20] [--threads 2] [--bf16]
 
-Goal: fastdl >= 96% accuracy, in less wall time than PyTorch. The folder is taken from
+Goal: fastdl >= 96% accuracy, in less wall time than PyTorch. --bf16 also fits fastdl with
+compile(precision="bf16") (goal: accuracy within 0.3 points of fp32, wall time <= 0.6x). The folder is taken from
 $FASTDL_MNIST, else ../shared/data/mnist beside the repository.
 """
 
@@ -34,12 +35,13 @@ def load_data():
     return (x[:8000], y[:8000]), (x[8000:], y[8000:])
 
 
-def run_fastdl(data, seed=0, epochs=20):
+def run_fastdl(data, seed=0, epochs=20, precision="fp32"):
     (xtr, ytr), (xte, yte) = data
     model = fastdl.Sequential([fastdl.Dropout(0.2), fastdl.Dense(784, 1024, activation="relu"), fastdl.Dropout(0.5),
                                fastdl.Dense(1024, 1024, activation="relu"), fastdl.Dropout(0.5),
                                fastdl.Dense(1024, 10)], seed=seed)
-    model.compile(optimizer=fastdl.optim.Adam(lr=1e-3), loss="softmax_cross_entropy", metrics=["accuracy"])
+    model.compile(optimizer=fastdl.optim.Adam(lr=1e-3), loss="softmax_cross_entropy", metrics=["accuracy"],
+                  precision=precision)
     t0 = time.perf_counter()
     model.fit(xtr, ytr, epochs=epochs, batch_size=128, verbose=0)
     wall = time.perf_counter() - t0
@@ -79,12 +81,15 @@ def main():
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--skip-torch", action="store_true")
+    p.add_argument("--bf16", action="store_true", help="also fit fastdl with precision='bf16'")
     args = p.parse_args()
     fastdl.set_num_threads(args.threads)
     data = load_data()
     print(f"fastdl {fastdl.__version__} isa={fastdl.get_isa()} threads={args.threads}; "
           f"{len(data[0][0])} train / {len(data[1][0])} test images, {args.epochs} epochs")
     runs = [("fastdl", run_fastdl)]
+    if args.bf16:
+        runs.append(("fastdl bf16", lambda data, seed, epochs: run_fastdl(data, seed, epochs, precision="bf16")))
     if not args.skip_torch:
         import torch
 

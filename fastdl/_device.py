@@ -18,7 +18,7 @@ __all__ = ["get_backend", "is_device_array", "to_host", "DEVICES"]
 
 DEVICES = ("cpu", "cuda")
 
-CUDA_HINT = "install the GPU extra with `pip install fastdl[cuda]` (numba-cuda) on a machine with an NVIDIA GPU"
+CUDA_HINT = "install the GPU extra with pip install 'fastdl[cuda]' (numba-cuda) on a machine with an NVIDIA GPU"
 
 
 def is_device_array(a):
@@ -168,7 +168,7 @@ class CUDABackend:
         try:
             self.cuda = fcuda.require()
         except ImportError as e:
-            raise ImportError(f"device='cuda' needs numba-cuda: {CUDA_HINT} ({e})") from e
+            raise ImportError(f"device='cuda' needs numba-cuda: {e}") from e
         except RuntimeError as e:
             raise RuntimeError(f"device='cuda' is not available: {e}") from e
         self.kernels = fcuda.kernels

@@ -21,6 +21,9 @@ class Stage:
     params = ()  # (layer, ParamSpec) pairs in buffer order
     max_norm = None
     need_dx = True
+    # The GEMM kernels' precision= keyword ({} on a device whose kernels compute in fp32
+    # only): set by Sequential.compile, passed by the Dense and Maxout stages.
+    precision = {}
     # Row of the global mini-batch that this batch's first row is: data-parallel ranks
     # (fastdl.distributed) set it so dropout draws the mask of the global sample index.
     row_offset = 0
@@ -119,9 +122,9 @@ class DenseStage(Stage):
         if self.p:
             self.mask = self._mask_buffer(shape[0], shape[0] * self.m)
             self._dfwd(x, self.w, self.b, self.act, self.p, self.seed, step, self.stream, alpha=self.alpha,
-                       scale=self.scale, offset=self.row_offset * self.m, out=(y, self.mask) + z)
+                       scale=self.scale, offset=self.row_offset * self.m, out=(y, self.mask) + z, **self.precision)
         else:
-            self._fwd(x, self.w, self.b, self.act, alpha=self.alpha, out=(y,) + z)
+            self._fwd(x, self.w, self.b, self.act, alpha=self.alpha, out=(y,) + z, **self.precision)
         self.y = y
         self.z = z[0] if z else None
         return y
@@ -130,7 +133,7 @@ class DenseStage(Stage):
         shape = (x.shape[0], self.m)
         y = self._kept("y", shape)
         self._fwd(x, self.w, self.b, self.act, alpha=self.alpha,
-                  out=(y, self._kept("z", shape)) if self.needs_z else y)
+                  out=(y, self._kept("z", shape)) if self.needs_z else y, **self.precision)
         if self.test_scale is not None:
             self.backend.scale_(y, self.test_scale)
         return y
@@ -144,10 +147,10 @@ class DenseStage(Stage):
         out = (dx, self.gw if update is None else None, self.gb) + ((self.galpha,) if self.prelu else ())
         if self.p:
             r = self._dbwd(dy, self.x, self.w, self.act, self.mask, self.p, y=self.y, z=self.z, alpha=self.alpha,
-                           scale=self.scale, need_dx=self.need_dx, out=out, update=update)
+                           scale=self.scale, need_dx=self.need_dx, out=out, update=update, **self.precision)
         else:
             r = self._bwd(dy, self.x, self.w, self.act, y=self.y, z=self.z, alpha=self.alpha, need_dx=self.need_dx,
-                          out=out, update=update)
+                          out=out, update=update, **self.precision)
         return r[0]
 
 
@@ -177,18 +180,20 @@ class MaxoutStage(Stage):
 
     def forward_train(self, x, step):
         self.x = x
-        self.y, self.argmax = self._fwd(x, self.w, self.b, self.pieces, out=self._outputs(x.shape[0]))
+        self.y, self.argmax = self._fwd(x, self.w, self.b, self.pieces, out=self._outputs(x.shape[0]),
+                                        **self.precision)
         return self.y
 
     def forward_eval(self, x):
-        return self._fwd(x, self.w, self.b, self.pieces, out=self._outputs(x.shape[0]))[0]
+        return self._fwd(x, self.w, self.b, self.pieces, out=self._outputs(x.shape[0]), **self.precision)[0]
 
     def backward(self, dy, update=None):
         # dw and db straight into the flat gradient buffer, as DenseStage (w stepped by the
         # kernel with an update).
         dx = self._kept("dx", self.x.shape) if self.need_dx else None
         return self._bwd(dy, self.x, self.w, self.argmax, self.pieces, need_dx=self.need_dx,
-                         out=(dx, self.gw if update is None else None, self.gb), update=update)[0]
+                         out=(dx, self.gw if update is None else None, self.gb), update=update,
+                         **self.precision)[0]
 
 
 class DropoutStage(Stage):

@@ -37,7 +37,8 @@ def summary_text(model):
         rows.append(_stage_row(stage, counts, graph.output_dim if k == len(graph.stages) - 1 else None))
     widths = [max(len(r[c]) for r in rows) for c in range(4)]
     line = "-" * (sum(widths) + 6)
-    out = [f"{type(model).__name__} (device={model.device}, input_dim={model.input_dim}, seed={model.seed})", line]
+    out = [f"{type(model).__name__} (device={model.device}, input_dim={model.input_dim}, seed={model.seed}, "
+           f"precision={model.precision})", line]
     for k, r in enumerate(rows):
         out.append("  ".join(c.ljust(w) if j < 3 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))))
         if k == 0:

@@ -67,6 +67,7 @@ class Network(NetworkState):
         self.loss = None
         self.metrics, self.weighted_metrics = [], []
         self._optimizer_step = "auto"
+        self.precision = "fp32"  # set by compile: the GEMMs' arithmetic
         self.step_plan = None
         self._stepper = None
         self._sizes = BatchSizes(MAX_KEPT_BATCH_SIZES, self._release_rows)
@@ -133,7 +134,7 @@ class Network(NetworkState):
 
     # -- compile --------------------------------------------------------------------------
     def compile(self, optimizer="adam", loss="softmax_cross_entropy", metrics=None, weighted_metrics=None,
-                optimizer_step="auto", step_in_backward=None):
+                optimizer_step="auto", step_in_backward=None, precision="fp32"):
         """Chooses the optimizer (a fastdl.optim.Optimizer or a name with PyTorch's
         defaults), the loss and the metrics (["accuracy"]; ``weighted_metrics`` are
         weighted by fit's sample_weight/class_weight, as in Keras).
@@ -141,7 +142,12 @@ class Network(NetworkState):
         optimizer_step: where the optimizer update runs -- "separate", "in_backward",
         "in_stack" or "auto" (default; see fastdl.step_plan and ``model.step_plan``).
         Every choice gives the same parameters bit for bit. step_in_backward is its
-        former name (True: "in_backward", False: "separate")."""
+        former name (True: "in_backward", False: "separate").
+
+        precision: "fp32" (default) or "bf16" (CPU): the Dense and Maxout layers' GEMMs,
+        in training and inference, round their operands to bfloat16 and accumulate in
+        fp32 on the CPU's bf16 units (docs/kernels.md, "precision="); the parameters,
+        gradients, optimizer state, activations and loss stay fp32."""
         if step_in_backward is not None:
             import warnings
 
@@ -152,6 +158,10 @@ class Network(NetworkState):
             optimizer_step = {True: "in_backward", False: "separate", "auto": "auto"}[step_in_backward]
         if optimizer_step not in plans.OPTIMIZER_STEPS:
             raise ValueError(f"optimizer_step: expected one of {plans.OPTIMIZER_STEPS}, got {optimizer_step!r}")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision: expected 'fp32' or 'bf16', got {precision!r}")
+        if precision != "fp32" and self._backend.name != "cpu":
+            raise ValueError(f"precision: {precision!r} is CPU only (this model is on {self.device!r})")
         opt = optim.get(optimizer)
         lossf = losses_mod.get(loss)
         metrics, weighted = get_metrics(metrics, "metrics", lossf), get_metrics(weighted_metrics,
@@ -159,6 +169,7 @@ class Network(NetworkState):
         self.optimizer, self.loss = opt, lossf.bind(self._backend)
         self.metrics, self.weighted_metrics = metrics, weighted
         self._optimizer_step = optimizer_step
+        self.precision = precision
         if self._graph is not None:
             self._bind_training()
         return self
@@ -172,13 +183,15 @@ class Network(NetworkState):
         fuse an output activation into the loss (fastdl.outputs), choose the step plan."""
         g = self._graph
         self._output_activation = outputs.fuse_into_loss(g, self.loss)
+        for stage in g.stages:
+            stage.precision = {"precision": self.precision} if self._backend.name == "cpu" else {}
         self.optimizer.bind(self.num_params, self.device, g.decay_segments)
         self._set_plan(plans.choose(self._optimizer_step, g.stages, g.bwd_stages, self.loss, self.optimizer,
-                                    self._backend.name))
+                                    self._backend.name, self.precision))
 
     def _set_plan(self, plan):
         self.step_plan = plan
-        self._stepper = plans.Stepper(plan, self._graph, self.loss, self.optimizer, self._backend)
+        self._stepper = plans.Stepper(plan, self._graph, self.loss, self.optimizer, self._backend, self.precision)
 
     def _require_compiled(self, what, build=True):
         if not self.compiled:
@@ -275,7 +288,7 @@ class Network(NetworkState):
         if self._separate_stepper is None or self._separate_stepper[0] is not self._stepper:
             sep = plans.StepPlan(self.step_plan.execution, "separate", "a callback reads flat_grads")
             self._separate_stepper = (self._stepper, plans.Stepper(sep, self._graph, self.loss, self.optimizer,
-                                                                   self._backend))
+                                                                   self._backend, self.precision))
         return self._separate_stepper[1]
 
     def compute_gradients(self, x, y, sample_weight=None, keep_state=False):

@@ -57,7 +57,8 @@ def model_state(model):
         meta["compile"] = {"optimizer": model.optimizer.get_config(), "optimizer_step": sd["state"]["step"],
                            "optimizer_state": sorted(opt_arrays), "loss": model.loss.get_config(),
                            "metrics": list(model.metrics), "weighted_metrics": list(model.weighted_metrics),
-                           "optimizer_step_plan": model._optimizer_step}
+                           "optimizer_step_plan": model._optimizer_step,
+                           "precision": getattr(model, "precision", "fp32")}
     return meta, arrays
 
 
@@ -95,7 +96,8 @@ def model_from_state(meta, arrays, model_class, device="cpu", where="model", opt
             plan = "auto"
         model.compile(optimizer=comp["optimizer"] if optimizer is None else optimizer,
                       loss=comp["loss"] if loss is None else loss, metrics=comp["metrics"],
-                      weighted_metrics=comp.get("weighted_metrics"), optimizer_step=plan)
+                      weighted_metrics=comp.get("weighted_metrics"), optimizer_step=plan,
+                      precision=comp.get("precision", "fp32") if model.device == "cpu" else "fp32")
         state = {"step": comp["optimizer_step"]}
         state.update({k: arrays[f"optimizer/{k}"] for k in comp["optimizer_state"]})
         hyper = {k: v for k, v in comp["optimizer"].items() if k != "name"}

@@ -127,7 +127,7 @@ def separate_pass_leaves_cache(weights, state_buffers):
     return cache <= 0 or 4 * weights * (2 + state_buffers) > cache // 2
 
 
-def choose(mode, stages, bwd_stages, loss, optimizer, backend_name):
+def choose(mode, stages, bwd_stages, loss, optimizer, backend_name, precision="fp32"):
     """The StepPlan for compile's optimizer_step=`mode`; a ValueError names what makes an
     asked-for plan impossible."""
     if mode not in OPTIMIZER_STEPS:
@@ -161,6 +161,12 @@ def choose(mode, stages, bwd_stages, loss, optimizer, backend_name):
         return StepPlan(execution, "in_stack", "asked for (optimizer_step='in_stack')")
     state = len(optimizer.state)
     state_mb = 4 * weights * (2 + state) / 1e6
+    if weights >= IN_BACKWARD_MIN_WEIGHTS and separate_pass_leaves_cache(weights, state) and precision == "bf16":
+        # The bf16 units finish a weight-gradient tile long before an update inside the
+        # GEMM has fetched that tile's parameters and state: it would wait on memory tile
+        # by tile, where a separate pass streams them.
+        return StepPlan(execution, "separate", f"{weights:,} weights in bf16: a separate pass streams the "
+                        f"{state_mb:.0f} MB faster than the bf16 GEMMs' tiles can fetch them")
     if weights >= IN_BACKWARD_MIN_WEIGHTS and separate_pass_leaves_cache(weights, state):
         cache = last_level_cache_bytes()
         where = f"{cache / 2**20:.0f} MiB" if cache > 0 else "an unknown size"
@@ -180,8 +186,9 @@ class Stepper:
     compile (and again whenever the plan changes) with its stages, flat buffers, loss
     and optimizer; the buffers a step needs are kept per batch size, like the stages'."""
 
-    def __init__(self, plan, graph, loss, optimizer, backend):
+    def __init__(self, plan, graph, loss, optimizer, backend, precision="fp32"):
         self.plan = plan
+        self.precision = precision
         g = graph
         self.stages, self.bwd_stages, self.bn_stages = g.stages, g.bwd_stages, g.bn_stages
         self.max_norm_stages = g.max_norm_stages
@@ -248,7 +255,8 @@ class Stepper:
                     "dw": s.gw, "db": s.gb, "dalpha": s.galpha if s.prelu else None})
             smoothing = getattr(self.loss, "label_smoothing", 0.0)
             stack = self._stacks[n] = self.backend.kernels.DenseStack(
-                layers, loss=self.loss.name, dout=self._loss_grad(n), label_smoothing=smoothing)
+                layers, loss=self.loss.name, dout=self._loss_grad(n), label_smoothing=smoothing,
+                precision=self.precision)
         return stack
 
     # -- the passes ------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def test_gpu_request_without_numba_names_the_cuda_extra(monkeypatch):
     hint = re.escape("pip install 'fastdl[cuda]'")
     with pytest.raises(ImportError, match=r"numba-cuda, which is not installed: .*" + hint):
         fcuda.require()
-    with pytest.raises(ImportError, match=r"device='cuda': .*" + hint):
+    with pytest.raises(ImportError, match=r"device='cuda' needs numba-cuda: .*" + hint):
         fastdl.Sequential([fastdl.Dense(3, 2)], device="cuda")
     assert not fcuda.is_available()
 

@@ -13,6 +13,7 @@
 #include "bindings/activation_args.h"
 #include "bindings/checks.h"
 #include "bindings/optimizer_step.h"
+#include "bindings/precision_arg.h"
 #include "fastdl/activation.h"
 #include "fastdl/dense_stack.h"
 
@@ -30,7 +31,8 @@ struct NamedArray {
 class PyDenseStack {
  public:
   PyDenseStack(const py::list& layers, const std::string& loss, py::handle dout,
-               py::handle label_smoothing_h) {
+               py::handle label_smoothing_h, py::handle precision)
+      : precision_(precision_arg(precision)) {
     const double label_smoothing = finite_arg(label_smoothing_h, "label_smoothing");
     if (layers.empty()) throw py::value_error("layers: expected at least one layer, got none");
     if (loss == "softmax_cross_entropy") loss_.kind = StackLoss::softmax_ce;
@@ -135,10 +137,11 @@ class PyDenseStack {
     py::gil_scoped_release release;
     return dense_stack_train(layers_.data(), (int)layers_.size(), n_, px, loss,
                              updates.empty() ? nullptr : updates.data(), backward_if_nonfinite,
-                             step);
+                             step, precision_);
   }
 
   long batch_size() const { return n_; }
+  std::string precision() const { return precision_name(precision_); }
   size_t num_layers() const { return layers_.size(); }
 
  private:
@@ -287,6 +290,7 @@ class PyDenseStack {
   std::vector<ByteRange> output_ranges_;  // their memory, for the per-step checks
   DenseStackLossArgs loss_;
   long n_ = 0;
+  Precision precision_;
 };
 
 }  // namespace
@@ -296,8 +300,9 @@ void register_dense_stack(py::module_& m) {
                            "Forward, loss and backward of a stack of dense layers in one call "
                            "(fastdl/dense_stack.h). Built once per batch size from the layers' "
                            "buffers, which it checks and keeps alive.")
-      .def(py::init<const py::list&, const std::string&, py::handle, py::handle>(), py::arg("layers"),
-           py::kw_only(), py::arg("loss"), py::arg("dout"), py::arg("label_smoothing") = 0.0)
+      .def(py::init<const py::list&, const std::string&, py::handle, py::handle, py::handle>(),
+           py::arg("layers"), py::kw_only(), py::arg("loss"), py::arg("dout"),
+           py::arg("label_smoothing") = 0.0, py::arg("precision") = "fp32")
       .def("train", &PyDenseStack::train, py::arg("x"), py::arg("target"),
            py::arg("sample_weight") = py::none(), py::kw_only(),
            py::arg("update") = py::none(), py::arg("backward_if_nonfinite") = true,
@@ -313,6 +318,7 @@ void register_dense_stack(py::module_& m) {
            "(gradients are still written). backward_if_nonfinite=False: a loss that is not "
            "finite returns before the backward pass (and any update or step).")
       .def_property_readonly("batch_size", &PyDenseStack::batch_size)
+      .def_property_readonly("precision", &PyDenseStack::precision)
       .def("__len__", &PyDenseStack::num_layers);
 }
 

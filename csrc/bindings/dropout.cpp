@@ -13,6 +13,7 @@
 #include "bindings/gradient_outputs.h"
 #include "bindings/optimizer_step.h"
 #include "bindings/outputs.h"
+#include "bindings/precision_arg.h"
 #include "dropout/dropout_isa.h"
 #include "fastdl/activation.h"
 #include "fastdl/dropout.h"
@@ -138,8 +139,9 @@ py::tuple dense_dropout_forward_py(py::handle x_h, py::handle w_h, py::handle b_
                                    const std::string& activation, py::handle p_h,
                                    py::handle seed_h, py::handle step_h, py::handle stream_h,
                                    py::handle alpha_h, bool scale, py::handle offset_h,
-                                   py::handle out_h) {
+                                   py::handle out_h, py::handle precision_h) {
   const Activation act = parse_activation(activation);
+  const Precision precision = precision_arg(precision_h);
   auto [x, w, b, n, k, m] = dense_inputs(x_h, w_h, b_h);
   AlphaArg alpha = parse_alpha(act, alpha_h, m);
   const double p = p_arg(p_h);
@@ -160,7 +162,7 @@ py::tuple dense_dropout_forward_py(py::handle x_h, py::handle w_h, py::handle b_
     uint8_t* pm = u8ptr(mask);
     py::gil_scoped_release release;
     dense_dropout_forward(py_, pm, pz, px, pw, pb, n, k, m, act, p, seed, step, stream, scale,
-                          alpha.scalar, pa, offset);
+                          alpha.scalar, pa, offset, precision);
   }
   if (z) return py::make_tuple(y, mask, *z);
   return py::make_tuple(y, mask);
@@ -170,8 +172,10 @@ py::tuple dense_dropout_backward_py(py::handle dy_h, py::handle x_h, py::handle 
                                     const std::string& activation, py::handle mask_h,
                                     py::handle p_h, py::handle y_h, py::handle z_h,
                                     py::handle alpha_h, bool scale, bool need_dx,
-                                    py::handle out_h, py::handle update_h) {
+                                    py::handle out_h, py::handle update_h,
+                                    py::handle precision_h) {
   const Activation act = parse_activation(activation);
+  const Precision precision = precision_arg(precision_h);
   auto [dy, x, w, n, k, m] = dense_grad_inputs(dy_h, x_h, w_h);
   py::array mask = checked_mask(mask_h, n * m, "dy");
   const double p = p_arg(p_h);
@@ -193,7 +197,7 @@ py::tuple dense_dropout_backward_py(py::handle dy_h, py::handle x_h, py::handle 
     const WeightUpdate* pu = update ? &*update : nullptr;
     py::gil_scoped_release release;
     dense_dropout_backward(pdx, pdw, pdb, pdal, pdy, px, pw, ps, pm, n, k, m, act, p, scale,
-                           alpha.scalar, pa, pu);
+                           alpha.scalar, pa, pu, precision);
   }
   return g.result();
 }
@@ -214,12 +218,13 @@ void register_dropout(py::module_& m) {
   m.def("dense_dropout_forward", &dense_dropout_forward_py, py::arg("x"), py::arg("w"),
         py::arg("b"), py::arg("activation"), py::arg("p"), py::arg("seed"), py::arg("step"),
         py::arg("stream") = 0, py::kw_only(), py::arg("alpha") = py::none(),
-        py::arg("scale") = true, py::arg("offset") = 0, py::arg("out") = py::none());
+        py::arg("scale") = true, py::arg("offset") = 0, py::arg("out") = py::none(),
+        py::arg("precision") = "fp32");
   m.def("dense_dropout_backward", &dense_dropout_backward_py, py::arg("dy"), py::arg("x"),
         py::arg("w"), py::arg("activation"), py::arg("mask"), py::arg("p"), py::kw_only(),
         py::arg("y") = py::none(), py::arg("z") = py::none(), py::arg("alpha") = py::none(),
         py::arg("scale") = true, py::arg("need_dx") = true, py::arg("out") = py::none(),
-        py::arg("update") = py::none());
+        py::arg("update") = py::none(), py::arg("precision") = "fp32");
 }
 
 }  // namespace fastdl::bind

@@ -10,6 +10,7 @@
 #include "bindings/gradient_outputs.h"
 #include "bindings/optimizer_step.h"
 #include "bindings/outputs.h"
+#include "bindings/precision_arg.h"
 #include "fastdl/maxout.h"
 
 namespace py = pybind11;
@@ -75,7 +76,9 @@ py::array maxout_backward_py(py::handle dy_h, py::handle argmax_h, py::handle pi
 }
 
 py::tuple dense_maxout_forward_py(py::handle x_h, py::handle w_h, py::handle b_h,
-                                  py::handle pieces_h, py::handle out_h) {
+                                  py::handle pieces_h, py::handle out_h,
+                                  py::handle precision_h) {
+  const Precision precision = precision_arg(precision_h);
   py::array x = checked_f32(x_h, "x", 2, "of shape (N, K)");
   py::array w = checked_f32(w_h, "w", 2, "of shape (K, M * pieces)");
   const py::ssize_t n = x.shape(0), k = x.shape(1), cols = w.shape(1);
@@ -95,14 +98,16 @@ py::tuple dense_maxout_forward_py(py::handle x_h, py::handle w_h, py::handle b_h
     float* py_ = fptr(y);
     uint8_t* pa = u8ptr(argmax);
     py::gil_scoped_release release;
-    dense_maxout_forward(py_, pa, px, pw, pb, n, k, m, pieces);
+    dense_maxout_forward(py_, pa, px, pw, pb, n, k, m, pieces, precision);
   }
   return py::make_tuple(y, argmax);
 }
 
 py::tuple dense_maxout_backward_py(py::handle dy_h, py::handle x_h, py::handle w_h,
                                    py::handle argmax_h, py::handle pieces_h, bool need_dx,
-                                   py::handle out_h, py::handle update_h) {
+                                   py::handle out_h, py::handle update_h,
+                                   py::handle precision_h) {
+  const Precision precision = precision_arg(precision_h);
   py::array dy = checked_f32(dy_h, "dy", 2, "of shape (N, M)");
   py::array x = checked_f32(x_h, "x", 2, "of shape (N, K)");
   py::array w = checked_f32(w_h, "w", 2, "of shape (K, M * pieces)");
@@ -122,7 +127,7 @@ py::tuple dense_maxout_backward_py(py::handle dy_h, py::handle x_h, py::handle w
     float *pdx = g.dx_ptr(), *pdw = g.dw_ptr(), *pdb = fptr(g.db);
     const WeightUpdate* pu = update ? &*update : nullptr;
     py::gil_scoped_release release;
-    dense_maxout_backward(pdx, pdw, pdb, pdy, px, pw, pa, n, k, m, pieces, pu);
+    dense_maxout_backward(pdx, pdw, pdb, pdy, px, pw, pa, n, k, m, pieces, pu, precision);
   }
   return g.result();
 }
@@ -135,10 +140,12 @@ void register_maxout(py::module_& m) {
   m.def("maxout_backward", &maxout_backward_py, py::arg("dy"), py::arg("argmax"), py::arg("pieces"),
         py::kw_only(), py::arg("out") = py::none());
   m.def("dense_maxout_forward", &dense_maxout_forward_py, py::arg("x"), py::arg("w"),
-        py::arg("b"), py::arg("pieces"), py::kw_only(), py::arg("out") = py::none());
+        py::arg("b"), py::arg("pieces"), py::kw_only(), py::arg("out") = py::none(),
+        py::arg("precision") = "fp32");
   m.def("dense_maxout_backward", &dense_maxout_backward_py, py::arg("dy"), py::arg("x"),
         py::arg("w"), py::arg("argmax"), py::arg("pieces"), py::kw_only(),
-        py::arg("need_dx") = true, py::arg("out") = py::none(), py::arg("update") = py::none());
+        py::arg("need_dx") = true, py::arg("out") = py::none(), py::arg("update") = py::none(),
+        py::arg("precision") = "fp32");
 }
 
 }  // namespace fastdl::bind

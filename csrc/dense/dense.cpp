@@ -39,7 +39,8 @@ bool side_by_side(long n, long k, long m) {
 }  // namespace
 
 void dense_forward(float* y, float* z, const float* x, const float* w, const float* b, long n,
-                   long k, long m, Activation act, float alpha, const float* alpha_vec) {
+                   long k, long m, Activation act, float alpha, const float* alpha_vec,
+                   Precision precision) {
   GemmEpilogue ep;
   ep.bias = b;
   ep.act = act;
@@ -48,14 +49,14 @@ void dense_forward(float* y, float* z, const float* x, const float* w, const flo
   ep.z = z;
   ep.ldz = m;
   // x (n, k) row-major, w (k, m) row-major.
-  sgemm(n, m, k, x, k, 1, w, m, 1, y, m, false, &ep);
+  sgemm(n, m, k, x, k, 1, w, m, 1, y, m, false, &ep, precision);
 }
 
 
 void dense_backward(float* dx, float* dw, float* db, float* dalpha, const float* dy,
                     const float* x, const float* w, const float* s, long n, long k, long m,
                     Activation act, float alpha, const float* alpha_vec,
-                    const WeightUpdate* update) {
+                    const WeightUpdate* update, Precision precision) {
   if (update && k > 0 && m > 0) {
     if (!update->step)
       throw std::invalid_argument("update: the WeightUpdate has no optimizer step");
@@ -88,6 +89,7 @@ void dense_backward(float* dx, float* dw, float* db, float* dalpha, const float*
   dz.dalpha = act == Activation::prelu ? dalpha : nullptr;
   // dw (k, m) = x^T (k, n) @ dz (n, m)
   GemmArgs gw{k, m, n, x, 1, k, dy, m, 1, dw, m, false, nullptr};
+  gw.precision = precision;
   if (k <= 0) {
     // No inputs, so no dw, but db still needs its pass: a one-row GEMM of zeros packs
     // dz and reduces it; its row of C is thrown away.
@@ -95,6 +97,7 @@ void dense_backward(float* dx, float* dw, float* db, float* dalpha, const float*
     float* buf = scratch.get<float>((size_t)(n + m));
     for (long i = 0; i < n; ++i) buf[i] = 0.0f;
     gw = GemmArgs{1, m, n, buf, 1, 1, dy, m, 1, buf + n, m, false, nullptr};
+    gw.precision = precision;
   }
   gw.dz_b = &dz;
   // dx (n, k) = dz (n, m) @ w^T (m, k); no reductions on this side.
@@ -103,6 +106,7 @@ void dense_backward(float* dx, float* dw, float* db, float* dalpha, const float*
     dz_a.db = dz_a.dalpha = nullptr;
     GemmArgs gx{n, k, m, dy, m, 1, w, 1, m, dx, k, false, nullptr};
     gx.dz_a = &dz_a;
+    gx.precision = precision;
     sgemm(gx);
   };
   if (!update || k <= 0) {

@@ -29,7 +29,8 @@ double run_loss(const DenseStackLossArgs& a, const float* out, long n, long c) {
 
 double dense_stack_train(const DenseStackLayer* layers, int count, long n, const float* x,
                          const DenseStackLossArgs& loss, const WeightUpdate* updates,
-                         bool backward_if_nonfinite, const OptimizerStep* step) {
+                         bool backward_if_nonfinite, const OptimizerStep* step,
+                         Precision precision) {
   if (count < 1) throw std::invalid_argument("dense_stack_train: no layers");
   if (updates && step)
     throw std::invalid_argument("dense_stack_train: updates and step are two ways to take "
@@ -38,11 +39,11 @@ double dense_stack_train(const DenseStackLayer* layers, int count, long n, const
   if (loss.sample_weight) check_sample_weight(loss.sample_weight, n);
   const int step_threads = step ? owned_step_threads(*step) : 0;
   const std::vector<OwnedBlock>* owned =
-      step ? &plan_owned_step(*step, layers, count, n, step_threads) : nullptr;
+      step ? &plan_owned_step(*step, layers, count, n, step_threads, precision) : nullptr;
   for (int i = 0; i < count; ++i) {
     const DenseStackLayer& l = layers[i];
     dense_forward(l.y, l.z, i == 0 ? x : layers[i - 1].y, l.w, l.b, n, l.k, l.m, l.act, l.alpha,
-                  l.alpha_vec);
+                  l.alpha_vec, precision);
   }
   const DenseStackLayer& last = layers[count - 1];
   const double value = run_loss(loss, last.y, n, last.m);
@@ -54,7 +55,8 @@ double dense_stack_train(const DenseStackLayer* layers, int count, long n, const
     const float* s = activation_needs_z(l.act) ? l.z : l.y;
     const WeightUpdate* u = updates ? &updates[i] : nullptr;
     dense_backward(l.dx, u && !u->keep_dw ? nullptr : l.dw, l.db, l.dalpha, dy,
-                   i == 0 ? x : layers[i - 1].y, l.w, s, n, l.k, l.m, l.act, l.alpha, l.alpha_vec, u);
+                   i == 0 ? x : layers[i - 1].y, l.w, s, n, l.k, l.m, l.act, l.alpha, l.alpha_vec, u,
+                   precision);
   }
   if (step) apply_owned_step(*step, *owned, step_threads);
   return value;

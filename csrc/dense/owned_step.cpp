@@ -57,7 +57,7 @@ void need_gradient(const float* g, int layer, const char* grad, Part part) {
 
 // The plan itself (plan_owned_step keeps it).
 void make_owned_plan(const OptimizerStep& step, const DenseStackLayer* layers, int count, long n,
-                     int threads, std::vector<OwnedBlock>& blocks) {
+                     int threads, Precision precision, std::vector<OwnedBlock>& blocks) {
   blocks.clear();
   // Reused between steps: a training step allocates nothing once warm.
   static thread_local std::vector<Param> params;
@@ -82,6 +82,7 @@ void make_owned_plan(const OptimizerStep& step, const DenseStackLayer* layers, i
     // Who reads which part of w in this layer's forward GEMM (dense_forward's: x (n, k)
     // @ w (k, m); its epilogue does not change the partition).
     GemmArgs fwd{n, l.m, l.k, nullptr, l.k, 1, l.w, l.m, 1, l.y, l.m, false, nullptr};
+    fwd.precision = precision;
     static thread_local std::vector<GemmBPart> parts;
     parts.clear();
     bool by_gemm = threads > 1 && l.k > 0 && l.m > 0;
@@ -144,14 +145,16 @@ void make_owned_plan(const OptimizerStep& step, const DenseStackLayer* layers, i
 }
 
 // Everything a plan depends on: the step's buffer, the batch size, the threads, the
-// kernel path (the GEMMs' partition differs per ISA) and every layer's shapes,
+// kernel path and precision (the GEMMs' partition differs per path) and every layer's shapes,
 // activation and pointers. A training loop plans once and then compares ~60 words a
 // step instead of planning again (~1 us).
 void plan_key(const OptimizerStep& step, const DenseStackLayer* layers, int count, long n,
-              int threads, std::vector<std::uintptr_t>& key) {
+              int threads, Precision precision, std::vector<std::uintptr_t>& key) {
   auto word = [&](auto v) { key.push_back((std::uintptr_t)v); };
   key.clear();
   word(step.params()), word(step.size()), word(n), word(threads), word((int)active_isa());
+  word((int)active_bf16_unit());
+  word((int)precision);
   for (int i = 0; i < count; ++i) {
     const DenseStackLayer& l = layers[i];
     word(l.w), word(l.b), word(l.k), word(l.m), word((int)l.act), word(l.alpha_vec);
@@ -167,13 +170,13 @@ int owned_step_threads(const OptimizerStep& step) {
 
 const std::vector<OwnedBlock>& plan_owned_step(const OptimizerStep& step,
                                                const DenseStackLayer* layers, int count,
-                                               long n, int threads) {
+                                               long n, int threads, Precision precision) {
   static thread_local std::vector<std::uintptr_t> key, planned;
   static thread_local std::vector<OwnedBlock> plan;
-  plan_key(step, layers, count, n, threads, key);
+  plan_key(step, layers, count, n, threads, precision, key);
   if (key != planned) {
     planned.clear();  // until the new plan is complete: a throw leaves no stale one
-    make_owned_plan(step, layers, count, n, threads, plan);
+    make_owned_plan(step, layers, count, n, threads, precision, plan);
     planned = key;
   }
   return plan;

@@ -22,10 +22,11 @@ struct OwnedBlock {
 // for a buffer too small to split). Throws std::invalid_argument, naming the layer,
 // where the layers' parameters do not tile the buffer or a parameter has no gradient.
 // The plan is kept per calling thread and reused while nothing it depends on changes;
-// the reference is valid until this thread's next call.
+// the reference is valid until this thread's next call. precision: the forward GEMMs'
+// (their partition differs per path).
 const std::vector<OwnedBlock>& plan_owned_step(const OptimizerStep& step,
                                                const DenseStackLayer* layers, int count,
-                                               long n, int threads);
+                                               long n, int threads, Precision precision);
 
 // The threads plan_owned_step should plan for.
 int owned_step_threads(const OptimizerStep& step);

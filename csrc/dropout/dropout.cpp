@@ -62,7 +62,8 @@ uint64_t dropout_keep_bits_at(uint64_t c, const DropoutKey& key, int* nbits) {
 void dense_dropout_forward(float* y, uint8_t* mask, float* z, const float* x, const float* w,
                            const float* b, long n, long k, long m, Activation act, double p,
                            uint64_t seed, uint32_t step, uint32_t stream, bool scale,
-                           float alpha, const float* alpha_vec, uint64_t offset) {
+                           float alpha, const float* alpha_vec, uint64_t offset,
+                           Precision precision) {
   check_dropout_p(p);
   if (n <= 0 || m <= 0) return;
   // Tile rows OR their bits into the bytes they share with a neighbour (odd m).
@@ -81,13 +82,14 @@ void dense_dropout_forward(float* y, uint8_t* mask, float* z, const float* x, co
   ep.z = z;
   ep.ldz = m;
   ep.dropout = &drop;
-  sgemm(n, m, k, x, k, 1, w, m, 1, y, m, false, &ep);
+  sgemm(n, m, k, x, k, 1, w, m, 1, y, m, false, &ep, precision);
 }
 
 void dense_dropout_backward(float* dx, float* dw, float* db, float* dalpha, const float* dy,
                             const float* x, const float* w, const float* s, const uint8_t* mask,
                             long n, long k, long m, Activation act, double p, bool scale,
-                            float alpha, const float* alpha_vec, const WeightUpdate* update) {
+                            float alpha, const float* alpha_vec, const WeightUpdate* update,
+                            Precision precision) {
   check_dropout_p(p);
   static thread_local ScratchBuffer dy_buf, s_buf;
   const long size = n * m;
@@ -103,7 +105,8 @@ void dense_dropout_backward(float* dx, float* dw, float* db, float* dalpha, cons
     for (long i = 0; i < size; ++i) s_un[i] = s[i] / sc;
     s = s_un;
   }
-  dense_backward(dx, dw, db, dalpha, dy_kept, x, w, s, n, k, m, act, alpha, alpha_vec, update);
+  dense_backward(dx, dw, db, dalpha, dy_kept, x, w, s, n, k, m, act, alpha, alpha_vec, update,
+                 precision);
 }
 
 }  // namespace fastdl

@@ -1,6 +1,7 @@
 // Internal: the per-ISA entry points behind fastdl::sgemm and friends.
 #pragma once
 #include "fastdl/gemm.h"
+#include "fastdl/precision.h"
 
 namespace fastdl {
 
@@ -28,6 +29,8 @@ struct GemmArgs {
   const GemmEpilogue* ep;
   const GemmDz* dz_a = nullptr;  // A is dz (then ep must be null or a sink alone)
   const GemmDz* dz_b = nullptr;  // B is dz (then ep must be null or a sink alone)
+  // bf16: A and B (dz after it is formed) rounded to bf16 as they are packed (fastdl/bf16.h).
+  Precision precision = Precision::fp32;
 };
 
 // Below this many flops (2mnk) a GEMM runs on the calling thread: the fork and the
@@ -49,8 +52,37 @@ struct GemmBPart {
 };
 GemmBPart sgemm_b_part(const GemmArgs& g, int t);
 
-namespace avx512 { void sgemm(const GemmArgs& g); GemmBPart sgemm_b_part(const GemmArgs& g, int t); }
-namespace avx2 { void sgemm(const GemmArgs& g); GemmBPart sgemm_b_part(const GemmArgs& g, int t); }
-namespace generic { void sgemm(const GemmArgs& g); GemmBPart sgemm_b_part(const GemmArgs& g, int t); }
+// The fp32 paths (gemm_kernel.inl): with Precision::bf16 they round the packed panels
+// (the portable bf16 path). The bf16 paths (gemm_bf16_loops.inl) take Precision::bf16 only.
+// round_to_bf16: dst = src rounded to bf16 (as floats) by the path's own conversion, the
+// one its packing uses (test hook: fastdl._C._round_to_bf16).
+namespace amx {
+void sgemm(const GemmArgs& g);
+GemmBPart sgemm_b_part(const GemmArgs& g, int t);
+void round_to_bf16(float* dst, const float* src, long n);
+}  // namespace amx
+namespace avx512_bf16 {
+void sgemm(const GemmArgs& g);
+GemmBPart sgemm_b_part(const GemmArgs& g, int t);
+void round_to_bf16(float* dst, const float* src, long n);
+}  // namespace avx512_bf16
+namespace avx512 {
+void sgemm(const GemmArgs& g);
+GemmBPart sgemm_b_part(const GemmArgs& g, int t);
+void round_to_bf16(float* dst, const float* src, long n);
+}  // namespace avx512
+namespace avx2 {
+void sgemm(const GemmArgs& g);
+GemmBPart sgemm_b_part(const GemmArgs& g, int t);
+void round_to_bf16(float* dst, const float* src, long n);
+}  // namespace avx2
+namespace generic {
+void sgemm(const GemmArgs& g);
+GemmBPart sgemm_b_part(const GemmArgs& g, int t);
+void round_to_bf16(float* dst, const float* src, long n);
+}  // namespace generic
+
+// The selected path's conversion of n floats to bf16 (what its packing does).
+void round_to_bf16_on_path(float* dst, const float* src, long n);
 
 }  // namespace fastdl

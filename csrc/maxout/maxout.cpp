@@ -87,7 +87,8 @@ void maxout_backward(float* dz, const float* dy, const uint8_t* argmax, long n, 
 }
 
 void dense_maxout_forward(float* y, uint8_t* argmax, const float* x, const float* w,
-                          const float* b, long n, long k, long m, int pieces) {
+                          const float* b, long n, long k, long m, int pieces,
+                          Precision precision) {
   check_pieces(pieces);
   if (n <= 0 || m <= 0) return;
   const long cols = m * pieces;
@@ -106,12 +107,12 @@ void dense_maxout_forward(float* y, uint8_t* argmax, const float* x, const float
   // C only carries partial sums between K blocks (k > KC); the last block never stores
   // it. Pages of the scratch that are never touched cost nothing.
   float* c = c_buf.get<float>((size_t)(n * cols));
-  sgemm(n, cols, k, x, k, 1, w, cols, 1, c, cols, false, &ep);
+  sgemm(n, cols, k, x, k, 1, w, cols, 1, c, cols, false, &ep, precision);
 }
 
 void dense_maxout_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                            const float* w, const uint8_t* argmax, long n, long k, long m,
-                           int pieces, const WeightUpdate* update) {
+                           int pieces, const WeightUpdate* update, Precision precision) {
   check_pieces(pieces);
   static thread_local ScratchBuffer dz_buf;
   const long cols = m * pieces;
@@ -119,7 +120,7 @@ void dense_maxout_backward(float* dx, float* dw, float* db, const float* dy, con
   maxout_backward(dz, dy, argmax, n, m, pieces);
   // A linear dense backward from dz: db = column sums, then dw and dx GEMMs.
   dense_backward(dx, dw, db, nullptr, dz, x, w, nullptr, n, k, cols, Activation::linear, 0.0f,
-                 nullptr, update);
+                 nullptr, update, precision);
 }
 
 }  // namespace fastdl

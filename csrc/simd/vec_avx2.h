@@ -73,6 +73,19 @@ struct VecAvx2 {
       r[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
     }
   }
+  // Each lane rounded to bf16 as fastdl/bf16.h's bf16_bits does, kept as a float32 (the
+  // low 16 bits zero).
+  FASTDL_INLINE static VecAvx2 round_to_bf16(VecAvx2 a) {
+    const __m256i u = _mm256_castps_si256(a.v);
+    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q));
+    const __m256i tiny = _mm256_cmpeq_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7f800000)),
+                                            _mm256_setzero_si256());
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff)));
+    r = _mm256_blendv_epi8(r, _mm256_or_si256(u, _mm256_set1_epi32(0x00400000)), nan);
+    r = _mm256_blendv_epi8(r, _mm256_and_si256(u, _mm256_set1_epi32((int)0x80000000u)), tiny);
+    return _mm256_castsi256_ps(_mm256_and_si256(r, _mm256_set1_epi32((int)0xffff0000u)));
+  }
   FASTDL_INLINE static float reduce_add(VecAvx2 a) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));

@@ -60,6 +60,18 @@ struct VecAvx512 {
     return _mm512_castsi512_ps(mi);
   }
   FASTDL_INLINE static float reduce_add(VecAvx512 a) { return _mm512_reduce_add_ps(a.v); }
+  // Each lane rounded to bf16 as fastdl/bf16.h's bf16_bits does, kept as a float32 (the
+  // low 16 bits zero). Integer arithmetic on the bits: AVX-512F has no bf16 conversion.
+  FASTDL_INLINE static VecAvx512 round_to_bf16(VecAvx512 a) {
+    const __m512i u = _mm512_castps_si512(a.v);
+    const __mmask16 nan = _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q);
+    const __mmask16 tiny = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7f800000));
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x00400000)));
+    r = _mm512_mask_mov_epi32(r, tiny, _mm512_and_si512(u, _mm512_set1_epi32((int)0x80000000u)));
+    return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32((int)0xffff0000u)));
+  }
   // In-register 16x16 transpose: r[i] lane j <-> r[j] lane i.
   FASTDL_INLINE static void transpose(VecAvx512 (&r)[16]) {
     __m512 t[16], u[16];

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "fastdl/bf16.h"
 #include "simd/inline.h"
 
 namespace fastdl::simd {
@@ -70,6 +71,7 @@ struct VecGeneric {
         r[j].v[i] = t;
       }
   }
+  FASTDL_INLINE static VecGeneric round_to_bf16(VecGeneric a) { FASTDL_LANES a.v[i] = fastdl::round_to_bf16(a.v[i]); return a; }
   FASTDL_INLINE static float reduce_add(VecGeneric a) { return (a.v[0] + a.v[1]) + (a.v[2] + a.v[3]); }
 #undef FASTDL_LANES
 };

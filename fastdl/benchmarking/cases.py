@@ -478,4 +478,3 @@ def dense_maxout_case(shape):
         return Prepared(impls, 2.0 * n * k * units * pieces, "GFLOP/s", notes)
 
     return Case(f"dense_maxout fwd {_id(shape[:2])}x{shape[2]}x{shape[3]}", "maxout", build)
-

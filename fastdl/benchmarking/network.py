@@ -34,13 +34,14 @@ def fastdl_network_api():
     return seq, dense, adam
 
 
-def fastdl_mlp(widths, seed=0):
+def fastdl_mlp(widths, seed=0, precision=None):
     seq, dense, adam = fastdl_network_api()
     last = len(widths) - 2
     layers = [dense(i, o, activation="relu" if j < last else "linear")
               for j, (i, o) in enumerate(zip(widths[:-1], widths[1:]))]
     model = seq(layers, seed=seed)
-    model.compile(optimizer=adam(lr=LR), loss="softmax_cross_entropy")
+    kw = {} if precision is None else {"precision": precision}
+    model.compile(optimizer=adam(lr=LR), loss="softmax_cross_entropy", **kw)
     return model
 
 

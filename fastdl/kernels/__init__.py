@@ -19,6 +19,12 @@ Dense layer, y = f(x @ w + b) with x (N, K), w (K, M) stored in-by-out like Kera
 - ``alpha``: a float >= 0 for ``leaky_relu`` (default 0.01) and ``elu`` (default 1.0);
   a float32 array (M,) of learned slopes for ``prelu``; None for the rest.
 - ``matmul(a, b, *, out=None)``: the plain GEMM behind them.
+- ``precision="fp32"`` (keyword; ``matmul``, the dense, dense-dropout and dense-maxout
+  kernels and ``DenseStack``): ``"bf16"`` rounds both GEMM operands to bfloat16 as they
+  are packed (round to nearest even) and multiplies them on the CPU's bf16 units (AMX,
+  AVX512-BF16; elsewhere the same arithmetic on the fp32 units), accumulating in fp32;
+  the bias, activation, dropout, maxout, db and any ``update=`` step stay fp32, as do
+  every input and output (docs/kernels.md, "Precision"). CPU only; never the default.
 
 Losses, each fused with its gradient and returning ``(loss, gradient)``:
 ``softmax_cross_entropy(logits, target, *, label_smoothing=0.0, sample_weight=None,
@@ -44,7 +50,7 @@ gives it a buffer, else returned as None), and ``step.apply(grads, segments=...)
 steps the [start, stop) ranges left. Each element stepped once gives bit for bit what
 the one-call step gives.
 
-``DenseStack(layers, *, loss, dout, label_smoothing=0.0)`` (CPU) runs the forward, loss
+``DenseStack(layers, *, loss, dout, label_smoothing=0.0, precision="fp32")`` (CPU) runs the forward, loss
 and backward of a stack of dense layers in one call: ``layers`` is a list of dicts with
 the arrays one layer's ``dense_forward``/``dense_backward`` take and fill (``w``, ``b``,
 ``activation``, ``alpha``, ``y``, ``z`` for NEEDS_Z, ``dx`` (None for the first layer),
@@ -106,6 +112,20 @@ def _on_gpu(a):
         hasattr(a, "__cuda_array_interface__") or getattr(a, "__cuda_ndarray__", False))
 
 
+#: The kernels that take ``precision=`` (their GEMMs can run in bf16 on the CPU).
+PRECISION_KERNELS = ("matmul", "dense_forward", "dense_backward", "dense_dropout_forward",
+                     "dense_dropout_backward", "dense_maxout_forward", "dense_maxout_backward")
+
+
+def _gpu_precision(name, kwargs):
+    # The GPU kernels compute in fp32 only: precision="fp32" is dropped, anything else
+    # refused rather than silently ignored.
+    precision = kwargs.pop("precision", "fp32")
+    if precision != "fp32":
+        raise ValueError(f"precision: {name} on a GPU array runs in 'fp32' only, got {precision!r} "
+                         "(bf16 is a CPU path)")
+
+
 def _device_dispatch(name):
     cpu = getattr(_C, name)
 
@@ -115,6 +135,8 @@ def _device_dispatch(name):
         if _on_gpu(first):
             from fastdl.cuda import kernels as gpu  # imported on first GPU use only
 
+            if name in PRECISION_KERNELS:
+                _gpu_precision(name, kwargs)
             return getattr(gpu, name)(*args, **kwargs)
         return cpu(*args, **kwargs)
 
@@ -126,4 +148,4 @@ for _name in _KERNELS:
     globals()[_name] = _device_dispatch(_name)
 del _name
 
-__all__ = ["ACTIVATIONS", "NEEDS_Z", "OptimizerStep", *_KERNELS]
+__all__ = ["ACTIVATIONS", "NEEDS_Z", "PRECISION_KERNELS", "OptimizerStep", *_KERNELS]

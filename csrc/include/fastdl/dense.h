@@ -4,15 +4,18 @@
 #pragma once
 #include "fastdl/activation.h"
 #include "fastdl/optim.h"
+#include "fastdl/precision.h"
 
 namespace fastdl {
 
 // y = f(x @ w + b). b may be null (no bias). z, when non-null, receives the
 // pre-activation x @ w + b (the backward pass needs it where activation_needs_z).
 // alpha: slope of leaky_relu / elu (>= 0). alpha_vec: prelu's per-unit slopes (m,).
+// precision bf16: x and w rounded to bf16 in the GEMM (fastdl/precision.h); the bias,
+// activation and outputs stay fp32.
 void dense_forward(float* y, float* z, const float* x, const float* w, const float* b, long n,
                    long k, long m, Activation act, float alpha = 0.0f,
-                   const float* alpha_vec = nullptr);
+                   const float* alpha_vec = nullptr, Precision precision = Precision::fp32);
 
 // Gradients of dense_forward given dy (n, m). s is z where activation_needs_z(act),
 // else y (unused for linear). Outputs: dx (n, k) or null to skip it, dw (k, m),
@@ -30,9 +33,12 @@ struct WeightUpdate {
   long offset = 0;
   bool keep_dw = true;
 };
+//
+// precision bf16: both GEMMs round their operands to bf16 (dz after it is formed in fp32,
+// x, w); db and dalpha are reduced from the fp32 dz, and the update steps the fp32 w.
 void dense_backward(float* dx, float* dw, float* db, float* dalpha, const float* dy,
                     const float* x, const float* w, const float* s, long n, long k, long m,
                     Activation act, float alpha = 0.0f, const float* alpha_vec = nullptr,
-                    const WeightUpdate* update = nullptr);
+                    const WeightUpdate* update = nullptr, Precision precision = Precision::fp32);
 
 }  // namespace fastdl

@@ -69,8 +69,12 @@ struct DenseStackLossArgs {
 // with `updates`. Throws std::invalid_argument, before anything runs, where the layers'
 // parameters do not tile the step's buffer or a trained parameter has no gradient buffer,
 // or the loss's sample_weight holds a negative or non-finite weight.
+//
+// precision: the GEMMs' arithmetic, as dense_forward / dense_backward take it (bf16:
+// operands rounded to bf16, everything else fp32).
 double dense_stack_train(const DenseStackLayer* layers, int count, long n, const float* x,
                          const DenseStackLossArgs& loss, const WeightUpdate* updates = nullptr,
-                         bool backward_if_nonfinite = true, const OptimizerStep* step = nullptr);
+                         bool backward_if_nonfinite = true, const OptimizerStep* step = nullptr,
+                         Precision precision = Precision::fp32);
 
 }  // namespace fastdl

@@ -42,7 +42,7 @@ void dense_dropout_forward(float* y, uint8_t* mask, float* z, const float* x, co
                            const float* b, long n, long k, long m, Activation act, double p,
                            uint64_t seed, uint32_t step, uint32_t stream = 0, bool scale = true,
                            float alpha = 0.0f, const float* alpha_vec = nullptr,
-                           uint64_t offset = 0);
+                           uint64_t offset = 0, Precision precision = Precision::fp32);
 
 // Gradients of dense_dropout_forward given dy (n, m); outputs as dense_backward. s is z
 // where activation_needs_z(act), else the y dense_dropout_forward returned (after
@@ -51,6 +51,7 @@ void dense_dropout_backward(float* dx, float* dw, float* db, float* dalpha, cons
                             const float* x, const float* w, const float* s, const uint8_t* mask,
                             long n, long k, long m, Activation act, double p, bool scale = true,
                             float alpha = 0.0f, const float* alpha_vec = nullptr,
-                            const WeightUpdate* update = nullptr);
+                            const WeightUpdate* update = nullptr,
+                            Precision precision = Precision::fp32);
 
 }  // namespace fastdl

@@ -6,6 +6,7 @@
 
 #include "fastdl/activation.h"
 #include "fastdl/philox.h"
+#include "fastdl/precision.h"
 
 namespace fastdl {
 
@@ -78,9 +79,10 @@ struct GemmEpilogue {
 // strided view is expressed through the strides. With accumulate, C += A @ B
 // (the epilogue, if any, then sees the sum). k == 0 gives C = epilogue(0).
 // Results do not depend on the thread count: each C element is reduced over K in
-// the same order whatever the partition.
+// the same order whatever the partition. precision bf16: A and B rounded to bf16 as they
+// are packed, fp32 accumulation and epilogue (fastdl/precision.h).
 void sgemm(long m, long n, long k, const float* A, long rsa, long csa, const float* B,
            long rsb, long csb, float* C, long ldc, bool accumulate = false,
-           const GemmEpilogue* epilogue = nullptr);
+           const GemmEpilogue* epilogue = nullptr, Precision precision = Precision::fp32);
 
 }  // namespace fastdl

@@ -21,13 +21,16 @@ void maxout_backward(float* dz, const float* dy, const uint8_t* argmax, long n, 
 // y, argmax (n, m) = maxout(x @ w + b) with x (n, k), w (k, m * pieces), b (m * pieces,)
 // or null. The max is taken in the GEMM's epilogue: z is never stored (see
 // GemmMaxout in fastdl/gemm.h). Bit-identical to maxout_forward(dense_forward(...)).
+// precision bf16: x and w rounded to bf16 in the GEMM (fastdl/precision.h).
 void dense_maxout_forward(float* y, uint8_t* argmax, const float* x, const float* w,
-                          const float* b, long n, long k, long m, int pieces);
+                          const float* b, long n, long k, long m, int pieces,
+                          Precision precision = Precision::fp32);
 
 // Gradients of dense_maxout_forward given dy (n, m) and its argmax: dx (n, k) or null,
 // dw (k, m * pieces), db (m * pieces,) or null.
 void dense_maxout_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                            const float* w, const uint8_t* argmax, long n, long k, long m,
-                           int pieces, const WeightUpdate* update = nullptr);
+                           int pieces, const WeightUpdate* update = nullptr,
+                           Precision precision = Precision::fp32);
 
 }  // namespace fastdl
