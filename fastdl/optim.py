@@ -125,10 +125,10 @@ class Optimizer:
         ``update=`` apply to their weight matrices as the gradients are computed, and
         ``.apply(grads, segments=...)`` to the rest. Applying every element once gives
         exactly what ``step`` gives."""
-        if _device.is_device_array(params):
+        if type(params) is not np.ndarray and _device.is_device_array(params):
             raise TypeError("prepare_step: the step in the backward pass is CPU only; use step() "
                             "on device buffers")
-        if not self.can_prepare_step():
+        if type(self)._kernel_step not in _PREPARABLE:  # can_prepare_step(), inlined: called every step
             raise TypeError(f"prepare_step: {type(self).__name__} overrides _kernel_step, which "
                             "is called with both buffers only; use step()")
         self._bind_to(params)

@@ -254,9 +254,11 @@ class Stepper:
                     "dx": s._kept("dx", (n, s.w.shape[0])) if s.need_dx else None,
                     "dw": s.gw, "db": s.gb, "dalpha": s.galpha if s.prelu else None})
             smoothing = getattr(self.loss, "label_smoothing", 0.0)
-            stack = self._stacks[n] = self.backend.kernels.DenseStack(
+            stack = self.backend.kernels.DenseStack(
                 layers, loss=self.loss.name, dout=self._loss_grad(n), label_smoothing=smoothing,
                 precision=self.precision)
+            # The stack with the output buffer it fills (the last layer's y).
+            stack = self._stacks[n] = (stack, layers[-1]["y"])
         return stack
 
     # -- the passes ------------------------------------------------------------------------
@@ -275,9 +277,9 @@ class Stepper:
             d = stage.backward(d, update)
 
     def _stack_train(self, x, y, w, **how):
-        stack = self._stack(x.shape[0])
+        stack, output = self._stack(x.shape[0])
         loss = stack.train(x, y, **how) if w is None else stack.train(x, y, sample_weight=w, **how)
-        self.last_output = self.stages[-1]._kept("y", (x.shape[0], self.output_dim))
+        self.last_output = output
         return loss
 
     def _fused_train(self, x, y, w, finite_only=False):
