@@ -18,7 +18,8 @@ ubsan=$(g++ -print-file-name=libubsan.so)
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 tests=$(ls tests/test_*.py | grep -v -e test_cuda -e test_cpp_package -e test_cli -e test_mpi || true)
-# Two workers where pytest-xdist is installed (the test extra): 676 -> 388 s in CI.
+# Two workers where pytest-xdist is installed (the test extra): the sanitized suite is
+# CI's longest step (docs/benchmarks.md, "Measurement history").
 workers=()
 if "$py" -c "import xdist" 2>/dev/null; then workers=(-n 2 --dist worksteal); fi
 LD_PRELOAD="$asan:$ubsan" PYTHONPATH="$work" "$py" -m pytest -q -p no:cacheprovider -x ${workers[@]+"${workers[@]}"} $tests \

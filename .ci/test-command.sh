@@ -31,8 +31,9 @@ run_pytest() {
   return "$rc"
 }
 
-# Two pytest-xdist workers, tests dealt out as each finishes (worksteal); on CI's two
-# cores the suite takes 104 s instead of 152 and the simulator's run 193 s instead of 363.
+# Two pytest-xdist workers, tests dealt out as each finishes (worksteal): on CI's two
+# cores they shorten both the suite and the simulator's run by about a third or more
+# (docs/benchmarks.md, "Measurement history").
 # Not more workers: each worker's kernels already run two OpenMP threads.
 workers=(-n 2 --dist worksteal)
 run_pytest "${workers[@]}" .

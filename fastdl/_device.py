@@ -45,11 +45,11 @@ ALIGN = 64
 # parameters, gradients and optimizer state. glibc maps blocks this large itself only
 # until the process frees one (importing torch does); after that they come from the
 # heap, packed against each other and against Python's objects, and the optimizer pass
-# over them slowed: 784-64x4-10 at batch 32, torch imported first, its Adam 14 -> 25 us
-# and the step 96 -> 107 us (2-core Zen 4). Each mapping's array starts at a different
-# line of its page (STAGGER bytes further than the last), so the buffers an optimizer
-# walks side by side (parameters, gradients, state: element i of each) do not share the
-# address bits below 4 KiB, which the core uses to match loads against pending stores.
+# over them slowed (docs/benchmarks.md, "Measurement history"). Each mapping's array
+# starts at a different line of its page (STAGGER bytes further than the last), so the
+# buffers an optimizer walks side by side (parameters, gradients, state: element i of
+# each) do not share the address bits below 4 KiB, which the core uses to match loads
+# against pending stores.
 OWN_PAGES_MIN = 128 * 1024
 HUGE_PAGES_MIN = 4 * 1024 * 1024  # numpy's threshold for asking for transparent huge pages
 STAGGER = 17 * ALIGN

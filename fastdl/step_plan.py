@@ -46,7 +46,7 @@ OPTIMIZER_STEPS = ("auto", "separate", "in_backward", "in_stack")
 # steps inside the backward only where the separate pass would stream its buffers from
 # memory: where they take more than half the last-level cache (the step's weights,
 # activations and GEMM buffers pass through it too). Measurements behind both rules:
-# docs/benchmarks.md, "Where the optimizer step runs".
+# docs/benchmarks.md, "Measurement history".
 IN_BACKWARD_MIN_WEIGHTS = 1 << 20
 
 

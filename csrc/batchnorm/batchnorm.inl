@@ -56,11 +56,10 @@ struct Block {
 // The tile after the current one in a thread's walk: the chunk's next block, else the
 // next chunk's first block. The current tile's loop fetches it into L1 row by row: its
 // rows are a row stride apart, each on its own page, which the hardware prefetchers do
-// not follow, and the walk waited on every first touch. 4096 x 1024: train forward
-// 1.22 -> 0.99 ms, backward 2.26 -> 1.83 ms (2-core Zen 4, interleaved; fetching a whole
-// chunk ahead into L2 did not help). Only for arrays of kFetchMinFloats or more: smaller
-// ones are mostly in cache already, and there the fetches cost more than they save
-// (1000 x 300 backward 60.6 -> 64.3 us).
+// not follow, and the walk waited on every first touch. (Fetching a whole chunk ahead
+// into L2 instead did not help.) Only for arrays of kFetchMinFloats or more: smaller
+// ones are mostly in cache already, and there the fetches cost more than they save.
+// The measurements: docs/benchmarks.md, "Measurement history".
 constexpr double kFetchMinFloats = 1 << 19;  // 2 MiB
 
 struct NextTile {
@@ -265,9 +264,9 @@ void row_chunks(long n, int threads, Body body) {
 
 // The statistics column by column (each column reduced in row order whatever the thread
 // count), then the elementwise pass row by row (the same bits either way). Split by
-// columns like the statistics, each thread wrote half of every row: at 4096 x 1024 the
-// train forward took 1.53 ms instead of 1.36, the backward 3.04 instead of 2.39; at
-// 128 x 1024 38.8 and 39.3 us instead of 30.8 and 34.0 (2-core Zen 4, interleaved).
+// columns like the statistics, each thread wrote half of every row; by rows, each writes
+// one contiguous run of whole rows, which measured faster in the train forward and the
+// backward at large and small batches (docs/benchmarks.md, "Measurement history").
 void bn_train(const BnTrainArgs& a) {
   std::vector<float> scale((size_t)a.m), shift((size_t)a.m);
   const int threads = threads_for(a.n, a.m);

@@ -20,8 +20,8 @@ namespace fastdl {
 
 namespace {
 // Below this many flops per GEMM the fork costs more than running the second GEMM
-// after the first (one backward call, 2-core EPYC: 16x16x16 3.35 vs 2.91 us side by
-// side vs one after the other; 32x64x10 4.80 vs 5.04 us; 32x64x64 6.6 vs 9.0 us).
+// after the first: a 16 x 16 x 16 backward (8e3 flops per GEMM) was slower side by
+// side, 32 x 64 x 10 (4e4) and larger faster (docs/benchmarks.md, "Measurement history").
 constexpr double kSideBySideMinFlops = 2.0e4;
 
 // Whether the backward's two GEMMs run at once, one per thread: when neither would be
@@ -118,9 +118,8 @@ void dense_backward(float* dx, float* dw, float* db, float* dalpha, const float*
       // split) and, in dense_stack_train's step, updates its w: dx reads w and s from
       // that core's cache, and its dx is the next layer down's dy, read on the same
       // core again; the weight gradient streams x and dz through its packing on the
-      // other core (784-64x4-10 at batch 32 with a separate optimizer pass, 2-core
-      // Zen 4: step 98 -> 97 us, 215 -> 205 us in the VM's state where a line between
-      // the cores costs twice as much).
+      // other core. This placement matters most where a cache line moving between the
+      // cores is slow (a loaded VM).
       bool failed = false;
 #pragma omp parallel num_threads(2)
       {

@@ -34,9 +34,9 @@ constexpr int MR = 16, NRV = 2;  // A panels of one tile's rows; B panels of two
 constexpr int NR = NRV * V::width;
 constexpr int KW = 32;           // an A tile row: 32 k of one row
 constexpr int kTileRows = 32;    // a micro-kernel call: two A panels
-// Blocking (gemm_bf16_loops.inl), measured on a 2-core Sapphire Rapids Xeon: the tile
-// unit's operands for one call, a 32 x KC chunk of A and a KC x 32 panel of B, fit in L1
-// (48 KiB) at KC 256 and not at 512; 64 x NC of C and a KCB x NC block of B share L2.
+// Blocking (gemm_bf16_loops.inl), sized for a Sapphire Rapids core (48 KiB L1d, 2 MiB
+// L2): the tile unit's operands for one call, a 32 x KC chunk of A and a KC x 32 panel of
+// B, fit in L1 at KC 256 and not at 512; 64 x NC of C and a KCB x NC block of B share L2.
 constexpr long MC = 64, KC = 256, NC = 1024, KCB = 512;
 constexpr long kABlockBytes = 8 << 20;  // A is packed for all of K in blocks of this size
 using bf16 = uint16_t;

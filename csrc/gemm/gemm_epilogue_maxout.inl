@@ -22,7 +22,7 @@ static FASTDL_INLINE void group_max(const float* z, int count, float* y, uint8_t
 // selects (group_max's rule: strict >, a NaN beats a number, the first NaN stays), and
 // the results are transposed back to rows. Groups start at column `first` of the tile;
 // there are `groups` of them, the first being group g0 of the layer. (A scalar scan
-// compiles to branches that random data mispredicts half the time: it was 20% of
+// compiles to branches that random data mispredicts half the time, a large share of
 // dense_maxout_forward.)
 template <int K>
 static void maxout_whole_groups(const float* tile, const GemmMaxout& mo, int k, int first,

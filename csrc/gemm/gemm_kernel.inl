@@ -19,9 +19,9 @@
 
 constexpr int NR = NRV * V::width;
 // Up to how many B micro-panels of a column block a row-major A is read in place
-// rather than packed (gemm_block). 2-core Zen 4, forward GEMMs: 128x1000x10 70.6 ->
-// 47.1 us, 32x784x64 on 2 threads 22.7 -> 18.0 us; 4 panels beat 2 at 32x784x128 (64.7
-// -> 61.2 us on 1 thread) and 8 gained nothing more.
+// rather than packed (gemm_block): an A panel that serves so few B panels costs more to
+// pack than the packing saves (the forward GEMMs of narrow layers). 4 rather than 2 or
+// 8: the measurements behind it are in docs/benchmarks.md ("Measurement history").
 constexpr int kDirectAMaxPanels = 4;
 // How the micro-kernel reads A: packed MR-row panels, or in place from a row-major A
 // (element (i, p) at a[i * lda + p]) or from a transposed view (a[p * lda + i]).
@@ -50,10 +50,10 @@ struct PackBuffers {
 // training step), the B block is also kept small enough to share this core's L2 with
 // that A block. On a 1 MiB L2 (Zen 4) a 512 x 512 B block filled all of it, and in a
 // training step, whose optimizer state passes through the caches between the GEMMs,
-// they waited on L3: 784-1024-1024-10 step 7110 -> 6979 us (NC 256 per thread instead
-// of 512). Not for taller A: there each B block serves several A blocks, and narrower
-// ones cost 2-3% (2048^3 210 -> 204 GFLOP/s). Short K blocks (the weight gradients,
-// K = batch) fit at full width. The result does not depend on the blocking.
+// they waited on L3. Not for taller A: there each B block serves several A blocks, and
+// narrower ones would pack every A block once more per extra column block. Short K
+// blocks (the weight gradients, K = batch) fit at full width. The result does not
+// depend on the blocking.
 static long nc_step_for(long cols, long kc, long rows) {
   long limit = NC;
   if constexpr (kAPanelInL1) {
@@ -185,8 +185,8 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
 // then C = S + C with the epilogue -- for a small C and exactly two K blocks, the
 // forward GEMM of a wide first layer at a small batch (32 x 784 x 64). Split by columns,
 // each thread read half of every row of w, rows the optimizer had just written on
-// either core; split by K, each reads only its own half of w's rows (784-64x4-10 at batch
-// 32: step 104 -> 100 us, 2-core Zen 4). The one-thread order is C = b0 (+ C when
+// either core; split by K, each reads only its own half of w's rows, so fewer cache
+// lines move between the cores. The one-thread order is C = b0 (+ C when
 // accumulating), then C = b1 + C: the same sums, added in the same order, so the
 // result is bit for bit the unsplit one.
 template <class Act>
@@ -252,10 +252,9 @@ static void sgemm_typed(const GemmArgs& g) {
   // block), unless its stride would alias in L1 as B's; a dz operand must be packed (the
   // packing forms it).
   // A transposed view (the weight gradients' x^T) reads as well in place: each p-step of
-  // a panel is MR contiguous floats, a row of x apart (784-64x4-10 at batch 32: step
-  // 101.7 -> 99.7 us, its 784 x 64 weight gradient 23.1 -> 22.0 us). Only where the
-  // epilogue applies no activation (the weight gradients' never does), which keeps it
-  // to one micro-kernel per tile shape.
+  // a panel is MR contiguous floats, a row of x apart, so the packing would only copy
+  // them. Only where the epilogue applies no activation (the weight gradients' never
+  // does), which keeps it to one micro-kernel per tile shape.
   const bool no_activation = !g.ep || g.ep->sink;
   const int a_layout = g.dz_a || to_bf16                             ? kAPacked
                        : g.csa == 1 && (g.rsa % 256) != 0             ? kAInRows

@@ -45,9 +45,9 @@ static GemmPlan plan_of(const GemmArgs& g) {
   // panels: no barrier anywhere, and every C element is reduced over K in the same order
   // whatever the thread count. Columns when there are plenty, else whichever split leaves the
   // busiest thread fewer tiles: 32 x 64 (2 column, 3 row panels) splits 1 + 1 by
-  // columns, not 1 + 2 by rows (784-64x4-10 at batch 32: step 160 -> 150 us, 2-core
-  // EPYC). On a tie, split the larger operand: each thread packs all of the other one
-  // (the 784 x 64 weight gradient of that network splits by rows: step 140 -> 135 us).
+  // columns, not 1 + 2 by rows (the 64-wide layers of 784-64x4-10 at batch 32). On a
+  // tie, split the larger operand: each thread packs all of the other one (the 784 x 64
+  // weight gradient of that network splits by rows).
   const long most_by_cols = (col_panels + p.nthreads - 1) / p.nthreads * row_panels;
   const long most_by_rows = (row_panels + p.nthreads - 1) / p.nthreads * col_panels;
   p.split_cols = col_panels >= 2L * p.nthreads || most_by_cols < most_by_rows ||

@@ -22,8 +22,9 @@ inline long l2_cache_bytes() {
 }
 
 // The last-level cache, shared by the cores (L3; L2 where there is none): whether a
-// pass over a buffer a kernel wrote a moment ago still finds it in cache (32 MiB on the
-// Zen 4 VMs here, 480 MiB on the Xeon ones, as their hypervisors report it).
+// pass over a buffer a kernel wrote a moment ago still finds it in cache. Under a
+// hypervisor it is what the VM is told, which need not be the cache its cores actually
+// get.
 inline long last_level_cache_bytes() {
 #ifdef _SC_LEVEL3_CACHE_SIZE
   static const long bytes = [] {

@@ -3,10 +3,10 @@
 // Why: optimizer state decays geometrically where a gradient stays exactly 0 (a dead
 // ReLU unit, an unused class): Adam's m *= beta1 reaches the subnormal range after ~850
 // steps, v after ~70,000, and x86 cores take a microcode assist on every subnormal
-// operand. Measured here: an Adam step over 59k parameters with subnormal state took
-// 184 us instead of 17. Flushing changes results only where a value is below 1.2e-38,
-// far beneath anything that moves a float32 parameter. MXCSR is per thread, so the
-// guard goes inside each OpenMP thread; it is a no-op off x86.
+// operand, which makes such a step many times slower (docs/benchmarks.md, "Measurement
+// history"). Flushing changes results only where a value is below 1.2e-38, far beneath
+// anything that moves a float32 parameter. MXCSR is per thread, so the guard goes inside
+// each OpenMP thread; it is a no-op off x86.
 #pragma once
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)

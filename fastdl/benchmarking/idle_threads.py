@@ -3,8 +3,8 @@
 After a matrix product, numpy's OpenBLAS keeps its worker threads spinning for about
 2^28 cycles (~0.1 s) before they sleep. The cases time fastdl, torch and numpy
 interleaved, sample by sample, so whatever runs right after numpy shares the cores with
-those spinning threads: measured here, a 2048^3 fastdl GEMM took 88 ms right after a
-numpy product instead of 50 ms. ``OPENBLAS_THREAD_TIMEOUT=4`` (2^4 cycles) makes them
+those spinning threads and is timed far slower than it runs (docs/benchmarks.md,
+"Measurement history"). ``OPENBLAS_THREAD_TIMEOUT=4`` (2^4 cycles) makes them
 sleep at once; OpenBLAS reads it only when it is loaded, i.e. when numpy is imported,
 so the `fastdl bench` console command starts itself again with it set. (PyTorch's and
 fastdl's OpenMP threads spin only ~0.1 ms by default: nothing to do there.)

@@ -63,10 +63,10 @@ struct DenseStackLossArgs {
 // whose forward splits K over two threads, by rows; a forward split by columns, by
 // columns (with those columns' biases; other biases by the calling thread). The next
 // step's forward (and the backward's dx, dense_backward) then finds its weights in its
-// own core's cache instead of the other's: that step 99.6 -> 94.8 us on a 2-core Zen 4
-// VM, 214 -> 164 us while the VM was slowed (docs/network.md). The parameters come out
-// bit for bit as from OptimizerStep::apply over the whole buffer after the pass. Not
-// with `updates`. Throws std::invalid_argument, before anything runs, where the layers'
+// own core's cache instead of the other's (docs/network.md, "Performance notes"; the
+// measurements in docs/benchmarks.md). The parameters come out bit for bit as from
+// OptimizerStep::apply over the whole buffer after the pass. Not with `updates`.
+// Throws std::invalid_argument, before anything runs, where the layers'
 // parameters do not tile the step's buffer or a trained parameter has no gradient buffer,
 // or the loss's sample_weight holds a negative or non-finite weight.
 //
