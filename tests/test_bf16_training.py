@@ -54,3 +54,41 @@ def test_precision_is_checked_and_shown():
     p_bf16 = model.predict(x)
     model.compile(precision="fp32")
     np.testing.assert_allclose(p_bf16, model.predict(x), rtol=0.02, atol=0.02)
+
+
+def test_precision_travels_with_the_model(tmp_path):
+    import pickle
+
+    model = fastdl.Sequential([fastdl.Dense(6, 5, activation="relu"), fastdl.Dense(5, 3)], seed=1)
+    model.compile(optimizer="adam", loss="softmax_cross_entropy", precision="bf16")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((8, 6), dtype=np.float32), rng.integers(0, 3, 8)
+    model.train_step(x, y)
+    model.save(tmp_path / "m.fastdl")
+    loaded, pickled = fastdl.load(tmp_path / "m.fastdl"), pickle.loads(pickle.dumps(model))
+    expected = model.train_step(x, y)
+    for copy in (loaded, pickled):
+        assert copy.precision == "bf16"
+        assert copy.train_step(x, y) == expected  # the same next step, in bf16
+        np.testing.assert_array_equal(copy.flat_params, model.flat_params)
+    with pytest.raises(ValueError, match="precision"):
+        model.compile(precision=None)
+
+
+def test_auto_never_steps_inside_the_bf16_gemms(monkeypatch):
+    from fastdl import step_plan
+
+    # A network large enough, on a cache small enough, that fp32 takes the step inside the
+    # weight-gradient GEMMs.
+    monkeypatch.setattr(step_plan, "separate_pass_leaves_cache", lambda weights, state: True)
+    layers = [fastdl.Dense(1024, 1024, activation="relu"), fastdl.Dropout(0.1), fastdl.Dense(1024, 10)]
+    fp32 = fastdl.Sequential(layers, seed=0).compile(optimizer="adam", loss="softmax_cross_entropy")
+    assert fp32.step_plan.optimizer_step == "in_backward"
+    layers = [fastdl.Dense(1024, 1024, activation="relu"), fastdl.Dropout(0.1), fastdl.Dense(1024, 10)]
+    bf16 = fastdl.Sequential(layers, seed=0).compile(optimizer="adam", loss="softmax_cross_entropy",
+                                                     precision="bf16")
+    assert bf16.step_plan.optimizer_step == "separate"
+    assert "bf16" in bf16.step_plan.reason
+    # Asked for, it still runs there.
+    bf16.compile(optimizer="adam", loss="softmax_cross_entropy", precision="bf16", optimizer_step="in_backward")
+    assert bf16.step_plan.optimizer_step == "in_backward"
