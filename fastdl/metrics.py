@@ -43,4 +43,6 @@ def correct_counts(loss, out, y, w=None):
         correct = float(np.count_nonzero(per_row))
     if w is None:
         return correct, None
-    return correct, float(np.dot(per_row.astype(np.float64), w.astype(np.float64)))
+    # A float64 sum, not np.dot: numpy's BLAS dot may wake its own thread pool, whose
+    # threads then spin on the cores the kernels' threads need.
+    return correct, float(np.sum(w, dtype=np.float64, where=per_row))

@@ -315,3 +315,22 @@ def test_errors_before_fit_and_for_one_class():
         MLPClassifier().fit(np.zeros((4, 2)), [1, 1, 1, 1])
     with pytest.raises(ValueError, match="Unknown label type"):
         MLPClassifier().fit(np.zeros((4, 2)), [0.5, 1.5, 2.5, 3.1])
+
+
+def test_fit_stays_off_numpys_blas(monkeypatch):
+    """numpy's BLAS calls (np.dot, @ on float64) wake OpenBLAS's own thread pool, whose
+    threads keep spinning on the cores the kernels' threads need: a fit with an L2 penalty
+    and weighted metrics must not make any."""
+    from fastdl.sklearn import MLPClassifier
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("numpy BLAS call during fit")
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((60, 5), dtype=np.float32), rng.integers(0, 3, 60)
+    monkeypatch.setattr(np, "dot", refuse)
+    monkeypatch.setattr(np, "vdot", refuse)
+    MLPClassifier(hidden_layer_sizes=(4,), alpha=1e-3, max_iter=3, random_state=0).fit(x, y)
+    model = fastdl.Sequential([fastdl.Dense(5, 3)], seed=0)
+    model.compile(loss="softmax_cross_entropy", weighted_metrics=["accuracy"])
+    model.fit(x, y, sample_weight=rng.random(60), epochs=1, verbose=0)
