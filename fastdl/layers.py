@@ -39,7 +39,7 @@ OUTPUT_ACTIVATIONS = ("softmax",)
 
 def _activation_name(activation, argname="activation"):
     if isinstance(activation, Activation):
-        return activation.name
+        return activation.name_
     key = activation.lower() if isinstance(activation, str) else activation
     key = _ACT_ALIASES.get(key, key)
     if key not in ACTIVATIONS and key not in OUTPUT_ACTIVATIONS:
