@@ -12,6 +12,8 @@ import math
 import mmap
 import os
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 __all__ = ["get_backend", "is_device_array", "to_host", "DEVICES"]
@@ -199,10 +201,16 @@ class CUDABackend:
         dst.copy_to_device(src)
 
 
-_BACKENDS = {}
+if TYPE_CHECKING:
+    from typing import Union
+
+    #: what get_backend returns
+    Backend = Union[CPUBackend, CUDABackend]
+
+_BACKENDS: dict = {}
 
 
-def get_backend(device):
+def get_backend(device: str) -> "Backend":
     """The backend for "cpu" or "cuda" (one instance per device)."""
     if not isinstance(device, str) or device.lower() not in DEVICES:
         raise ValueError(f"device: expected one of {DEVICES}, got {device!r}")

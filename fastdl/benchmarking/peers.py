@@ -5,7 +5,7 @@ A peer that is not installed is skipped with a note, never an error.
 
 import importlib
 
-_cache = {}
+_cache: dict = {}
 
 
 def optional(module):
