@@ -4,23 +4,24 @@ said otherwise (a mismatch is a TypeError or ValueError naming the argument; not
 converted). ``out=`` takes preallocated results: one array, or a tuple with one entry
 (an array or None, "allocate it") per result."""
 
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import TypeAlias
 
-_F32 = npt.NDArray[np.float32]
+_F32: TypeAlias = npt.NDArray[np.float32]
 #: dropout masks (one bit per element) and maxout's argmax (the winning piece per unit)
-_U8 = npt.NDArray[np.uint8]
+_U8: TypeAlias = npt.NDArray[np.uint8]
 #: class labels (N,), int32 or int64
-_Labels = npt.NDArray[np.int32] | npt.NDArray[np.int64]
+_Labels: TypeAlias = npt.NDArray[np.int32] | npt.NDArray[np.int64]
 #: the [start, stop) rows a step applies to (int64, shape (S, 2), sorted, disjoint)
-_Segments = npt.NDArray[np.int64]
+_Segments: TypeAlias = npt.NDArray[np.int64]
 #: out= of a kernel with several results
-_Outs = tuple[_F32 | None, ...] | list[_F32 | None]
+_Outs: TypeAlias = tuple[_F32 | None, ...] | list[_F32 | None]
 #: a backward kernel's gradients: (dx, dw, db), plus dalpha for prelu; dx is None when
 #: need_dx=False and dw None when update= takes it and out= gives it no buffer
-_Grads = tuple[Any, ...]
+_Grads: TypeAlias = tuple[Any, ...]
 
 #: the activation names, in the order of their codes
 ACTIVATIONS: tuple[str, ...]
@@ -150,51 +151,32 @@ def check_sample_weight(sample_weight: _F32) -> None:
     """Raises ValueError naming the first weight that is negative or not finite."""
 def _round_to_bf16(x: _F32) -> _F32: ...
 
-# --- optimizer steps: in place, or prepared (grads=None) and returned
+# --- optimizer steps: in place (returning None), or prepared (grads=None) and returned
 
 def check_optimizer_options(kind: str, **kwargs: Any) -> None:
     """Raises ValueError/TypeError where optimizer `kind`'s hyperparameters break the step kernels' rules."""
-@overload
-def sgd_step(params: _F32, grads: _F32, momentum_buf: _F32 | None, *, lr: float, momentum: float = 0.0,
+def sgd_step(params: _F32, grads: _F32 | None, momentum_buf: _F32 | None, *, lr: float, momentum: float = 0.0,
              dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False, first_step: bool = False,
-             classic: bool = False, l1: float = 0.0, decay_segments: _Segments | None = None) -> None: ...
-@overload
-def sgd_step(params: _F32, grads: None, momentum_buf: _F32 | None, *, lr: float, momentum: float = 0.0,
-             dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False, first_step: bool = False,
-             classic: bool = False, l1: float = 0.0, decay_segments: _Segments | None = None) -> OptimizerStep: ...
-@overload
-def adagrad_step(params: _F32, grads: _F32, sum_sq: _F32, *, lr: float, step: int, lr_decay: float = 0.0,
+             classic: bool = False, l1: float = 0.0,
+             decay_segments: _Segments | None = None) -> OptimizerStep | None:
+    """SGD step in place (torch.optim.SGD); grads=None: the step prepared, not applied."""
+def adagrad_step(params: _F32, grads: _F32 | None, sum_sq: _F32, *, lr: float, step: int, lr_decay: float = 0.0,
                  weight_decay: float = 0.0, eps: float = 1e-10, l1: float = 0.0,
-                 decay_segments: _Segments | None = None) -> None: ...
-@overload
-def adagrad_step(params: _F32, grads: None, sum_sq: _F32, *, lr: float, step: int, lr_decay: float = 0.0,
-                 weight_decay: float = 0.0, eps: float = 1e-10, l1: float = 0.0,
-                 decay_segments: _Segments | None = None) -> OptimizerStep: ...
-@overload
-def rmsprop_step(params: _F32, grads: _F32, square_avg: _F32, *, lr: float, alpha: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+                 decay_segments: _Segments | None = None) -> OptimizerStep | None:
+    """Adagrad step in place (torch.optim.Adagrad); grads=None: the step prepared, not applied."""
+def rmsprop_step(params: _F32, grads: _F32 | None, square_avg: _F32, *, lr: float, alpha: float = 0.99,
+                 eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
                  momentum_buf: _F32 | None = None, grad_avg: _F32 | None = None, l1: float = 0.0,
-                 decay_segments: _Segments | None = None) -> None: ...
-@overload
-def rmsprop_step(params: _F32, grads: None, square_avg: _F32, *, lr: float, alpha: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
-                 momentum_buf: _F32 | None = None, grad_avg: _F32 | None = None, l1: float = 0.0,
-                 decay_segments: _Segments | None = None) -> OptimizerStep: ...
-@overload
-def adadelta_step(params: _F32, grads: _F32, square_avg: _F32, acc_delta: _F32, *, lr: float = 1.0, rho: float = 0.9,
-                  eps: float = 1e-6, weight_decay: float = 0.0, l1: float = 0.0,
-                  decay_segments: _Segments | None = None) -> None: ...
-@overload
-def adadelta_step(params: _F32, grads: None, square_avg: _F32, acc_delta: _F32, *, lr: float = 1.0, rho: float = 0.9,
-                  eps: float = 1e-6, weight_decay: float = 0.0, l1: float = 0.0,
-                  decay_segments: _Segments | None = None) -> OptimizerStep: ...
-@overload
-def adam_step(params: _F32, grads: _F32, exp_avg: _F32, exp_avg_sq: _F32, *, lr: float, step: int,
+                 decay_segments: _Segments | None = None) -> OptimizerStep | None:
+    """RMSprop step in place (torch.optim.RMSprop); grads=None: the step prepared, not applied."""
+def adadelta_step(params: _F32, grads: _F32 | None, square_avg: _F32, acc_delta: _F32, *, lr: float = 1.0,
+                  rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0, l1: float = 0.0,
+                  decay_segments: _Segments | None = None) -> OptimizerStep | None:
+    """Adadelta step in place (torch.optim.Adadelta); grads=None: the step prepared, not applied."""
+def adam_step(params: _F32, grads: _F32 | None, exp_avg: _F32, exp_avg_sq: _F32, *, lr: float, step: int,
               beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
-              decoupled: bool = False, l1: float = 0.0, decay_segments: _Segments | None = None) -> None: ...
-@overload
-def adam_step(params: _F32, grads: None, exp_avg: _F32, exp_avg_sq: _F32, *, lr: float, step: int,
-              beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
-              decoupled: bool = False, l1: float = 0.0, decay_segments: _Segments | None = None) -> OptimizerStep: ...
+              decoupled: bool = False, l1: float = 0.0,
+              decay_segments: _Segments | None = None) -> OptimizerStep | None:
+    """Adam step in place (torch.optim.Adam; decoupled=True: AdamW); grads=None: the step prepared, not applied."""
 def max_norm_(w: _F32, max_norm: float) -> None:
     """Rescales each column of w (K, M) to L2 norm <= max_norm in place."""

@@ -106,7 +106,7 @@ def _aligned_empty(shape, dtype, nbytes):
         start = _staggered * STAGGER % _PAGE
         # Private, as malloc's memory is: after a fork each process writes its own copy
         # (mmap's default for anonymous memory is shared between parent and child).
-        private = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
+        private: dict = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
         pages = mmap.mmap(-1, start + nbytes, **private)
         if nbytes >= HUGE_PAGES_MIN and hasattr(pages, "madvise") and hasattr(mmap, "MADV_HUGEPAGE"):
             pages.madvise(mmap.MADV_HUGEPAGE)  # as numpy asks for its own large arrays

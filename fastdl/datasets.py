@@ -18,11 +18,12 @@ import numpy as np
 
 if TYPE_CHECKING:
     import numpy.typing as npt
+    from typing_extensions import TypeAlias
 
     from fastdl._typing import AnyArray, FloatArray, PathLike
 
     #: images (N, features) float32 in [0, 1] and int64 labels (N,)
-    XY = Tuple[FloatArray, npt.NDArray[np.int64]]
+    XY: TypeAlias = Tuple[FloatArray, npt.NDArray[np.int64]]
 
 __all__ = ["mnist", "digits", "read_idx", "write_idx", "MNIST_FILES", "MNIST_MIRRORS", "default_cache_dir"]
 

@@ -33,7 +33,7 @@ import sys
 import time
 import traceback
 import zlib
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 import numpy as np
 
@@ -305,7 +305,8 @@ def sync_model(model: Network, comm: Communicator) -> None:
 
 
 def _crc(a: Any, crc: int = 0) -> int:
-    return zlib.crc32(np.ascontiguousarray(a).view(np.uint8), crc)  # type: ignore[arg-type]  # a buffer
+    # an ndarray is a buffer (numpy's stubs say so from Python 3.12 on only)
+    return zlib.crc32(cast(Any, np.ascontiguousarray(a).view(np.uint8)), crc)
 
 
 def _fingerprint(model: Network) -> int:
@@ -342,7 +343,7 @@ class MPIStrategy(Strategy):
         self.comm = comm if isinstance(comm, Communicator) else Communicator(comm, timeout)
         self.abort_on_error = bool(abort_on_error)
         self.is_writer = self.comm.rank == 0
-        self._bad = np.zeros(1, np.float64)  # every rank learns whether any rank's loss was NaN/Inf
+        self._bad: npt.NDArray[np.float64] = np.zeros(1, np.float64)  # every rank learns whether any rank's loss was NaN/Inf
 
     def shard(self, m: int) -> tuple[int, int]:
         return shard_bounds(m, self.comm.size, self.comm.rank)

@@ -77,7 +77,7 @@ def class_weight_to_sample_weight(y: npt.ArrayLike, class_weight: Mapping[int, f
     weigh 1."""
     if not hasattr(class_weight, "items"):
         raise TypeError(f"{argname}: expected a dict {{class index: weight}}, got {type(class_weight).__name__}")
-    table = np.ones(num_classes, np.float64)
+    table: npt.NDArray[np.float64] = np.ones(num_classes, np.float64)
     for key, value in class_weight.items():
         if isinstance(key, bool) or not isinstance(key, (int, np.integer)):
             raise ValueError(f"{argname}: keys are class indices (integers), got {key!r}")

@@ -21,7 +21,7 @@ import struct
 import tempfile
 import zipfile
 import zlib
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -250,7 +250,8 @@ def _read_npy(path, zf, info, dtype, max_count):
         if 8 + size_bytes + header_len + count * dtype.itemsize != info.file_size:
             raise bad(f"{count} elements of {dtype} do not fill its {info.file_size} bytes")
         a = np.empty(count, dtype)
-        view, done = memoryview(a).cast("B"), 0  # type: ignore[arg-type]  # an ndarray is a buffer
+        # an ndarray is a buffer (numpy's stubs say so from Python 3.12 on only)
+        view, done = memoryview(cast(Any, a)).cast("B"), 0
         while done < a.nbytes:
             n = f.readinto(view[done:])
             if not n:
