@@ -4,8 +4,8 @@
 # extras, the interop extras (sklearn, onnx with onnxruntime, safetensors: their tests
 # skip without them), mpi4py (the mpi extra: tests/test_distributed.py, with
 # .ci/mpi-setup.sh's Open MPI) (and the CPU build of PyTorch for the parity tests),
-# runs the suite, then runs the GPU kernel tests again on Numba's CUDA simulator (no
-# GPU needed).
+# type-checks the package (mypy), runs the suite, then runs the GPU kernel tests again
+# on Numba's CUDA simulator (no GPU needed).
 #
 # It builds fastdl from this checkout, unless FASTDL_WHEEL names a wheel built from it:
 # CI (.ci/run) builds one wheel, smoke-tests it alone (.ci/wheel.sh) and passes it here,
@@ -18,6 +18,13 @@ extras="test,cuda,examples,plot,sklearn,onnx,safetensors"
 if bash .ci/mpi-setup.sh; then extras="$extras,mpi"; else
   echo "MPI unavailable: tests/test_distributed.py will be skipped" >&2; fi
 python -m pip install --quiet "${FASTDL_WHEEL:-.}[$extras]" "torch==2.13.0"
+# The package's types: mypy from the repository root checks the checkout's fastdl against
+# its annotations and the compiled module's stub (fastdl/_C.pyi), as Python 3.9 reads it
+# and, with numpy's array types (whose stubs need Python 3.10), as 3.11 does
+# ([tool.mypy] in pyproject.toml says why both). Any error fails the run.
+echo "== mypy"
+python -m mypy
+python -m mypy --python-version 3.11 --warn-unused-ignores
 # From outside the source tree, so the tests import the installed package.
 cd tests
 

@@ -76,8 +76,9 @@ def main():
 
     @check("the wheel holds every file of the package in the checkout")
     def _():
-        wanted = [p.relative_to(source / "fastdl") for p in (source / "fastdl").rglob("*.py")
-                  if "__pycache__" not in p.parts]
+        # the Python files, the compiled module's stub (*.pyi) and PEP 561's py.typed
+        wanted = [p.relative_to(source / "fastdl") for pattern in ("*.py", "*.pyi", "py.typed")
+                  for p in (source / "fastdl").rglob(pattern) if "__pycache__" not in p.parts]
         wanted += [Path("include") / p.relative_to(source / "csrc" / "include")
                    for p in (source / "csrc" / "include" / "fastdl").glob("*.h")]
         missing = [str(p) for p in wanted if not (package / p).is_file()]

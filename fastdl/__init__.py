@@ -11,10 +11,14 @@ Submodules and the network API load on first use, so ``import fastdl.kernels`` l
 the kernels and nothing of the network or the trainer.
 """
 
+from __future__ import annotations
+
 import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 
-def _import_extension():
+def _import_extension() -> ModuleType:
     """fastdl._C, or an ImportError that says what to do when Python found fastdl's
     source tree (the current directory of a checkout) instead of an installed fastdl."""
     try:
@@ -25,7 +29,8 @@ def _import_extension():
 
         here = os.path.dirname(os.path.abspath(__file__))
         root = os.path.dirname(here)
-        built = glob.glob(os.path.join(here, "_C.*")) + glob.glob(os.path.join(here, "_C*.so"))
+        built = [p for p in glob.glob(os.path.join(here, "_C.*")) + glob.glob(os.path.join(here, "_C*.so"))
+                 if not p.endswith(".pyi")]  # the stub is no build
         if built or not os.path.isfile(os.path.join(root, "CMakeLists.txt")) or not os.path.isdir(
                 os.path.join(root, "csrc")):
             raise
@@ -43,6 +48,16 @@ from fastdl._C import cpu_supports, get_isa, get_num_threads, max_num_threads, s
 from fastdl._paths import get_cmake_dir, get_include  # noqa: E402
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    # What __getattr__ loads on first use, as type checkers see it.
+    from fastdl import (augment, callbacks, datasets, initializers, interop, kernels, layers, losses, metrics, model,
+                        monitoring, network, onnx, optim, schedules, serialization, sklearn, step_plan, training)
+    from fastdl.layers import (ELU, GELU, Activation, BatchNorm, Dense, Dropout, HardTanh, LeakyReLU, Maxout, PReLU,
+                               ReLU, Sigmoid, SiLU, Softplus, Tanh)
+    from fastdl.model import Sequential, load
+    from fastdl.serialization import ModelFileError
+    from fastdl.training import NonFiniteLossError
 
 # name -> the module that defines it (imported when the name is first used)
 _LAZY = {
@@ -67,7 +82,7 @@ __all__ = ["kernels", "set_num_threads", "get_num_threads", "max_num_threads", "
            "augment", "datasets", "training"]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
     elif name in _SUBMODULES:
@@ -78,5 +93,5 @@ def __getattr__(name):
     return value
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))

@@ -6,7 +6,10 @@ otherwise keep a set for each forever, so only the ``limit`` most recently used 
 keep theirs; the least recently used one's buffers go first.
 """
 
+from __future__ import annotations
+
 from collections import OrderedDict
+from typing import Any, Callable
 
 import numpy as np
 
@@ -16,13 +19,13 @@ __all__ = ["BatchSizes"]
 class BatchSizes:
     """Tracks the batch sizes in use; ``release(rows)`` is called for an evicted size."""
 
-    def __init__(self, limit, release):
+    def __init__(self, limit: int, release: Callable[[int], Any]) -> None:
         self.limit = limit
         self._release = release
-        self._rows = OrderedDict()  # least recently used first
-        self._device = {}  # (rows, shapes...) -> device buffers of a host batch
+        self._rows: OrderedDict[int, bool] = OrderedDict()  # least recently used first
+        self._device: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}  # (rows, shapes...) -> device buffers
 
-    def use(self, n):
+    def use(self, n: int) -> None:
         rows = self._rows
         if n in rows:
             if next(reversed(rows)) != n:
@@ -35,11 +38,11 @@ class BatchSizes:
             for key in [k for k in self._device if k[0] == old]:
                 del self._device[key]
 
-    def clear(self):
+    def clear(self) -> None:
         self._rows.clear()
         self._device.clear()
 
-    def to_device(self, backend, x, y, w):
+    def to_device(self, backend: Any, x: Any, y: Any, w: Any) -> tuple[Any, Any, Any]:
         """Copies a numpy batch into device buffers kept per shape (GPU models)."""
         if not isinstance(x, np.ndarray):
             return x, y, w

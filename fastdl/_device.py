@@ -12,6 +12,8 @@ import math
 import mmap
 import os
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 __all__ = ["get_backend", "is_device_array", "to_host", "DEVICES"]
@@ -104,7 +106,7 @@ def _aligned_empty(shape, dtype, nbytes):
         start = _staggered * STAGGER % _PAGE
         # Private, as malloc's memory is: after a fork each process writes its own copy
         # (mmap's default for anonymous memory is shared between parent and child).
-        private = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
+        private: dict = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
         pages = mmap.mmap(-1, start + nbytes, **private)
         if nbytes >= HUGE_PAGES_MIN and hasattr(pages, "madvise") and hasattr(mmap, "MADV_HUGEPAGE"):
             pages.madvise(mmap.MADV_HUGEPAGE)  # as numpy asks for its own large arrays
@@ -199,10 +201,16 @@ class CUDABackend:
         dst.copy_to_device(src)
 
 
-_BACKENDS = {}
+if TYPE_CHECKING:
+    from typing import Union
+
+    #: what get_backend returns
+    Backend = Union[CPUBackend, CUDABackend]
+
+_BACKENDS: dict = {}
 
 
-def get_backend(device):
+def get_backend(device: str) -> "Backend":
     """The backend for "cpu" or "cuda" (one instance per device)."""
     if not isinstance(device, str) or device.lower() not in DEVICES:
         raise ValueError(f"device: expected one of {DEVICES}, got {device!r}")

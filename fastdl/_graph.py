@@ -12,12 +12,21 @@ softmax where Keras would -- fused into the cross-entropy loss for training, on 
 outputs of ``predict``.
 """
 
+from __future__ import annotations
+
 from collections import namedtuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fastdl import _device, layers as L
 from fastdl._stages import BatchNormStage, DenseStage, DropoutStage, MaxoutStage
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from fastdl._stages import Stage
+    from fastdl._typing import DeviceArray
 
 #: one parameter array's place in the flat buffer
 ParamSlot = namedtuple("ParamSlot", "name offset shape size decay")
@@ -31,7 +40,19 @@ class Graph:
     runs (last to first, stopping at the first with parameters), the flat buffers, the
     parameter layout, the weight-decay ranges and the network's input/output widths."""
 
-    def __init__(self, **parts):
+    stages: list[Stage]
+    bwd_stages: list[Stage]
+    flat_params: DeviceArray
+    flat_grads: DeviceArray
+    decay_segments: npt.NDArray[np.int64]
+    param_layout: tuple[ParamSlot, ...]
+    input_dim: int
+    output_dim: int
+    output_activation: str | None
+    bn_stages: list[BatchNormStage]
+    max_norm_stages: list[Stage]
+
+    def __init__(self, **parts: Any) -> None:
         self.__dict__.update(parts)
 
 
@@ -47,7 +68,7 @@ def input_dim_of(layers):
 
 
 def _name_layers(layers):
-    counts = {}
+    counts: dict[str, int] = {}
     for layer in layers:
         if not isinstance(layer, L.Activation):
             kind = type(layer).__name__.lower()
@@ -135,7 +156,8 @@ def _stages(layers, backend, input_dim):
 
 def _layout(plan):
     """[(stage, layer, spec, offset)], the total size and the decayed [start, stop) ranges."""
-    offsets, segments = [], []
+    offsets: list[tuple[Any, Any, Any, int]] = []
+    segments: list[list[int]] = []
     pos = 0
     for stage, layer, specs in plan:
         for spec in specs:
@@ -149,7 +171,8 @@ def _layout(plan):
     return offsets, pos, segments
 
 
-def build(layers, backend, input_dim, rng, dropout_seed):
+def build(layers: list[L.Layer], backend: Any, input_dim: int, rng: np.random.Generator,
+          dropout_seed: int) -> Graph:
     """The Graph of `layers` for inputs of width `input_dim`, its parameters drawn from
     `rng` (layer by layer, in buffer order)."""
     _name_layers(layers)
@@ -161,7 +184,7 @@ def build(layers, backend, input_dim, rng, dropout_seed):
     flat_params = backend.from_host(host) if backend.name != "cpu" else host
     flat_grads = backend.zeros(total)
     stages = [stage for stage, _, _ in plan]
-    views = {id(s): ({}, {}) for s in stages}
+    views: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {id(s): ({}, {}) for s in stages}
     layout = []
     for stage, layer, spec, off in offsets:
         views[id(stage)][0][spec.name] = flat_params[off:off + spec.size].reshape(spec.shape)

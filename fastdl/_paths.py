@@ -14,14 +14,17 @@ functions then raise FileNotFoundError saying so, rather than point at a half-bu
 docs/cpp.md).
 """
 
+from __future__ import annotations
+
 from pathlib import Path
+from typing import Sequence
 
 __all__ = ["get_include", "get_cmake_dir", "get_library_dir", "print_paths"]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def _installed(relative, marker):
+def _installed(relative: str, marker: str) -> str:
     path = _PACKAGE_DIR / relative
     if not (path / marker).is_file():
         raise FileNotFoundError(
@@ -33,17 +36,17 @@ def _installed(relative, marker):
     return str(path)
 
 
-def get_include():
+def get_include() -> str:
     """The directory to put on the include path: it holds ``fastdl/dense.h`` etc."""
     return _installed("include", "fastdl/dense.h")
 
 
-def get_cmake_dir():
+def get_cmake_dir() -> str:
     """The directory holding ``fastdlConfig.cmake``: pass it as ``-Dfastdl_DIR=...``."""
     return _installed("share/cmake/fastdl", "fastdlConfig.cmake")
 
 
-def get_library_dir():
+def get_library_dir() -> str:
     """The directory holding the static library ``libfastdl_kernels.a``."""
     return _installed("lib", "libfastdl_kernels.a")
 
@@ -51,7 +54,7 @@ def get_library_dir():
 _FLAGS = {"--include-dir": get_include, "--cmake-dir": get_cmake_dir, "--lib-dir": get_library_dir}
 
 
-def print_paths(argv):
+def print_paths(argv: Sequence[str]) -> bool:
     """Handles ``python -m fastdl --cmake-dir|--include-dir|--lib-dir``.
 
     argv: the arguments after the program name (``sys.argv[1:]``). Prints the path for

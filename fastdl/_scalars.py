@@ -12,8 +12,11 @@ kernels): one set of rules, the same as the C++ bindings' (csrc/bindings/checks.
 Every message starts with the argument's name and says what came and what was expected.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +60,8 @@ def _in_range(name, v, lo, hi, lo_open, hi_open, shown, noun="a value"):
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def real(name, value, lo=None, hi=None, *, lo_open=False, hi_open=False, finite=True, float32=False):
+def real(name: str, value: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+         hi_open: bool = False, finite: bool = True, float32: bool = False) -> float:
     """value as a Python float, checked: a real number (not a bool), finite unless
     ``finite=False``, within [lo, hi] (``lo_open``/``hi_open`` exclude an end) and, with
     ``float32=True``, within float32's range (a kernel computing in float32 would make
@@ -79,7 +83,7 @@ def real(name, value, lo=None, hi=None, *, lo_open=False, hi_open=False, finite=
     return f
 
 
-def integer(name, value, lo=None, hi=None):
+def integer(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
     """value as a Python int, checked: an integer (a Python or numpy int, or a 0-d
     integer array; not a bool, not a float) within [lo, hi]."""
     v = _scalar(value)

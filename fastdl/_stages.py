@@ -10,6 +10,10 @@ a buffer the stage keeps per batch size (the kernels' out=), so after a batch si
 first step a training step allocates no arrays.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from fastdl.activations import NEEDS_Z
@@ -23,15 +27,25 @@ class Stage:
     need_dx = True
     # The GEMM kernels' precision= keyword ({} on a device whose kernels compute in fp32
     # only): set by Sequential.compile, passed by the Dense and Maxout stages.
-    precision = {}
+    precision: dict[str, Any] = {}
     # Row of the global mini-batch that this batch's first row is: data-parallel ranks
     # (fastdl.distributed) set it so dropout draws the mask of the global sample index.
     row_offset = 0
 
-    def __init__(self, backend):
+    #: the layer the stage runs (each subclass sets it)
+    layer: Any
+    #: where the stage's weight matrix starts in the flat buffer (set by fastdl._graph)
+    w_offset: int
+
+    if TYPE_CHECKING:
+        @property
+        def input_width(self) -> int:
+            """The width of the stage's input (each subclass says)."""
+
+    def __init__(self, backend: Any) -> None:
         self.backend = backend
-        self._kept_buffers = {}
-        self._rows_of = {}
+        self._kept_buffers: dict[tuple[str, tuple[int, ...]], Any] = {}
+        self._rows_of: dict[tuple[str, tuple[int, ...]], int] = {}
 
     def _kept(self, name, shape, dtype=np.float32, rows=None):
         """This stage's buffer `name` of `shape`: allocated on the first step with that

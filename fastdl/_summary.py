@@ -28,7 +28,7 @@ def summary_text(model):
         layers = ", ".join(repr(layer) for layer in model.layers)
         return (f"{type(model).__name__} (device={model.device}, seed={model.seed}): not built yet (the input "
                 f"size is unknown)\n  layers: [{layers}]")
-    counts = {}
+    counts: dict = {}
     for slot in model.param_layout:
         layer = slot.name.rsplit(".", 1)[0]
         counts[layer] = counts.get(layer, 0) + slot.size

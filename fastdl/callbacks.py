@@ -20,16 +20,24 @@ each at the point Keras calls it:
 ``self.model.stop_training = True``; fit checks it after every batch and every epoch.
 """
 
+from __future__ import annotations
+
 import csv
 import math
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO, cast
 
 import numpy as np
 
 from fastdl import _device, schedules
 from fastdl.monitoring import layer_norms, layer_slices
+
+if TYPE_CHECKING:
+    from fastdl._typing import FloatArray, Logs, PathLike
+    from fastdl.model import Sequential
+    from fastdl.optim import Optimizer
 
 __all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau",
            "CSVLogger", "ProgressBar", "TerminateOnNaN", "LambdaCallback", "GradientMonitor", "CallbackList"]
@@ -44,67 +52,88 @@ HOOKS = ("on_batch_begin", "on_batch_end", "on_epoch_begin", "on_epoch_end", "on
 class Callback:
     """Base class: every hook does nothing (the batch ones forward to on_batch_*)."""
 
-    model = None
-    params = None
+    #: the model fit, evaluate or predict runs (set_model; None until then)
+    model: Sequential = None  # type: ignore[assignment]
+    #: the run's parameters: verbose, epochs, steps, samples (set_params; None until then)
+    params: dict[str, Any] | None = None
 
-    def set_model(self, model):
+    def set_model(self, model: Sequential) -> None:
+        """Called by fit, evaluate and predict with the model before any hook."""
         self.model = model
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         # A pickled or deep-copied callback leaves its model behind: fit gives it one.
         state = dict(self.__dict__)
         state.pop("model", None)
         return state
 
-    def set_params(self, params):
+    def set_params(self, params: dict[str, Any]) -> None:
+        """Called with the run's parameters (verbose, epochs, steps, samples) before any hook."""
         self.params = params
 
-    def on_batch_begin(self, batch, logs=None):
+    def on_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        """Before a training step (what on_train_batch_begin calls by default)."""
         pass
 
-    def on_batch_end(self, batch, logs=None):
+    def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        """After a training step (what on_train_batch_end calls by default); logs: the
+        epoch's running loss and metrics."""
         pass
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        """At the start of an epoch (0-based)."""
         pass
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        """At the end of an epoch: logs holds loss, the metrics, val_* when validating, lr and time."""
         pass
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        """Before a training step; calls on_batch_begin."""
         self.on_batch_begin(batch, logs)
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        """After a training step; calls on_batch_end."""
         self.on_batch_end(batch, logs)
 
-    def on_test_batch_begin(self, batch, logs=None):
+    def on_test_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        """Before an evaluation batch (evaluate, or fit's validation)."""
         pass
 
-    def on_test_batch_end(self, batch, logs=None):
+    def on_test_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        """After an evaluation batch; logs: the running loss and metrics."""
         pass
 
-    def on_predict_batch_begin(self, batch, logs=None):
+    def on_predict_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        """Before a predict batch."""
         pass
 
-    def on_predict_batch_end(self, batch, logs=None):
+    def on_predict_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        """After a predict batch; logs holds the batch's outputs."""
         pass
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        """Once, when fit starts."""
         pass
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        """Once, when fit ends; logs: the last epoch's."""
         pass
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: Logs | None = None) -> None:
+        """When evaluate (or fit's validation pass) starts."""
         pass
 
-    def on_test_end(self, logs=None):
+    def on_test_end(self, logs: Logs | None = None) -> None:
+        """When evaluate (or fit's validation pass) ends; logs: its loss and metrics."""
         pass
 
-    def on_predict_begin(self, logs=None):
+    def on_predict_begin(self, logs: Logs | None = None) -> None:
+        """When predict starts."""
         pass
 
-    def on_predict_end(self, logs=None):
+    def on_predict_end(self, logs: Logs | None = None) -> None:
+        """When predict ends."""
         pass
 
 
@@ -112,17 +141,17 @@ class History(Callback):
     """``history.history`` maps each logged quantity (loss, accuracy, val_loss, lr, time
     ...) to one value per epoch; ``history.epoch`` lists the epochs run."""
 
-    def __init__(self):
-        self.history = {}
-        self.epoch = []
+    def __init__(self) -> None:
+        self.history: dict[str, list[Any]] = {}
+        self.epoch: list[int] = []
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         self.epoch.append(epoch)
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(v)
 
 
-def _resolve_mode(mode, monitor):
+def _resolve_mode(mode: str, monitor: str) -> str:
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode: expected 'auto', 'min' or 'max', got {mode!r}")
     if mode == "auto":
@@ -130,7 +159,7 @@ def _resolve_mode(mode, monitor):
     return mode
 
 
-def _monitored(logs, monitor, who):
+def _monitored(logs: Logs, monitor: str, who: str) -> float:
     if monitor not in logs:
         raise KeyError(f"{who}: monitor={monitor!r} is not in the epoch logs (available: {sorted(logs)}); "
                        "val_* quantities need validation_data or validation_split")
@@ -148,8 +177,9 @@ class EarlyStopping(Callback):
     `baseline`: training stops if the monitor does not beat it within `patience` epochs.
     """
 
-    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto", baseline=None,
-                 restore_best_weights=False, start_from_epoch=0):
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, verbose: int = 0,
+                 mode: str = "auto", baseline: float | None = None, restore_best_weights: bool = False,
+                 start_from_epoch: int = 0) -> None:
         self.monitor = monitor
         self.mode = _resolve_mode(mode, monitor)
         self.min_delta = abs(float(min_delta))
@@ -161,21 +191,21 @@ class EarlyStopping(Callback):
         self.restore_best_weights = bool(restore_best_weights)
         self.start_from_epoch = int(start_from_epoch)
 
-    def _is_improvement(self, value, reference):
+    def _is_improvement(self, value: float, reference: float | None) -> bool:
         if reference is None:
             return True
         if self.mode == "min":
             return value + self.min_delta < reference
         return value - self.min_delta > reference
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs | None = None) -> None:
         self.wait = 0
         self.stopped_epoch = 0
         self.best = math.inf if self.mode == "min" else -math.inf
-        self.best_weights = None
+        self.best_weights: list[FloatArray] | None = None
         self.best_epoch = 0
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         current = _monitored(logs or {}, self.monitor, "EarlyStopping")
         if epoch < self.start_from_epoch:
             return
@@ -195,7 +225,7 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Logs | None = None) -> None:
         if self.stopped_epoch > 0 and self.verbose:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
@@ -209,7 +239,8 @@ class ModelCheckpoint(Callback):
     `monitor` improved with save_best_only=True. `filepath` may contain format fields:
     ``"ckpt-{epoch:02d}-{val_loss:.3f}.fdl"`` (epoch counted from 1)."""
 
-    def __init__(self, filepath, monitor="val_loss", save_best_only=False, mode="auto", verbose=0):
+    def __init__(self, filepath: PathLike, monitor: str = "val_loss", save_best_only: bool = False,
+                 mode: str = "auto", verbose: int = 0) -> None:
         self.filepath = os.fspath(filepath)
         self.monitor = monitor
         self.save_best_only = bool(save_best_only)
@@ -217,7 +248,7 @@ class ModelCheckpoint(Callback):
         self.verbose = verbose
         self.best = math.inf if self.mode == "min" else -math.inf
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         logs = logs or {}
         path = self.filepath.format(epoch=epoch + 1, **logs)
         if self.save_best_only:
@@ -243,7 +274,8 @@ class LearningRateScheduler(Callback):
     as after PyTorch's ``scheduler.step()``. A ReduceLROnPlateau schedule is fed the
     monitored value at each epoch's end instead."""
 
-    def __init__(self, schedule, per="epoch", verbose=0):
+    def __init__(self, schedule: schedules.Schedule | Callable[[int, float], float], per: str = "epoch",
+                 verbose: int = 0) -> None:
         if per not in ("epoch", "step"):
             raise ValueError(f"per: expected 'epoch' or 'step', got {per!r}")
         if not callable(schedule) and not hasattr(schedule, "update"):
@@ -252,43 +284,49 @@ class LearningRateScheduler(Callback):
         self.per = per
         self.verbose = verbose
 
-    def _value(self, t, lr):
+    def _value(self, t: int, lr: float) -> float:
         if isinstance(self.schedule, schedules.Schedule):
             return self.schedule(t)
         return self.schedule(t, lr)
 
-    def on_train_begin(self, logs=None):
+    @property
+    def _optimizer(self) -> Optimizer:
+        return cast("Optimizer", self.model.optimizer)  # fit runs a compiled model
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
         self._plateau = isinstance(self.schedule, schedules.ReduceLROnPlateau)
         if isinstance(self.schedule, schedules.Schedule):
-            self.schedule.start(self.model.optimizer.lr)
+            self.schedule.start(self._optimizer.lr)
         self._t = self.model.global_step
         if self.per == "step" and not self._plateau:
-            self.model.optimizer.lr = self._value(self._t, self.model.optimizer.lr)
+            self._optimizer.lr = self._value(self._t, self._optimizer.lr)
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         if self._plateau or self.per != "epoch":
             return
-        self._set(self._value(epoch, self.model.optimizer.lr), epoch)
+        self._set(self._value(epoch, self._optimizer.lr), epoch)
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         if self.per == "step" and not self._plateau:
             self._t += 1
-            self.model.optimizer.lr = self._value(self._t, self.model.optimizer.lr)
+            self._optimizer.lr = self._value(self._t, self._optimizer.lr)
 
-    def _set(self, lr, epoch):
+    def _set(self, lr: float, epoch: int) -> None:
         lr = float(lr)
-        if self.verbose and lr != self.model.optimizer.lr:
+        if self.verbose and lr != self._optimizer.lr:
             print(f"Epoch {epoch + 1}: learning rate set to {lr:.6g}")
-        self.model.optimizer.lr = lr
+        self._optimizer.lr = lr
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         if self._plateau:
-            value = _monitored(logs or {}, self.schedule.monitor, "ReduceLROnPlateau")
-            self._set(self.schedule.update(value, self.model.optimizer.lr), epoch)
+            schedule = cast(schedules.ReduceLROnPlateau, self.schedule)
+            value = _monitored(logs or {}, schedule.monitor, "ReduceLROnPlateau")
+            self._set(schedule.update(value, self._optimizer.lr), epoch)
 
 
-def ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
-                      cooldown=0, min_lr=0.0, mode="min", verbose=0):
+def ReduceLROnPlateau(monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
+                      threshold_mode: str = "rel", cooldown: int = 0, min_lr: float = 0.0, mode: str = "min",
+                      verbose: int = 0) -> LearningRateScheduler:
     """The callback form of fastdl.schedules.ReduceLROnPlateau (PyTorch's defaults)."""
     sched = schedules.ReduceLROnPlateau(monitor=monitor, factor=factor, patience=patience, threshold=threshold,
                                         threshold_mode=threshold_mode, cooldown=cooldown, min_lr=min_lr, mode=mode)
@@ -298,48 +336,49 @@ def ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=10, threshold=1e-
 class CSVLogger(Callback):
     """Writes one row per epoch (epoch, then the logged quantities) to a CSV file."""
 
-    def __init__(self, filename, separator=",", append=False):
+    def __init__(self, filename: PathLike, separator: str = ",", append: bool = False) -> None:
         self.filename = os.fspath(filename)
         self.separator = separator
         self.append = bool(append)
-        self._keys = None
-        self._file = None
+        self._keys: list[str] | None = None
+        self._file: TextIO | None = None
+        self._writer: Any = None
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.update(_file=None, _writer=None)  # an open file does not travel; on_train_begin opens it again
         return state
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs | None = None) -> None:
         exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
         self._file = open(self.filename, "a" if self.append else "w", newline="")
         self._writer = None
         self._keys = None
         self._header_done = exists
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         logs = logs or {}
         if self._keys is None:
             self._keys = list(logs)
-            self._writer = csv.writer(self._file, delimiter=self.separator)
+            self._writer = csv.writer(self._file, delimiter=self.separator)  # type: ignore[arg-type]  # opened
             if not self._header_done:
                 self._writer.writerow(["epoch", *self._keys])
         self._writer.writerow([epoch, *(_fmt(logs.get(k, "")) for k in self._keys)])
-        self._file.flush()
+        self._file.flush()  # type: ignore[union-attr]  # on_train_begin opened it
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Logs | None = None) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
 
 
-def _fmt(v):
+def _fmt(v: Any) -> Any:
     if isinstance(v, float):
         return repr(v)
     return v
 
 
-def _bar_glyphs(stream):
+def _bar_glyphs(stream: TextIO) -> tuple[str, str]:
     """The bar's filled and empty cells: box-drawing lines where the stream's encoding has
     them, else ``=`` and ``.`` (an ASCII or cp1252 stream would raise UnicodeEncodeError
     in the middle of fit)."""
@@ -362,7 +401,8 @@ class ProgressBar(Callback):
 
     BAR = 20
 
-    def __init__(self, verbose=1, stream=None, epochs=None, steps=None, interval=0.1):
+    def __init__(self, verbose: int = 1, stream: TextIO | None = None, epochs: int | None = None,
+                 steps: int | None = None, interval: float = 0.1) -> None:
         self.stream = stream if stream is not None else sys.stdout
         isatty = getattr(self.stream, "isatty", None)
         self.tty = bool(isatty and isatty())
@@ -370,19 +410,19 @@ class ProgressBar(Callback):
         self.full, self.empty = _bar_glyphs(self.stream)
         self.epochs, self.steps, self.interval = epochs, steps, interval
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         for name in ("stdout", "stderr"):  # a console stream travels by name
             if state.get("stream") is getattr(sys, name) or state.get("stream") is getattr(sys, f"__{name}__"):
                 state["stream"] = f"<{name}>"
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         if self.stream in ("<stdout>", "<stderr>"):
             self.stream = getattr(sys, self.stream[1:-1])
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs | None = None) -> None:
         params = self.params or {}
         if self.epochs is None:
             self.epochs = params.get("epochs")
@@ -390,7 +430,7 @@ class ProgressBar(Callback):
             self.steps = params.get("steps")
         self._samples = params.get("samples")
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         self._t0 = time.perf_counter()
         self._last = 0.0
         self._epoch = epoch
@@ -399,11 +439,11 @@ class ProgressBar(Callback):
         if not self.tty:
             self.stream.flush()
 
-    def _metrics(self, logs):
+    def _metrics(self, logs: Logs) -> str:
         return "".join(f" - {k}: {v:.4f}" for k, v in logs.items() if k not in ("lr", "time")
                        and isinstance(v, (int, float)))
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         self._done = batch + 1
         if not self.bar:
             return
@@ -421,7 +461,7 @@ class ProgressBar(Callback):
                           f"{self._metrics(logs or {})}\x1b[K")
         self.stream.flush()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         logs = logs or {}
         elapsed = logs.get("time", time.perf_counter() - self._t0)
         steps = self.steps or self._done or 1
@@ -442,7 +482,7 @@ class TerminateOnNaN(Callback):
     with this callback fit ends normally, keeping the parameters of the last finite step,
     instead of raising NonFiniteLossError."""
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
             print(f"Batch {batch}: Invalid loss, terminating training")
@@ -454,8 +494,12 @@ class LambdaCallback(Callback):
     ``on_epoch_end`` take (epoch, logs), the batch hooks (batch, logs), the begin/end
     hooks (logs). Any hook named in ``HOOKS`` may be given as a keyword."""
 
-    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None,
-                 on_train_batch_begin=None, on_train_batch_end=None, **kwargs):
+    def __init__(self, on_epoch_begin: Callable[[int, Logs], Any] | None = None,
+                 on_epoch_end: Callable[[int, Logs], Any] | None = None,
+                 on_train_begin: Callable[[Logs], Any] | None = None, on_train_end: Callable[[Logs], Any] | None = None,
+                 on_train_batch_begin: Callable[[int, Logs], Any] | None = None,
+                 on_train_batch_end: Callable[[int, Logs], Any] | None = None,
+                 **kwargs: Callable[..., Any] | None) -> None:
         given = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end, on_train_begin=on_train_begin,
                      on_train_end=on_train_end, on_train_batch_begin=on_train_batch_begin,
                      on_train_batch_end=on_train_batch_end, **kwargs)
@@ -491,7 +535,7 @@ class GradientMonitor(Callback):
     #: fit keeps the separate optimizer step (flat_grads filled every batch) while it runs
     reads_gradients = True
 
-    def __init__(self, every="epoch", update_ratio=True, weights_only=True):
+    def __init__(self, every: str | int = "epoch", update_ratio: bool = True, weights_only: bool = True) -> None:
         if every == "epoch":
             every = 1
         if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
@@ -499,9 +543,9 @@ class GradientMonitor(Callback):
         self.every = int(every)
         self.update_ratio = bool(update_ratio)
         self.weights_only = bool(weights_only)
-        self.steps = {}
+        self.steps: dict[str, list[Any]] = {}
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs | None = None) -> None:
         self._slices = layer_slices(self.model, self.weights_only)
         self.layers = list(self._slices)
         self.steps = {"step": [], "epoch": []}
@@ -510,16 +554,16 @@ class GradientMonitor(Callback):
             if self.update_ratio:
                 self.steps[f"update_ratio/{layer}"] = []
         self._count = 0
-        self._prev = None
+        self._prev: FloatArray | None = None
         if self.update_ratio and self.every == 1:
             self._prev = _device.to_host(self.model.flat_params).copy()
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         self._epoch = epoch
         self._sums = {k: 0.0 for k in self.steps if "/" in k}
         self._n = 0
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         if logs is not None and not math.isfinite(logs.get("loss", 0.0)):
             return  # a refused step: nothing was applied
         self._count += 1
@@ -556,7 +600,7 @@ class GradientMonitor(Callback):
             else:
                 self._prev = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         if self._n == 0:  # every > steps per epoch and none fell in this epoch
             return
         values = {k: s / self._n for k, s in self._sums.items()}
@@ -573,7 +617,7 @@ class GradientMonitor(Callback):
                     col.append(v)
 
 
-def _overrides(callback, hook):
+def _overrides(callback: Callback, hook: str) -> bool:
     """Whether `callback` does something in `hook` (the base class's batch hooks forward to
     on_batch_*, so those count too): the batch loop calls only the callbacks that do."""
     cls = type(callback)
@@ -595,8 +639,9 @@ class CallbackList:
     ``set_model(model)`` and ``set_params({"verbose", "epochs", "steps", ...params})``.
     Each hook calls the callbacks that override it, in order."""
 
-    def __init__(self, callbacks=None, model=None, verbose=0, epochs=None, steps=None, history=None, stream=None,
-                 **params):
+    def __init__(self, callbacks: Sequence[Callback] | None = None, model: Any = None, verbose: int | str = 0,
+                 epochs: int | None = None, steps: int | None = None, history: History | None = None,
+                 stream: TextIO | None = None, **params: Any) -> None:
         stream = stream if stream is not None else sys.stdout
         if verbose == "auto":
             isatty = getattr(stream, "isatty", None)
@@ -610,7 +655,7 @@ class CallbackList:
         for c in user:
             if not isinstance(c, Callback):
                 raise TypeError(f"callbacks: expected fastdl.callbacks.Callback instances, got {type(c).__name__}")
-        self.callbacks = [] if history is None else [history]
+        self.callbacks: list[Callback] = [] if history is None else [history]
         if verbose:
             self.callbacks.append(ProgressBar(verbose, stream, epochs, steps))
         self.callbacks += user
@@ -623,62 +668,76 @@ class CallbackList:
                        for hook in ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin",
                                     "on_test_batch_end", "on_predict_batch_begin", "on_predict_batch_end")}
 
-    def reads_gradients(self):
+    def reads_gradients(self) -> bool:
         """Whether a callback reads ``flat_grads`` after each step (GradientMonitor)."""
         return any(getattr(c, "reads_gradients", False) for c in self.callbacks)
 
-    def calls(self, hook):
+    def calls(self, hook: str) -> bool:
         """Whether any callback does something in a batch hook (else the loop skips it)."""
         return bool(self._batch[hook])
 
-    def _each(self, hook, *args):
+    def _each(self, hook: str, *args: Any) -> None:
         for c in self.callbacks:
             getattr(c, hook)(*args)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        """Calls on_train_begin of every callback."""
         self._each("on_train_begin", logs if logs is not None else {})
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        """Calls on_train_end of every callback."""
         self._each("on_train_end", logs if logs is not None else {})
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        """Calls on_epoch_begin of every callback."""
         self._each("on_epoch_begin", epoch, logs if logs is not None else {})
 
-    def on_epoch_end(self, epoch, logs):
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        """Calls on_epoch_end of every callback."""
         self._each("on_epoch_end", epoch, logs)
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: Logs | None = None) -> None:
+        """Calls on_test_begin of every callback."""
         self._each("on_test_begin", logs if logs is not None else {})
 
-    def on_test_end(self, logs=None):
+    def on_test_end(self, logs: Logs | None = None) -> None:
+        """Calls on_test_end of every callback."""
         self._each("on_test_end", logs if logs is not None else {})
 
-    def on_predict_begin(self, logs=None):
+    def on_predict_begin(self, logs: Logs | None = None) -> None:
+        """Calls on_predict_begin of every callback."""
         self._each("on_predict_begin", logs if logs is not None else {})
 
-    def on_predict_end(self, logs=None):
+    def on_predict_end(self, logs: Logs | None = None) -> None:
+        """Calls on_predict_end of every callback."""
         self._each("on_predict_end", logs if logs is not None else {})
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        """Calls on_train_batch_begin of the callbacks that override it."""
         for f in self._batch["on_train_batch_begin"]:
             f(batch, logs)
 
-    def on_train_batch_end(self, batch, logs):
+    def on_train_batch_end(self, batch: int, logs: Logs) -> None:
+        """Calls on_train_batch_end of the callbacks that override it."""
         for f in self._batch["on_train_batch_end"]:
             f(batch, logs)
 
-    def on_test_batch_begin(self, batch, logs=None):
+    def on_test_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        """Calls on_test_batch_begin of the callbacks that override it."""
         for f in self._batch["on_test_batch_begin"]:
             f(batch, logs)
 
-    def on_test_batch_end(self, batch, logs):
+    def on_test_batch_end(self, batch: int, logs: Logs) -> None:
+        """Calls on_test_batch_end of the callbacks that override it."""
         for f in self._batch["on_test_batch_end"]:
             f(batch, logs)
 
-    def on_predict_batch_begin(self, batch, logs=None):
+    def on_predict_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        """Calls on_predict_batch_begin of the callbacks that override it."""
         for f in self._batch["on_predict_batch_begin"]:
             f(batch, logs)
 
-    def on_predict_batch_end(self, batch, logs):
+    def on_predict_batch_end(self, batch: int, logs: Logs) -> None:
+        """Calls on_predict_batch_end of the callbacks that override it."""
         for f in self._batch["on_predict_batch_end"]:
             f(batch, logs)

@@ -12,10 +12,13 @@ parses its own arguments, so a usage error prints that subcommand's usage (exit 
 run-time failure prints one line ``fastdl NAME: error: ...`` (exit 1).
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import sys
 import time
+from typing import Sequence
 
 from fastdl._argparse import HelpFormatter, fraction, parse_args, positive_int
 
@@ -119,7 +122,7 @@ def _run_train(args):
     except (ImportError, OSError, ValueError) as e:
         raise CommandError(e) from None
     n_classes = int(max(y_train.max(), y_test.max())) + 1
-    layers = []
+    layers: list = []
     for width in args.hidden:
         layers.append(fastdl.Dense(width, activation=args.activation))
         if args.dropout:
@@ -147,7 +150,7 @@ def _fit_and_save(args, model, source, train, test, n_classes):
     os.makedirs(args.out, exist_ok=True)
     model_path = os.path.join(args.out, "model.fdl")
     csv_path = os.path.join(args.out, "history.csv")
-    callbacks = [C.CSVLogger(csv_path)]
+    callbacks: list[C.Callback] = [C.CSVLogger(csv_path)]
     if args.patience is not None:
         callbacks.append(C.EarlyStopping(patience=args.patience, restore_best_weights=True))
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
@@ -223,7 +226,7 @@ COMMANDS = {
 }
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     """The top-level parser; ``parser.commands`` maps each subcommand of COMMANDS to its
     own parser (prog ``fastdl NAME``), which main() hands that subcommand's arguments."""
     import fastdl
@@ -239,11 +242,11 @@ def build_parser():
         parser.add_argument(flag, dest="paths", action="append_const", const=flag,
                             help=f"print the folder of {what} in this installation, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    parser.commands = {}
+    commands: dict[str, argparse.ArgumentParser] = {}
+    parser.commands = commands  # type: ignore[attr-defined]  # main() reads it
     for name, (add, _, help_text) in COMMANDS.items():
-        parser.commands[name] = sub.add_parser(name, help=help_text, description=help_text,
-                                               formatter_class=HelpFormatter)
-        add(parser.commands[name])
+        commands[name] = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
+        add(commands[name])
     for name, (_, help_text) in DELEGATED.items():  # listed for --help; main() routes them
         sub.add_parser(name, help=f"{help_text}; `fastdl {name} --help` for its options", add_help=False)
     return parser
@@ -256,7 +259,7 @@ DELEGATED = {
 }
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``fastdl``; returns the exit status: 0 ok, 1 a run-time failure
     (one line on stderr), 2 a usage error (the usage of the command it belongs to and
     the message on stderr)."""
@@ -277,7 +280,7 @@ def main(argv=None):
     if argv and argv[0] in COMMANDS:
         # The subcommand's own parser: `fastdl train --bogus` prints train's usage.
         name = argv[0]
-        args, status = parse_args(parser.commands[name], argv[1:])
+        args, status = parse_args(parser.commands[name], argv[1:])  # type: ignore[attr-defined]  # build_parser
         if args is None:
             return status
         args.command = name

@@ -3,6 +3,8 @@
 Both return float32 images flattened to rows and scaled to [0, 1], with int64 labels.
 """
 
+from __future__ import annotations
+
 import gzip
 import hashlib
 import os
@@ -10,8 +12,18 @@ import struct
 import tempfile
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Sequence, Tuple, overload
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    from typing_extensions import TypeAlias
+
+    from fastdl._typing import AnyArray, FloatArray, PathLike
+
+    #: images (N, features) float32 in [0, 1] and int64 labels (N,)
+    XY: TypeAlias = Tuple[FloatArray, npt.NDArray[np.int64]]
 
 __all__ = ["mnist", "digits", "read_idx", "write_idx", "MNIST_FILES", "MNIST_MIRRORS", "default_cache_dir"]
 
@@ -29,11 +41,11 @@ MNIST_SHA256 = {
 MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/",
                  "https://storage.googleapis.com/cvdf-datasets/mnist/")
 
-_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+_IDX_TYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
-def default_cache_dir():
+def default_cache_dir() -> Path:
     """$FASTDL_DATA, else $XDG_CACHE_HOME/fastdl, else ~/.cache/fastdl."""
     if os.environ.get("FASTDL_DATA"):
         return Path(os.environ["FASTDL_DATA"])
@@ -41,7 +53,7 @@ def default_cache_dir():
     return Path(base) / "fastdl"
 
 
-def read_idx(path):
+def read_idx(path: PathLike) -> AnyArray:
     """Reads an IDX file (gzipped when the name ends in .gz) into a numpy array."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
@@ -66,16 +78,16 @@ def read_idx(path):
     return arr.astype(dtype.newbyteorder("="), copy=False)
 
 
-def write_idx(path, array):
+def write_idx(path: PathLike, array: npt.ArrayLike) -> None:
     """Writes a uint8 array as an IDX file (gzipped when the name ends in .gz)."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    opener = gzip.open if str(path).endswith(".gz") else open
+    opener: Any = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "wb") as f:
         f.write(header + array.tobytes())
 
 
-def _find(folder, stem):
+def _find(folder: Path, stem: str) -> Path | None:
     for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
         p = folder / name
         if p.is_file():
@@ -83,7 +95,7 @@ def _find(folder, stem):
     return None
 
 
-def _sha256(path):
+def _sha256(path: PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -91,7 +103,7 @@ def _sha256(path):
     return h.hexdigest()
 
 
-def _download(folder, name, mirrors=MNIST_MIRRORS):
+def _download(folder: Path, name: str, mirrors: Sequence[str] = MNIST_MIRRORS) -> Path:
     """Downloads one file into folder, checking its SHA-256; atomic (temp file + rename)."""
     folder.mkdir(parents=True, exist_ok=True)
     errors = []
@@ -114,7 +126,7 @@ def _download(folder, name, mirrors=MNIST_MIRRORS):
     raise RuntimeError("could not download MNIST:\n  " + "\n  ".join(errors))
 
 
-def _load_split(folder, split, download):
+def _load_split(folder: Path, split: str, download: bool) -> XY:
     images_stem, labels_stem = MNIST_FILES[split]
     paths = []
     for stem in (images_stem, labels_stem):
@@ -138,14 +150,22 @@ def _load_split(folder, split, download):
 T10K_TRAIN_FRACTION = 0.8
 
 
-def mnist_splits(path):
+def mnist_splits(path: PathLike) -> tuple[str, ...]:
     """The MNIST splits ("train", "test") whose two IDX files (gzipped or not) are in
     folder `path`."""
     folder = Path(path)
     return tuple(split for split, stems in MNIST_FILES.items() if all(_find(folder, s) for s in stems))
 
 
-def mnist(path=None, split="both", download=True):
+@overload
+def mnist(path: PathLike | None = None, split: Literal["both"] = "both", download: bool = True) -> tuple[XY, XY]: ...
+@overload
+def mnist(path: PathLike | None, split: Literal["train", "test"], download: bool = True) -> XY: ...
+@overload
+def mnist(*, split: Literal["train", "test"], download: bool = True) -> XY: ...
+
+
+def mnist(path: PathLike | None = None, split: str = "both", download: bool = True) -> tuple[XY, XY] | XY:
     """MNIST as float32 rows of 784 pixels in [0, 1] and int64 labels.
 
     path: a folder with the IDX files (``train-images-idx3-ubyte[.gz]`` ...), gzipped or
@@ -174,7 +194,13 @@ def mnist(path=None, split="both", download=True):
     return _load_split(folder, split, download)
 
 
-def digits(split="both", test_size=0.2, seed=0):
+@overload
+def digits(split: Literal["both"] = "both", test_size: float = 0.2, seed: int = 0) -> tuple[XY, XY]: ...
+@overload
+def digits(split: Literal["all"], test_size: float = 0.2, seed: int = 0) -> XY: ...
+
+
+def digits(split: str = "both", test_size: float = 0.2, seed: int = 0) -> tuple[XY, XY] | XY:
     """scikit-learn's 8x8 handwritten digits (1,797 images, 64 pixels in [0, 1]).
 
     Needs scikit-learn (``pip install fastdl[examples]``). split: "both" ->

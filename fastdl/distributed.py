@@ -25,12 +25,15 @@ aborts all of them (``MPI.Abort``) instead of leaving the others blocked in a
 collective; ``timeout`` bounds every collective as well.
 """
 
+from __future__ import annotations
+
 import math
 import os
 import sys
 import time
 import traceback
 import zlib
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 import numpy as np
 
@@ -38,6 +41,13 @@ from fastdl import _device
 from fastdl import callbacks as callbacks_mod
 from fastdl.training import NonFiniteLossError, Strategy
 from fastdl.training import fit as _fit_loop
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from fastdl._typing import DeviceArray
+    from fastdl.network import Network
+    from fastdl.training.data import ArrayData, Batch, IterableData
 
 __all__ = ["fit", "MPIStrategy", "Communicator", "CollectiveTimeout", "shard_bounds", "rank", "world_size",
            "local_rank", "select_gpu", "sync_model", "gradient_bytes"]
@@ -53,7 +63,7 @@ class CollectiveTimeout(RuntimeError):
     """A collective did not complete within the timeout: some rank died or hangs."""
 
 
-def _mpi():
+def _mpi() -> Any:
     try:
         from mpi4py import MPI
     except ImportError as e:
@@ -61,22 +71,23 @@ def _mpi():
     return MPI
 
 
-def shard_bounds(m, size, r):
+def shard_bounds(m: int, size: int, r: int) -> tuple[int, int]:
     """Rows [lo, hi) of an m-row global batch that rank r of `size` takes: contiguous,
     sizes differing by at most one, in rank order."""
     return r * m // size, (r + 1) * m // size
 
 
-def rank(comm=None):
+def rank(comm: Any = None) -> int:
     """This process's rank in `comm` (COMM_WORLD by default)."""
     return (comm or _mpi().COMM_WORLD).Get_rank()
 
 
-def world_size(comm=None):
+def world_size(comm: Any = None) -> int:
+    """The number of processes in `comm` (COMM_WORLD by default)."""
     return (comm or _mpi().COMM_WORLD).Get_size()
 
 
-def local_rank(comm=None):
+def local_rank(comm: Any = None) -> int:
     """Rank among the processes on this node (for choosing a GPU)."""
     MPI = _mpi()
     node = (comm or MPI.COMM_WORLD).Split_type(MPI.COMM_TYPE_SHARED)
@@ -86,7 +97,7 @@ def local_rank(comm=None):
         node.Free()
 
 
-def select_gpu(comm=None):
+def select_gpu(comm: Any = None) -> int:
     """One GPU per rank: selects GPU local_rank % (GPUs on the node) for this process
     (call it before building a device="cuda" model). Returns the device index."""
     from numba import cuda
@@ -99,7 +110,7 @@ def select_gpu(comm=None):
     return index
 
 
-def gradient_bytes(model):
+def gradient_bytes(model: Network) -> int:
     """Bytes each rank sends into the gradient Allreduce per step: the flat float32
     gradient buffer (a ring Allreduce moves about 2 (N - 1) / N times this per rank)."""
     return int(model.num_params) * 4
@@ -115,7 +126,7 @@ class Communicator:
     MPI does; a dead rank then still ends the job through mpirun / MPI's error
     handler, a hung one does not)."""
 
-    def __init__(self, comm=None, timeout=None, cuda_aware=None):
+    def __init__(self, comm: Any = None, timeout: float | None = None, cuda_aware: bool | None = None) -> None:
         MPI = _mpi()
         self.MPI = MPI
         self.comm = comm if comm is not None else MPI.COMM_WORLD
@@ -125,11 +136,13 @@ class Communicator:
             raise ValueError(f"timeout: expected seconds > 0 or None, got {timeout!r}")
         self.timeout = None if timeout is None else float(timeout)
         self._cuda_aware = cuda_aware
-        self._staging = None
+        self._staging: Any = None
 
     # -- GPU buffers ---------------------------------------------------------------------
     @property
-    def cuda_aware(self):
+    def cuda_aware(self) -> bool:
+        """Whether the MPI library takes GPU buffers directly (else they are staged
+        through host memory)."""
         if self._cuda_aware is None:
             env = os.environ.get("FASTDL_MPI_CUDA_AWARE")
             if env is not None:
@@ -142,7 +155,7 @@ class Communicator:
                     self._cuda_aware = False
         return self._cuda_aware
 
-    def _host_stage(self, n):
+    def _host_stage(self, n: int) -> Any:
         if self._staging is None or self._staging.shape[0] < n:
             from numba import cuda
 
@@ -152,7 +165,7 @@ class Communicator:
                 self._staging = np.empty(n, np.float32)
         return self._staging[:n]
 
-    def _on_device(self, buf, collective, scale=None):
+    def _on_device(self, buf: DeviceArray, collective: Callable[[Any], Any], scale: float | None = None) -> None:
         """Runs collective(host_or_device_buffer) on a flat buffer, after multiplying
         this rank's contribution by `scale` (where it is cheapest: on the host copy when
         staging)."""
@@ -177,7 +190,7 @@ class Communicator:
         buf.copy_to_device(host)
 
     # -- collectives -----------------------------------------------------------------------
-    def _wait(self, req, what):
+    def _wait(self, req: Any, what: str) -> None:
         if self.timeout is None:
             req.Wait()
             return
@@ -192,7 +205,7 @@ class Communicator:
                     f"rank {self.rank}: {what} did not complete within {self.timeout:g} s; another rank has died "
                     "or hangs")
 
-    def allreduce_(self, buf, what="Allreduce", scale=None):
+    def allreduce_(self, buf: DeviceArray, what: str = "Allreduce", scale: float | None = None) -> None:
         """buf = the sum over the ranks of (scale * buf), in place."""
         if self.size == 1:
             if scale is not None and scale != 1:
@@ -200,7 +213,7 @@ class Communicator:
             return
         MPI = self.MPI
 
-        def run(b):
+        def run(b: Any) -> None:
             if self.timeout is None:
                 self.comm.Allreduce(MPI.IN_PLACE, b, op=MPI.SUM)
             else:
@@ -208,12 +221,12 @@ class Communicator:
 
         self._on_device(buf, run, scale)
 
-    def bcast_(self, buf, root=0, what="Bcast"):
+    def bcast_(self, buf: DeviceArray, root: int = 0, what: str = "Bcast") -> None:
         """buf = root's buf, in place."""
         if self.size == 1:
             return
 
-        def run(b):
+        def run(b: Any) -> None:
             if self.timeout is None:
                 self.comm.Bcast(b, root=root)
             else:
@@ -221,7 +234,7 @@ class Communicator:
 
         self._on_device(buf, run)
 
-    def sum_scalars(self, values, what="Allreduce of the metrics"):
+    def sum_scalars(self, values: Sequence[float], what: str = "Allreduce of the metrics") -> npt.NDArray[np.float64]:
         """The float64 sums of `values` over the ranks, bit-identical on every rank (rank
         0's result is broadcast, whatever the MPI's reduction order)."""
         a = np.array(values, np.float64)
@@ -231,7 +244,8 @@ class Communicator:
         self.bcast_(a, 0, what)
         return a
 
-    def bcast_object(self, obj, root=0):
+    def bcast_object(self, obj: Any, root: int = 0) -> Any:
+        """root's `obj` (small, picklable) on every rank."""
         if self.size == 1:
             return obj
         if self.timeout is None:
@@ -247,7 +261,8 @@ class Communicator:
         self.bcast_(data, root, "Bcast")
         return pickle.loads(data.tobytes())
 
-    def allgather_object(self, obj):
+    def allgather_object(self, obj: Any) -> list[Any]:
+        """[every rank's `obj`] (small, picklable), in rank order, on every rank."""
         if self.size == 1:
             return [obj]
         gathered = []
@@ -255,12 +270,13 @@ class Communicator:
             gathered.append(self.bcast_object(obj if r == self.rank else None, root=r))
         return gathered
 
-    def abort(self, code=1):
+    def abort(self, code: int = 1) -> None:
+        """Ends every rank of the job (MPI_Abort)."""
         self.comm.Abort(code)
 
 
 # -- replicas ------------------------------------------------------------------------------
-def _describe(model):
+def _describe(model: Network) -> dict[str, Any]:
     opt = model.optimizer
     return {"num_params": model.num_params, "config": model.get_config()["layers"],
             "optimizer": None if opt is None else (opt.name, sorted(opt.state),
@@ -268,7 +284,7 @@ def _describe(model):
             "device": model.device}
 
 
-def sync_model(model, comm):
+def sync_model(model: Network, comm: Communicator) -> None:
     """Makes every rank's model equal to rank 0's: parameters, BatchNorm statistics,
     optimizer state and step, the step counter and seeds that drive dropout, and the
     shuffle generator. Raises ValueError on every rank if the ranks built different
@@ -288,19 +304,24 @@ def sync_model(model, comm):
         opt.step_count, opt.lr = meta["opt"]
 
 
-def _fingerprint(model):
+def _crc(a: Any, crc: int = 0) -> int:
+    # an ndarray is a buffer (numpy's stubs say so from Python 3.12 on only)
+    return zlib.crc32(cast(Any, np.ascontiguousarray(a).view(np.uint8)), crc)
+
+
+def _fingerprint(model: Network) -> int:
     crc = 0
     for a in model.replica_arrays():
-        crc = zlib.crc32(np.ascontiguousarray(_device.to_host(a)).view(np.uint8), crc)
+        crc = _crc(_device.to_host(a), crc)
     return crc
 
 
-def _data_signature(x, y):
+def _data_signature(x: Any, y: Any) -> tuple[Any, ...]:
     """Shapes and a checksum of the first and last rows: the ranks must hold the same data."""
     k = min(16, x.shape[0])
-    crc = zlib.crc32(np.ascontiguousarray(x[:k]).view(np.uint8))
-    crc = zlib.crc32(np.ascontiguousarray(x[-k:]).view(np.uint8), crc)
-    crc = zlib.crc32(np.ascontiguousarray(y[:k]).view(np.uint8), crc)
+    crc = _crc(x[:k])
+    crc = _crc(x[-k:], crc)
+    crc = _crc(y[:k], crc)
     return (tuple(x.shape), tuple(y.shape), str(y.dtype), crc)
 
 
@@ -318,18 +339,19 @@ class MPIStrategy(Strategy):
     stops_mid_epoch = False
     needs_gradients = True
 
-    def __init__(self, comm=None, timeout=None, abort_on_error=True):
+    def __init__(self, comm: Any = None, timeout: float | None = None, abort_on_error: bool = True) -> None:
         self.comm = comm if isinstance(comm, Communicator) else Communicator(comm, timeout)
         self.abort_on_error = bool(abort_on_error)
         self.is_writer = self.comm.rank == 0
-        self._bad = np.zeros(1, np.float64)  # every rank learns whether any rank's loss was NaN/Inf
+        self._bad: npt.NDArray[np.float64] = np.zeros(1, np.float64)  # every rank learns whether any rank's loss was NaN/Inf
 
-    def shard(self, m):
+    def shard(self, m: int) -> tuple[int, int]:
         return shard_bounds(m, self.comm.size, self.comm.rank)
 
-    eval_shard = shard
+    eval_shard = shard  # type: ignore[assignment]  # (its argument is named m, not n)
 
-    def begin_fit(self, model, data, validation, arguments):
+    def begin_fit(self, model: Network, data: ArrayData | IterableData, validation: Any,
+                  arguments: tuple[Any, ...]) -> None:
         from fastdl.training.data import ArrayData
 
         if not isinstance(data, ArrayData):
@@ -350,17 +372,17 @@ class MPIStrategy(Strategy):
                              f"{2 * c.size} with a last batch of at least {2 * c.size} samples")
         sync_model(model, c)
 
-    def callbacks(self, callbacks):
+    def callbacks(self, callbacks: Any) -> Any:
         # Rank 0 alone runs the callbacks that write files or print; the others
         # (EarlyStopping, schedules) run everywhere from the same allreduced logs.
         return callbacks if self.is_writer else [cb for cb in callbacks if not isinstance(cb, WRITERS)]
 
-    def train_batch(self, model, batch, fill_gradients):
+    def train_batch(self, model: Network, batch: Batch, fill_gradients: bool) -> tuple[float, bool]:
         c = self.comm
         rows = 0 if batch.x is None else batch.x.shape[0]
         if rows:
             model.set_row_offset(self.shard(batch.size)[0])
-            loss = float(model.compute_gradients(batch.x, batch.y, batch.w))
+            loss = float(model.compute_gradients(batch.x, batch.y, batch.w))  # type: ignore[arg-type]  # rows
         else:  # a last batch smaller than the world: this rank contributes nothing
             model.count_step()  # dropout steps stay in lockstep with the other ranks
             loss = 0.0
@@ -380,17 +402,17 @@ class MPIStrategy(Strategy):
         model.apply_gradients()
         return loss, True
 
-    def sum_scalars(self, values):
+    def sum_scalars(self, values: Sequence[float]) -> npt.NDArray[np.float64]:
         return self.comm.sum_scalars(values)
 
-    def end_epoch(self, model, epoch):
+    def end_epoch(self, model: Network, epoch: int) -> None:
         c = self.comm
         for mean, var in model.batchnorm_statistics():  # shard statistics differ: every replica keeps the mean
             for a in (mean, var):
                 c.allreduce_(a, "Allreduce of the BatchNorm statistics", scale=1.0 / c.size)
         self._check_replicas(model, epoch)
 
-    def _check_replicas(self, model, epoch):
+    def _check_replicas(self, model: Network, epoch: int) -> None:
         """Every rank must hold identical parameters and optimizer state. With 2 ranks a
         SUM Allreduce is commutative, hence identical everywhere; with more, an MPI may
         sum in a different order on different ranks (allowed by the standard). If the
@@ -407,11 +429,11 @@ class MPIStrategy(Strategy):
                 sys.stderr.write(f"fastdl.distributed: epoch {epoch + 1}: replicas differed in the last bits "
                                  "(the MPI's reduction order); resynchronised from rank 0\n")
 
-    def agree_stop(self, stop):
+    def agree_stop(self, stop: bool) -> bool:
         # callbacks saw the same logs everywhere; rank 0's decision is the one that counts
         return bool(self.comm.bcast_object(bool(stop)))
 
-    def failed(self, error):
+    def failed(self, error: BaseException) -> None:
         """Aborts every rank on an exception that only this rank may have: the others
         would wait for it in their next collective."""
         c = self.comm
@@ -422,14 +444,16 @@ class MPIStrategy(Strategy):
         sys.stderr.flush()
         c.abort(1)
 
-    def end_fit(self, model):
+    def end_fit(self, model: Network) -> None:
         model.set_row_offset(0)
 
 
 # -- training --------------------------------------------------------------------------------
-def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0, shuffle=True,
-        callbacks=None, verbose="auto", initial_epoch=0, comm=None, timeout=None, abort_on_error=True,
-        on_nonfinite_loss="raise", **fit_kwargs):
+def fit(model: Network, x: npt.ArrayLike, y: npt.ArrayLike, epochs: int = 1, batch_size: int = 32,
+        validation_data: Sequence[Any] | None = None, validation_split: float = 0.0, shuffle: bool = True,
+        callbacks: Sequence[callbacks_mod.Callback] | None = None, verbose: int | str = "auto",
+        initial_epoch: int = 0, comm: Any = None, timeout: float | None = None, abort_on_error: bool = True,
+        on_nonfinite_loss: str = "raise", **fit_kwargs: Any) -> callbacks_mod.History:
     """``model.fit`` data-parallel over the ranks of `comm` (an mpi4py communicator,
     COMM_WORLD by default), with the same result as ``model.fit`` in one process:
     batch_size is the *global* batch, split across the ranks. Every rank must call it

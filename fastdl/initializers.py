@@ -11,9 +11,15 @@ An initializer is given by name (``"glorot_uniform"``), by an instance
 (``Constant(0.1)``) or by any callable ``f(shape, rng) -> array``.
 """
 
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from fastdl._typing import Config, FloatArray, InitFunction, InitializerLike, Shape
 
 __all__ = [
     "Initializer", "Zeros", "Constant", "Uniform", "LeCunUniform", "GlorotUniform", "GlorotNormal",
@@ -29,27 +35,30 @@ class Initializer:
 
     name = "initializer"
 
-    def __call__(self, shape, rng):
+    def __call__(self, shape: Shape, rng: np.random.Generator) -> FloatArray:
         raise NotImplementedError
 
-    def config(self):
+    def config(self) -> Config:
+        """The initializer as plain data: {"name": ..., and its arguments} (get() takes it back)."""
         return {"name": self.name}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
         return f"{type(self).__name__}({args})"
 
 
-def _fans(shape):
+def _fans(shape: Shape) -> tuple[int, int]:
     if len(shape) == 1:
         return shape[0], shape[0]
     return shape[0], shape[1]
 
 
 class Zeros(Initializer):
+    """Every element = 0 (the default bias initializer)."""
+
     name = "zeros"
 
-    def __call__(self, shape, rng):
+    def __call__(self, shape: Shape, rng: np.random.Generator) -> FloatArray:
         return np.zeros(shape, np.float32)
 
 
@@ -58,13 +67,13 @@ class Constant(Initializer):
 
     name = "constant"
 
-    def __init__(self, value=0.0):
+    def __init__(self, value: float = 0.0) -> None:
         self.value = float(value)
 
-    def __call__(self, shape, rng):
+    def __call__(self, shape: Shape, rng: np.random.Generator) -> FloatArray:
         return np.full(shape, self.value, np.float32)
 
-    def config(self):
+    def config(self) -> Config:
         return {"name": self.name, "value": self.value}
 
 
@@ -73,14 +82,14 @@ class Uniform(Initializer):
 
     name = "uniform"
 
-    def __init__(self, limit=None):
+    def __init__(self, limit: float | None = None) -> None:
         self.limit = None if limit is None else float(limit)
 
-    def __call__(self, shape, rng):
+    def __call__(self, shape: Shape, rng: np.random.Generator) -> FloatArray:
         limit = self.limit if self.limit is not None else 1.0 / math.sqrt(_fans(shape)[0])
         return rng.uniform(-limit, limit, size=shape).astype(np.float32)
 
-    def config(self):
+    def config(self) -> Config:
         return {"name": self.name, "limit": self.limit}
 
 
@@ -89,18 +98,18 @@ class LeCunUniform(Uniform):
 
     name = "lecun_uniform"
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(None)
 
-    def config(self):
+    def config(self) -> Config:
         return {"name": self.name}
 
 
 class _Scaled(Initializer):
-    def __init__(self, gain=1.0):
+    def __init__(self, gain: float = 1.0) -> None:
         self.gain = float(gain)
 
-    def config(self):
+    def config(self) -> Config:
         return {"name": self.name, "gain": self.gain}
 
 
@@ -109,7 +118,7 @@ class GlorotUniform(_Scaled):
 
     name = "glorot_uniform"
 
-    def __call__(self, shape, rng):
+    def __call__(self, shape: Shape, rng: np.random.Generator) -> FloatArray:
         fan_in, fan_out = _fans(shape)
         limit = self.gain * math.sqrt(6.0 / (fan_in + fan_out))
         return rng.uniform(-limit, limit, size=shape).astype(np.float32)
@@ -120,7 +129,7 @@ class GlorotNormal(_Scaled):
 
     name = "glorot_normal"
 
-    def __call__(self, shape, rng):
+    def __call__(self, shape: Shape, rng: np.random.Generator) -> FloatArray:
         fan_in, fan_out = _fans(shape)
         std = self.gain * math.sqrt(2.0 / (fan_in + fan_out))
         return (rng.standard_normal(shape) * std).astype(np.float32)
@@ -131,10 +140,10 @@ class HeUniform(_Scaled):
 
     name = "he_uniform"
 
-    def __init__(self, gain=math.sqrt(2.0)):
+    def __init__(self, gain: float = math.sqrt(2.0)) -> None:
         super().__init__(gain)
 
-    def __call__(self, shape, rng):
+    def __call__(self, shape: Shape, rng: np.random.Generator) -> FloatArray:
         limit = self.gain * math.sqrt(3.0 / _fans(shape)[0])
         return rng.uniform(-limit, limit, size=shape).astype(np.float32)
 
@@ -144,21 +153,21 @@ class HeNormal(_Scaled):
 
     name = "he_normal"
 
-    def __init__(self, gain=math.sqrt(2.0)):
+    def __init__(self, gain: float = math.sqrt(2.0)) -> None:
         super().__init__(gain)
 
-    def __call__(self, shape, rng):
+    def __call__(self, shape: Shape, rng: np.random.Generator) -> FloatArray:
         std = self.gain / math.sqrt(_fans(shape)[0])
         return (rng.standard_normal(shape) * std).astype(np.float32)
 
 
-_BY_NAME = {c.name: c for c in (Zeros, Constant, Uniform, LeCunUniform, GlorotUniform, GlorotNormal,
-                                HeUniform, HeNormal)}
+_BY_NAME: dict[str, type[Any]] = {c.name: c for c in (Zeros, Constant, Uniform, LeCunUniform, GlorotUniform,
+                                                      GlorotNormal, HeUniform, HeNormal)}
 _ALIASES = {"xavier_uniform": "glorot_uniform", "xavier_normal": "glorot_normal",
             "kaiming_uniform": "he_uniform", "kaiming_normal": "he_normal", "zero": "zeros"}
 
 
-def get(spec, argname="init"):
+def get(spec: InitializerLike, argname: str = "init") -> Initializer | InitFunction:
     """An initializer from a name, a config dict, an Initializer or a callable."""
     if isinstance(spec, Initializer) or (callable(spec) and not isinstance(spec, (str, dict))):
         return spec
@@ -182,7 +191,7 @@ def get(spec, argname="init"):
                     f"got {type(spec).__name__}")
 
 
-def default_weight_init(activation):
+def default_weight_init(activation: str) -> Initializer:
     """He uniform for relu-like activations, Glorot uniform otherwise (Keras' default)."""
     if activation in RELU_LIKE:
         gain = math.sqrt(2.0)

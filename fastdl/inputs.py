@@ -1,14 +1,23 @@
 """Turning what users pass into what the kernels take, once, with errors that say what
 was wrong: inputs, per-sample weights and Keras's class weights."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping
+
 import numpy as np
 
 from fastdl._C import check_sample_weight
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from fastdl._typing import FloatArray
+
 __all__ = ["prepare_inputs", "as_sample_weight", "class_weight_to_sample_weight"]
 
 
-def prepare_inputs(x, input_dim, argname="x"):
+def prepare_inputs(x: npt.ArrayLike, input_dim: int | None, argname: str = "x") -> FloatArray:
     """x as float32 (N, input_dim), C-contiguous: a copy only when it is not one already.
     Anything numpy reads (lists, CPU tensors) is accepted; images (N, 28, 28) are
     flattened; bool is read as 0/1. Complex or non-numeric data is a TypeError."""
@@ -33,7 +42,7 @@ def prepare_inputs(x, input_dim, argname="x"):
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def as_sample_weight(w, n, argname="sample_weight"):
+def as_sample_weight(w: npt.ArrayLike, n: int, argname: str = "sample_weight") -> FloatArray:
     """Per-sample weights as float32 (n,): finite and >= 0 (Keras scales each sample's
     loss by its weight, then divides by the batch size). The rule is the loss kernels'
     (fastdl._C.check_sample_weight), applied here to the whole set once."""
@@ -45,7 +54,7 @@ def as_sample_weight(w, n, argname="sample_weight"):
     return a
 
 
-def _as_weight_array(w, n, argname):
+def _as_weight_array(w: Any, n: int, argname: str) -> FloatArray:
     if isinstance(w, np.ndarray) and w.dtype == np.float32 and w.shape == (n,) and w.flags.c_contiguous:
         return w
     try:
@@ -61,13 +70,14 @@ def _as_weight_array(w, n, argname):
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def class_weight_to_sample_weight(y, class_weight, num_classes, argname="class_weight"):
+def class_weight_to_sample_weight(y: npt.ArrayLike, class_weight: Mapping[int, float], num_classes: int,
+                                  argname: str = "class_weight") -> FloatArray:
     """Keras's class_weight: {class index: weight} -> one weight per sample of y (labels
     (N,) or one-hot / probability rows (N, C), read by their argmax); classes left out
     weigh 1."""
     if not hasattr(class_weight, "items"):
         raise TypeError(f"{argname}: expected a dict {{class index: weight}}, got {type(class_weight).__name__}")
-    table = np.ones(num_classes, np.float64)
+    table: npt.NDArray[np.float64] = np.ones(num_classes, np.float64)
     for key, value in class_weight.items():
         if isinstance(key, bool) or not isinstance(key, (int, np.integer)):
             raise ValueError(f"{argname}: keys are class indices (integers), got {key!r}")

@@ -24,6 +24,8 @@ inputs itself) and nested nn.Sequential; anything else is a TypeError naming the
 Needs PyTorch (not an extra of fastdl: install the build you want).
 """
 
+from __future__ import annotations
+
 try:
     import torch
     from torch import nn
@@ -31,10 +33,17 @@ except ImportError:
     raise ImportError("fastdl.interop needs PyTorch: install it (https://pytorch.org, e.g. "
                       "pip install torch)") from None
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from fastdl import _export, layers as L
 from fastdl.model import Sequential
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from fastdl.network import Network
 
 __all__ = ["to_torch", "from_torch", "Maxout", "ScaleAtTestDropout"]
 
@@ -43,15 +52,17 @@ class Maxout(nn.Module):
     """Maxout units as fastdl computes them: a Linear(in, out * pieces) whose adjacent
     columns (pieces at a time) form one unit, then the max over each unit's pieces."""
 
-    def __init__(self, in_features, out_features, pieces=2):
+    def __init__(self, in_features: int, out_features: int, pieces: int = 2) -> None:
         super().__init__()
         self.in_features, self.out_features, self.pieces = in_features, out_features, pieces
         self.linear = nn.Linear(in_features, out_features * pieces)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, out_features): the max over each unit's pieces of x @ W.T + b."""
         return self.linear(x).view(x.shape[0], self.out_features, self.pieces).amax(dim=2)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
+        """The sizes, shown in the module's repr."""
         return f"in_features={self.in_features}, out_features={self.out_features}, pieces={self.pieces}"
 
 
@@ -59,24 +70,26 @@ class ScaleAtTestDropout(nn.Module):
     """Dropout's original formulation (fastdl's Dropout(p, scale_at_test=True)): kept
     units are not scaled in training; at inference the outputs are multiplied by 1 - p."""
 
-    def __init__(self, p=0.5):
+    def __init__(self, p: float = 0.5) -> None:
         super().__init__()
         self.p = p
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x with units dropped (training), or x * (1 - p) (eval)."""
         if self.training:
             return x * (torch.rand_like(x) >= self.p).to(x.dtype)
         return x * (1.0 - self.p)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
+        """The drop probability, shown in the module's repr."""
         return f"p={self.p}"
 
 
-def _tensor(a):
+def _tensor(a: npt.ArrayLike) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
 
-def _activation_module(act, alpha, out_features):
+def _activation_module(act: str, alpha: Any, out_features: int) -> Any:
     if act == "linear":
         return None
     simple = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "silu": nn.SiLU}
@@ -100,11 +113,11 @@ def _activation_module(act, alpha, out_features):
     raise TypeError(f"activation {act!r}: no PyTorch module for it")  # a new kernel activation
 
 
-def _dropout_module(p, scale_at_test):
+def _dropout_module(p: float, scale_at_test: bool) -> Any:
     return ScaleAtTestDropout(p) if scale_at_test else nn.Dropout(p)
 
 
-def _linear(w, b):
+def _linear(w: Any, b: Any) -> Any:
     lin = nn.Linear(w.shape[0], w.shape[1], bias=b is not None)
     with torch.no_grad():
         lin.weight.copy_(_tensor(w.T))
@@ -113,7 +126,7 @@ def _linear(w, b):
     return lin
 
 
-def to_torch(model, output_activation=True):
+def to_torch(model: Network, output_activation: bool = True) -> nn.Sequential:
     """An ``nn.Sequential`` that computes what ``model.predict`` does (float32, in eval
     mode: Dropout off, BatchNorm on its running statistics; ``.train()`` trains it as
     fastdl would). output_activation=False leaves out the output softmax/sigmoid, so
@@ -153,7 +166,7 @@ def to_torch(model, output_activation=True):
     return nn.Sequential(*mods).eval()
 
 
-def _flatten(module, prefix=""):
+def _flatten(module: Any, prefix: str = "") -> list[tuple[str, Any]]:
     """[(path, leaf module)] of nested nn.Sequential containers."""
     if isinstance(module, nn.Sequential):
         out = []
@@ -170,7 +183,7 @@ SUPPORTED = ("Linear, ReLU, Sigmoid, Tanh, SiLU, LeakyReLU, ELU, PReLU, GELU(app
              "Softmax(dim=1 or -1), Identity, a leading Flatten, nested Sequential")
 
 
-def _activation_of(where, m):
+def _activation_of(where: str, m: Any) -> tuple[str, float | None, Any] | None:
     """(fastdl activation name, alpha or None, PReLU slopes or None) of an activation
     module, None if m is not one; a ValueError for the variants fastdl has no kernel for."""
     if type(m) in _SIMPLE:
@@ -197,7 +210,7 @@ def _activation_of(where, m):
     return None
 
 
-def from_torch(module, seed=None, device="cpu"):
+def from_torch(module: nn.Module, seed: int | None = None, device: str = "cpu") -> Sequential:
     """A fastdl.Sequential (not compiled) computing what `module` computes in eval mode,
     with its weights (and BatchNorm running statistics). module: an nn.Sequential of the
     modules in this module's table (nested Sequentials are flattened). An activation
@@ -205,8 +218,12 @@ def from_torch(module, seed=None, device="cpu"):
     if not isinstance(module, nn.Module):
         raise TypeError(f"module: expected a torch.nn.Sequential, got {type(module).__name__}")
     leaves = [(p or type(module).__name__, m) for p, m in _flatten(module)]
-    layers, weights = [], []  # weights: [fastdl layer, {param: array}], named once the model is built
-    pending = None  # the entry of a Linear an activation may still join (fastdl fuses them)
+    # weights: [fastdl layer, {param: array}], named once the model is built
+    layers: list[L.Layer] = []
+    weights: list[list[Any]] = []
+    pending: Any = None  # the entry of a Linear an activation may still join (fastdl fuses them)
+    layer: L.Layer
+    w: Any
     for k, (path, m) in enumerate(leaves):
         where = f"module {path} ({type(m).__name__})"
         act = _activation_of(where, m)

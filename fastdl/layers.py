@@ -12,13 +12,19 @@ inside the dense layer's epilogue, so an activation must follow a Dense layer (n
 BatchNorm or Maxout layer): write ``Dense(..., activation="relu"), BatchNorm(n)``.
 """
 
+from __future__ import annotations
+
 import inspect
 import math
+from typing import TYPE_CHECKING, Any, Sequence, cast
 
 import numpy as np
 
 from fastdl import activations, initializers
 from fastdl._scalars import integer, real
+
+if TYPE_CHECKING:
+    from fastdl._typing import Config, InitFunction, InitializerLike
 
 __all__ = [
     "Layer", "Dense", "Maxout", "Dropout", "BatchNorm", "Activation", "ReLU", "Sigmoid", "Tanh", "LeakyReLU",
@@ -37,18 +43,18 @@ PRELU_INIT = 0.25
 OUTPUT_ACTIVATIONS = ("softmax",)
 
 
-def _activation_name(activation, argname="activation"):
+def _activation_name(activation: str | Activation | None, argname: str = "activation") -> str:
     if isinstance(activation, Activation):
-        return activation.name
+        return activation.name_
     key = activation.lower() if isinstance(activation, str) else activation
     key = _ACT_ALIASES.get(key, key)
     if key not in ACTIVATIONS and key not in OUTPUT_ACTIVATIONS:
         raise ValueError(f"{argname}: unknown activation {activation!r}; expected one of "
                          f"{list(ACTIVATIONS) + list(OUTPUT_ACTIVATIONS)}")
-    return key
+    return cast(str, key)
 
 
-def _positive_int(name, value):
+def _positive_int(name: str, value: Any) -> int:
     return integer(name, value, 1)
 
 
@@ -58,15 +64,17 @@ class ParamSpec:
 
     __slots__ = ("name", "shape", "init", "decay")
 
-    def __init__(self, name, shape, init, decay):
+    def __init__(self, name: str, shape: Sequence[int], init: initializers.Initializer | InitFunction,
+                 decay: bool) -> None:
         self.name, self.shape, self.init, self.decay = name, tuple(shape), init, decay
 
     @property
-    def size(self):
+    def size(self) -> int:
+        """The number of elements."""
         return math.prod(self.shape)  # Python ints: np.prod would wrap past 2**63
 
 
-def _check_fits(layer, specs):
+def _check_fits(layer: Layer, specs: list[ParamSpec]) -> list[ParamSpec]:
     """Refuses parameters larger than this machine's memory and swap, naming the layer
     and the bytes asked for, before the network allocates them (the allocation itself
     would fail with an OSError, or the initialisation end in the out-of-memory killer)."""
@@ -86,18 +94,21 @@ class Layer:
     """Base class of every layer."""
 
     #: set by the network: name unique within it, e.g. "dense_1"
-    name = None
+    name: str | None = None
 
-    def param_specs(self):
+    def param_specs(self) -> list[ParamSpec]:
+        """The layer's parameter arrays (none for a layer without parameters)."""
         return []
 
-    def output_dim(self, input_dim):
+    def output_dim(self, input_dim: int) -> int:
+        """The width of the layer's output for an input of width ``input_dim``."""
         return input_dim
 
-    def get_config(self):
+    def get_config(self) -> Config:
+        """The layer as plain data: {"class": ..., and its arguments} (from_config() takes it back)."""
         raise NotImplementedError
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         # what differs from the defaults, as a user would have written it
         params = inspect.signature(type(self).__init__).parameters
         cfg = {k: v for k, v in self.get_config().items()
@@ -111,7 +122,7 @@ class Activation(Layer):
     (default 1.0). PReLU's alpha is a learned parameter (one slope per unit, starting at
     ``init`` = 0.25, never weight-decayed)."""
 
-    def __init__(self, activation, alpha=None):
+    def __init__(self, activation: str | Activation | None, alpha: float | None = None) -> None:
         self.name_ = _activation_name(activation)
         if alpha is not None:
             if self.name_ not in _SCALAR_ALPHA and self.name_ not in activations.LEARNED_ALPHA:
@@ -120,59 +131,70 @@ class Activation(Layer):
         self.alpha = alpha
 
     @property
-    def activation(self):
+    def activation(self) -> str:
+        """The activation's name, e.g. "relu"."""
         return self.name_
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"class": "Activation", "activation": self.name_, "alpha": self.alpha}
 
 
-def ReLU():
+def ReLU() -> Activation:
+    """max(x, 0)."""
     return Activation("relu")
 
 
-def Sigmoid():
+def Sigmoid() -> Activation:
+    """1 / (1 + exp(-x))."""
     return Activation("sigmoid")
 
 
-def Tanh():
+def Tanh() -> Activation:
+    """tanh(x)."""
     return Activation("tanh")
 
 
-def Linear():
+def Linear() -> Activation:
+    """The identity (no activation)."""
     return Activation("linear")
 
 
-def LeakyReLU(alpha=0.01):
+def LeakyReLU(alpha: float = 0.01) -> Activation:
+    """x for x > 0, else alpha * x (PyTorch's negative_slope 0.01)."""
     return Activation("leaky_relu", alpha)
 
 
-def PReLU(init=PRELU_INIT):
+def PReLU(init: float = PRELU_INIT) -> Activation:
     """Parametric ReLU: the negative slope is learned per unit (starts at ``init``)."""
     return Activation("prelu", init)
 
 
-def ELU(alpha=1.0):
+def ELU(alpha: float = 1.0) -> Activation:
+    """x for x > 0, else alpha * (exp(x) - 1)."""
     return Activation("elu", alpha)
 
 
-def SiLU():
+def SiLU() -> Activation:
+    """x * sigmoid(x) (also called swish)."""
     return Activation("silu")
 
 
-def GELU():
+def GELU() -> Activation:
+    """x * Phi(x), the exact (erf) form, as PyTorch's default."""
     return Activation("gelu")
 
 
-def Softplus():
+def Softplus() -> Activation:
+    """log(1 + exp(x)), linear above x = 20 (PyTorch's beta=1, threshold=20)."""
     return Activation("softplus")
 
 
-def HardTanh():
+def HardTanh() -> Activation:
+    """x clipped to [-1, 1]."""
     return Activation("hard_tanh")
 
 
-def _one_of(name, value, keras_name, keras_value, default=None):
+def _one_of(name: str, value: Any, keras_name: str, keras_value: Any, default: Any = None) -> Any:
     """fastdl's argument or its Keras spelling, not both."""
     if keras_value is None:
         return value
@@ -194,9 +216,12 @@ class Dense(Layer):
     on the last layer makes the network output probabilities (fused into the
     cross-entropy in training)."""
 
-    def __init__(self, in_features=None, out_features=None, activation="linear", init=None, bias_init="zeros",
-                 use_bias=True, max_norm=None, alpha=None, *, units=None, kernel_initializer=None,
-                 bias_initializer=None, input_dim=None):
+    def __init__(self, in_features: int | None = None, out_features: int | None = None,
+                 activation: str | Activation | None = "linear", init: InitializerLike | None = None,
+                 bias_init: InitializerLike = "zeros", use_bias: bool = True, max_norm: float | None = None,
+                 alpha: float | None = None, *, units: int | None = None,
+                 kernel_initializer: InitializerLike | None = None, bias_initializer: InitializerLike | None = None,
+                 input_dim: int | None = None) -> None:
         if units is not None:
             if out_features is not None:
                 raise TypeError("units: the Keras spelling of out_features; give one of the two, not both")
@@ -222,11 +247,12 @@ class Dense(Layer):
         if self.in_features is not None:
             self.param_specs()  # sizes the machine cannot hold are refused here, naming the layer
 
-    def weight_init(self):
+    def weight_init(self) -> initializers.Initializer | InitFunction:
+        """The weight initializer: ``init``, else the activation's default (He or Glorot uniform)."""
         return self._init if self._init is not None else initializers.default_weight_init(self.activation)
 
-    def param_specs(self):
-        specs = [ParamSpec("w", (self.in_features, self.out_features), self.weight_init(), True)]
+    def param_specs(self) -> list[ParamSpec]:
+        specs = [ParamSpec("w", (cast(int, self.in_features), self.out_features), self.weight_init(), True)]
         if self.use_bias:
             specs.append(ParamSpec("b", (self.out_features,), self._bias_init, False))
         if self.activation == "prelu":
@@ -234,10 +260,10 @@ class Dense(Layer):
             specs.append(ParamSpec("alpha", (self.out_features,), initializers.Constant(a0), False))
         return _check_fits(self, specs)
 
-    def output_dim(self, input_dim):
+    def output_dim(self, input_dim: int) -> int:
         return self.out_features
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"class": "Dense", "in_features": self.in_features, "out_features": self.out_features,
                 "activation": self.activation, "init": _init_config(self.init),
                 "bias_init": _init_config(self.bias_init), "use_bias": self.use_bias, "max_norm": self.max_norm,
@@ -249,7 +275,9 @@ class Maxout(Layer):
     linear pieces. Weights (in, out*pieces), adjacent columns form one unit. Default
     init Glorot uniform over (in, out*pieces)."""
 
-    def __init__(self, in_features, out_features=None, pieces=2, init=None, bias_init="zeros", max_norm=None):
+    def __init__(self, in_features: int | None, out_features: int | None = None, pieces: int = 2,
+                 init: InitializerLike | None = None, bias_init: InitializerLike = "zeros",
+                 max_norm: float | None = None) -> None:
         if out_features is None:
             in_features, out_features = None, in_features
         self.in_features = None if in_features is None else _positive_int("in_features", in_features)
@@ -265,15 +293,15 @@ class Maxout(Layer):
         if self.in_features is not None:
             self.param_specs()
 
-    def param_specs(self):
+    def param_specs(self) -> list[ParamSpec]:
         cols = self.out_features * self.pieces
-        return _check_fits(self, [ParamSpec("w", (self.in_features, cols), self._init, True),
+        return _check_fits(self, [ParamSpec("w", (cast(int, self.in_features), cols), self._init, True),
                                   ParamSpec("b", (cols,), self._bias_init, False)])
 
-    def output_dim(self, input_dim):
+    def output_dim(self, input_dim: int) -> int:
         return self.out_features
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"class": "Maxout", "in_features": self.in_features, "out_features": self.out_features,
                 "pieces": self.pieces, "init": _init_config(self.init), "bias_init": _init_config(self.bias_init),
                 "max_norm": self.max_norm}
@@ -287,11 +315,11 @@ class Dropout(Layer):
     scaling in training, outputs multiplied by 1-p at test (the same as multiplying the
     next layer's weights by 1-p). ``rate=`` is Keras's name for p."""
 
-    def __init__(self, p=0.5, scale_at_test=False, *, rate=None):
+    def __init__(self, p: float = 0.5, scale_at_test: bool = False, *, rate: float | None = None) -> None:
         self.p = real("p", _one_of("p", p, "rate", rate, default=0.5), 0.0, 1.0, hi_open=True)
         self.scale_at_test = bool(scale_at_test)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"class": "Dropout", "p": self.p, "scale_at_test": self.scale_at_test}
 
 
@@ -300,24 +328,24 @@ class BatchNorm(Layer):
     running = (1 - momentum) * running + momentum * batch, momentum 0.1). gamma starts
     at 1, beta at 0; neither is weight-decayed."""
 
-    def __init__(self, num_features=None, momentum=0.1, eps=1e-5):
+    def __init__(self, num_features: int | None = None, momentum: float = 0.1, eps: float = 1e-5) -> None:
         self.num_features = None if num_features is None else _positive_int("num_features", num_features)
         self.momentum = real("momentum", momentum, 0.0, 1.0)
         self.eps = real("eps", eps, 0.0, lo_open=True)
         if self.num_features is not None:
             self.param_specs()
 
-    def param_specs(self):
-        n = self.num_features
+    def param_specs(self) -> list[ParamSpec]:
+        n = cast(int, self.num_features)
         return _check_fits(self, [ParamSpec("gamma", (n,), initializers.Constant(1.0), False),
                                   ParamSpec("beta", (n,), initializers.Zeros(), False)])
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"class": "BatchNorm", "num_features": self.num_features, "momentum": self.momentum,
                 "eps": self.eps}
 
 
-def _init_config(init):
+def _init_config(init: InitializerLike | None) -> Any:
     if init is None or isinstance(init, (str, int, float)):
         return init
     if isinstance(init, initializers.Initializer):
@@ -325,10 +353,12 @@ def _init_config(init):
     return None  # a plain callable: not serialisable; the saved weights are what matter
 
 
-_CLASSES = {"Dense": Dense, "Maxout": Maxout, "Dropout": Dropout, "BatchNorm": BatchNorm, "Activation": Activation}
+_CLASSES: dict[str | None, type[Layer]] = {"Dense": Dense, "Maxout": Maxout, "Dropout": Dropout, "BatchNorm": BatchNorm,
+                                           "Activation": Activation}
 
 
-def from_config(cfg):
+def from_config(cfg: Config) -> Layer:
+    """A layer from its get_config()."""
     cfg = dict(cfg)
     cls = _CLASSES.get(cfg.pop("class", None))
     if cls is None:
@@ -336,7 +366,7 @@ def from_config(cfg):
     return cls(**cfg)
 
 
-def get(spec, index=0):
+def get(spec: Layer | str, index: int = 0) -> Layer:
     """A Layer from a Layer or an activation name."""
     if isinstance(spec, Layer):
         return spec

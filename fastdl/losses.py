@@ -8,23 +8,39 @@
   [0, 1] of the output's shape.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
 import numpy as np
 
 from fastdl._C import check_labels
 from fastdl._scalars import real
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from fastdl._device import Backend
+    from fastdl._typing import AnyArray, Config, DeviceArray
+
 __all__ = ["Loss", "SoftmaxCrossEntropy", "MSE", "BinaryCrossEntropy", "get"]
 
 
 class Loss:
-    name = "loss"
-    kernel_name = None
+    """Base class of the losses: a fused kernel that returns the mean loss and its
+    gradient w.r.t. the network's output."""
 
-    def bind(self, backend):
-        self._kernel = getattr(backend.kernels, self.kernel_name)
+    name = "loss"
+    #: the kernel's name in the backend's kernel namespace (fastdl._C, fastdl.cuda.kernels)
+    kernel_name: ClassVar[str | None] = None
+
+    def bind(self, backend: Backend) -> Loss:
+        """Takes the loss kernel of the device's backend; returns self."""
+        self._kernel = getattr(backend.kernels, cast(str, self.kernel_name))
         return self
 
-    def __call__(self, output, target, out=None, sample_weight=None):
+    def __call__(self, output: DeviceArray, target: DeviceArray, out: DeviceArray | None = None,
+                 sample_weight: DeviceArray | None = None) -> tuple[float, DeviceArray]:
         """(mean loss, gradient w.r.t. output); the gradient goes into `out` when given
         (an array of output's shape: the network passes one it keeps). sample_weight:
         float32 (N,) weights, finite and >= 0, one per sample (row of output): the loss
@@ -32,12 +48,12 @@ class Loss:
         N, not by sum(w)), weighed inside the loss kernel."""
         return self._kernel(output, target, sample_weight=sample_weight, out=out)
 
-    def is_prepared(self, y, output_dim):
+    def is_prepared(self, y: Any, output_dim: int) -> bool:
         """Whether y already is what the kernel takes (so a step uses it as it is)."""
         return (type(y) is np.ndarray and y.dtype == np.float32 and y.ndim == 2 and y.shape[1] == output_dim
                 and y.flags.c_contiguous)
 
-    def prepare_targets(self, y, output_dim, argname="y"):
+    def prepare_targets(self, y: npt.ArrayLike, output_dim: int, argname: str = "y") -> AnyArray:
         """Converts user targets once (before training) to the dtype/shape the kernel takes."""
         y = np.asarray(y)
         if y.ndim == 1 and output_dim == 1:
@@ -49,26 +65,31 @@ class Loss:
             raise TypeError(f"{argname}: expected numeric targets, got dtype {y.dtype}")
         return np.ascontiguousarray(y, dtype=np.float32)
 
-    def get_config(self):
+    def get_config(self) -> Config:
+        """The loss as plain data: {"name": ..., and its arguments} (get() takes it back)."""
         return {"name": self.name}
 
 
 class SoftmaxCrossEntropy(Loss):
+    """Softmax cross-entropy from logits (PyTorch's cross_entropy): targets are integer
+    labels (N,) or probabilities (N, C); ``label_smoothing`` as in PyTorch."""
+
     name = "softmax_cross_entropy"
     kernel_name = "softmax_cross_entropy"
 
-    def __init__(self, label_smoothing=0.0):
+    def __init__(self, label_smoothing: float = 0.0) -> None:
         self.label_smoothing = real("label_smoothing", label_smoothing, 0.0, 1.0)
 
-    def __call__(self, output, target, out=None, sample_weight=None):
+    def __call__(self, output: DeviceArray, target: DeviceArray, out: DeviceArray | None = None,
+                 sample_weight: DeviceArray | None = None) -> tuple[float, DeviceArray]:
         return self._kernel(output, target, label_smoothing=self.label_smoothing,
                             sample_weight=sample_weight, out=out)
 
-    def is_prepared(self, y, output_dim):
+    def is_prepared(self, y: Any, output_dim: int) -> bool:
         return type(y) is np.ndarray and y.flags.c_contiguous and (
             (y.dtype == np.int64 and y.ndim == 1) or (y.dtype == np.float32 and y.ndim == 2 and y.shape[1] == output_dim))
 
-    def prepare_targets(self, y, output_dim, argname="y"):
+    def prepare_targets(self, y: npt.ArrayLike, output_dim: int, argname: str = "y") -> AnyArray:
         y = np.asarray(y)
         if y.ndim == 1:
             if not np.issubdtype(y.dtype, np.integer):
@@ -87,27 +108,33 @@ class SoftmaxCrossEntropy(Loss):
             return np.ascontiguousarray(y, dtype=np.float32)
         raise ValueError(f"{argname}: expected labels (N,) or probabilities (N, {output_dim}), got shape {y.shape}")
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"name": self.name, "label_smoothing": self.label_smoothing}
 
 
 class MSE(Loss):
+    """Mean squared error over all elements (PyTorch's reduction="mean")."""
+
     name = "mse"
     kernel_name = "mse"
 
 
 class BinaryCrossEntropy(Loss):
+    """Binary cross-entropy from logits (the stable form); targets in [0, 1] of the
+    output's shape."""
+
     name = "binary_cross_entropy"
     kernel_name = "binary_cross_entropy"
 
 
-_BY_NAME = {"softmax_cross_entropy": SoftmaxCrossEntropy, "cross_entropy": SoftmaxCrossEntropy,
+_BY_NAME: dict[str, type[Loss]] = {"softmax_cross_entropy": SoftmaxCrossEntropy, "cross_entropy": SoftmaxCrossEntropy,
             "categorical_crossentropy": SoftmaxCrossEntropy, "sparse_categorical_crossentropy": SoftmaxCrossEntropy,
             "mse": MSE, "mean_squared_error": MSE, "binary_cross_entropy": BinaryCrossEntropy,
             "bce": BinaryCrossEntropy, "binary_crossentropy": BinaryCrossEntropy}
 
 
-def get(spec):
+def get(spec: str | Config | Loss) -> Loss:
+    """A Loss from a Loss, a name ("mse", "softmax_cross_entropy"...) or a config dict."""
     if isinstance(spec, Loss):
         return spec
     if isinstance(spec, dict):

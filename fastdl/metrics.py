@@ -2,9 +2,16 @@
 an epoch accumulates (Keras's semantics: the loss and unweighted metrics are means over
 samples; a weighted metric is sum(w * value) / sum(w))."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable
+
 import numpy as np
 
 from fastdl import losses as losses_mod
+
+if TYPE_CHECKING:
+    from fastdl._typing import AnyArray
 
 __all__ = ["get_metrics", "correct_counts", "METRIC_NAMES"]
 
@@ -12,7 +19,7 @@ __all__ = ["get_metrics", "correct_counts", "METRIC_NAMES"]
 METRIC_NAMES = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy", "binary_accuracy")
 
 
-def get_metrics(spec, argname, loss):
+def get_metrics(spec: Iterable[str] | None, argname: str, loss: losses_mod.Loss) -> list[str]:
     """["accuracy"] or [] from compile's metrics= / weighted_metrics= argument."""
     if spec is None:
         return []
@@ -28,7 +35,8 @@ def get_metrics(spec, argname, loss):
     return ["accuracy" for _ in names[:1]]
 
 
-def correct_counts(loss, out, y, w=None):
+def correct_counts(loss: losses_mod.Loss, out: AnyArray, y: AnyArray,
+                   w: AnyArray | None = None) -> tuple[float, float | None]:
     """(correct, weighted correct) predictions of one batch of host outputs: the argmax
     against labels (or the argmax of one-hot / probability rows); for the binary
     cross-entropy, each output against its target at 0.5, averaged over the outputs.
@@ -41,7 +49,7 @@ def correct_counts(loss, out, y, w=None):
         labels = y if y.ndim == 1 else y.argmax(axis=1)
         per_row = out.argmax(axis=1) == labels
         correct = float(np.count_nonzero(per_row))
-    if w is None:
+    if w is None or per_row is None:
         return correct, None
     # A float64 sum, not np.dot: numpy's BLAS dot may wake its own thread pool, whose
     # threads then spin on the cores the kernels' threads need.

@@ -7,9 +7,20 @@ with the training loops of fastdl.training and persistence.
     model.evaluate(x_test, y_test); model.predict(x_test); model.save("model.fdl")
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
 from fastdl import _graph, callbacks, layers as L, losses as losses_mod, optim, outputs, serialization, training
 from fastdl import weights_file
 from fastdl.network import Network
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    from typing_extensions import Self
+
+    from fastdl._typing import FloatArray, Inputs, PathLike, Transform
+    from fastdl.state import IncompatibleKeys
 
 __all__ = ["Sequential", "load"]
 
@@ -26,7 +37,7 @@ class Sequential(Network):
     parameters before the first fit/predict (Keras builds from the first data too).
     """
 
-    def add(self, layer):
+    def add(self, layer: L.Layer | str) -> Self:
         """Appends a layer (Keras's Sequential.add). On a built model the parameters of
         the layers already there are kept; a compiled model's optimizer starts over."""
         layer = L.get(layer, len(self.layers))
@@ -51,10 +62,15 @@ class Sequential(Network):
         return self
 
     # -- the loops (fastdl.training) ----------------------------------------------------------
-    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
-            steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1,
-            augment=None, distributed=None, on_nonfinite_loss="raise"):
+    def fit(self, x: Inputs | None = None, y: npt.ArrayLike | None = None, batch_size: int | None = None,
+            epochs: int = 1, verbose: int | str = "auto",
+            callbacks: Sequence[callbacks.Callback] | callbacks.Callback | None = None, validation_split: float = 0.0,
+            validation_data: Sequence[Any] | Inputs | None = None, shuffle: bool = True,
+            class_weight: Mapping[int, float] | None = None, sample_weight: npt.ArrayLike | None = None,
+            initial_epoch: int = 0, steps_per_epoch: int | None = None, validation_steps: int | None = None,
+            validation_batch_size: int | None = None, validation_freq: int | Sequence[int] = 1,
+            augment: Sequence[Transform] | None = None, distributed: str | training.Strategy | None = None,
+            on_nonfinite_loss: str = "raise") -> callbacks.History:
         """Trains for `epochs` passes over the data; returns a History (Keras 3's fit).
 
         x, y: arrays (anything numpy reads; y labels, one-hot rows or targets), or x an
@@ -79,7 +95,7 @@ class Sequential(Network):
         nothing: its update is not applied and batch-norm running statistics are put
         back. A network with BatchNorm trains a one-sample last batch merged into the
         batch before it. Ctrl-C stops at the end of the current step."""
-        strategy = None
+        strategy: training.Strategy | None = None
         if distributed is not None:
             if distributed == "mpi":
                 from fastdl import distributed as mpi  # needs mpi4py (the mpi extra)
@@ -99,8 +115,9 @@ class Sequential(Network):
                             validation_batch_size=validation_batch_size, validation_freq=validation_freq,
                             augment=augment, on_nonfinite_loss=on_nonfinite_loss, strategy=strategy)
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, sample_weight=None, steps=None, callbacks=None,
-                 return_dict=False):
+    def evaluate(self, x: Inputs | None = None, y: npt.ArrayLike | None = None, batch_size: int | None = None,
+                 verbose: int = 0, sample_weight: npt.ArrayLike | None = None, steps: int | None = None,
+                 callbacks: Sequence[callbacks.Callback] | None = None, return_dict: bool = False) -> Any:
         """Mean loss (and metrics) over (x, y) with inference behaviour (no dropout,
         BatchNorm running statistics), in batches of 256 by default. Returns the loss,
         or [loss, accuracy] when compiled with metrics (Keras' convention); a dict with
@@ -108,7 +125,8 @@ class Sequential(Network):
         return training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose, sample_weight=sample_weight,
                                  steps=steps, callbacks=callbacks, return_dict=return_dict)
 
-    def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
+    def predict(self, x: Inputs, batch_size: int | None = None, verbose: int = 0, steps: int | None = None,
+                callbacks: Sequence[callbacks.Callback] | None = None) -> FloatArray:
         """The network's outputs for x, in batches of 256 by default: logits for a linear
         last layer, probabilities where the last layer ends in softmax (or sigmoid with
         the binary cross-entropy). x may be an iterable of batches."""
@@ -116,7 +134,7 @@ class Sequential(Network):
 
     __call__ = predict
 
-    def predict_proba(self, x, batch_size=None):
+    def predict_proba(self, x: Inputs, batch_size: int | None = None) -> FloatArray:
         """Class probabilities: softmax (cross-entropy) or sigmoid (binary cross-entropy)
         of the outputs, whatever the last layer's activation."""
         self._require_compiled("predict_proba", build=False)
@@ -129,7 +147,9 @@ class Sequential(Network):
             return outputs.apply(out, "sigmoid")
         return out
 
-    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+    def train_on_batch(self, x: npt.ArrayLike, y: npt.ArrayLike | None = None,
+                       sample_weight: npt.ArrayLike | None = None, class_weight: Mapping[int, float] | None = None,
+                       return_dict: bool = False) -> Any:
         """Keras's train_on_batch: one ``train_step``; returns the loss (a dict with
         return_dict=True)."""
         if class_weight is not None:
@@ -137,43 +157,47 @@ class Sequential(Network):
 
             if sample_weight is not None:
                 raise ValueError("class_weight: cannot be combined with sample_weight")
-            sample_weight = class_weight_to_sample_weight(self.prepare_targets(y), class_weight, self.output_dim)
-        loss = self.train_step(x, y, sample_weight)
+            targets = self.prepare_targets(y)  # type: ignore[arg-type]  # y None: prepare_targets names it
+            sample_weight = class_weight_to_sample_weight(targets, class_weight,
+                                                          self._require_built("class_weight").output_dim)
+        loss = self.train_step(x, y, sample_weight)  # type: ignore[arg-type]  # y None: train_step names it
         return {"loss": loss} if return_dict else loss
 
-    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+    def test_on_batch(self, x: npt.ArrayLike, y: npt.ArrayLike | None = None,
+                      sample_weight: npt.ArrayLike | None = None, return_dict: bool = False) -> Any:
         """Keras's test_on_batch: ``evaluate`` on one batch."""
-        return self.evaluate(x, y, batch_size=max(1, len(x)), sample_weight=sample_weight, return_dict=return_dict)
+        return self.evaluate(x, y, batch_size=max(1, len(x)),  # type: ignore[arg-type]  # len() names bad x
+                             sample_weight=sample_weight, return_dict=return_dict)
 
-    def predict_on_batch(self, x):
+    def predict_on_batch(self, x: npt.ArrayLike) -> FloatArray:
         """Keras's predict_on_batch: ``predict`` on one batch."""
-        return self.predict(x, batch_size=max(1, len(x)))
+        return self.predict(x, batch_size=max(1, len(x)))  # type: ignore[arg-type]  # len() names bad x
 
     # -- persistence ---------------------------------------------------------------------------
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Writes architecture, weights, optimizer and training state to one file,
         atomically: a crash mid-save leaves any previous file at `path` intact."""
         serialization.save(self, path)
 
-    def save_weights(self, path):
+    def save_weights(self, path: PathLike) -> None:
         """Writes ``state_dict()`` to `path` in the safetensors format (atomically), under
         its names ("dense_0.w", ...): PyTorch, JAX and the Hugging Face tools open it
         without fastdl. Weights only; ``save`` keeps the whole model. Needs the
         safetensors package (``pip install fastdl[safetensors]``)."""
         weights_file.save(self, path)
 
-    def load_weights(self, path, strict=True):
+    def load_weights(self, path: PathLike, strict: bool = True) -> IncompatibleKeys:
         """Loads weights written by ``save_weights`` (or any safetensors file with the
         ``state_dict()`` names and shapes) into this model: ``load_state_dict``'s checks
         and `strict`."""
         return weights_file.load(self, path, strict=strict)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         # Pickle and copy.deepcopy carry the model as the .fdl file holds it
         # (serialization.model_state: JSON-able meta and float32 arrays), never the
         # kernel module or a device handle; unpickling rebuilds it on the same device.
         meta, arrays = serialization.model_state(self)
-        extras = {}
+        extras: dict[str, Any] = {}
         if self.optimizer is not None:
             opt, loss = self.optimizer, self.loss
             if not _registered(opt, optim.get):  # a user's optimizer class: travels as itself
@@ -185,7 +209,7 @@ class Sequential(Network):
         return _rebuild, (type(self), self.device, meta, arrays, extras)
 
 
-def _registered(obj, get):
+def _registered(obj: Any, get: Any) -> bool:
     """Whether `obj` is the class fastdl builds for its name (so its config rebuilds it)."""
     try:
         return type(get(obj.name)) is type(obj)
@@ -193,7 +217,8 @@ def _registered(obj, get):
         return False
 
 
-def _rebuild(model_class, device, meta, arrays, extras):
+def _rebuild(model_class: type[Sequential], device: str, meta: dict[str, Any], arrays: Any,
+             extras: dict[str, Any]) -> Sequential:
     """Unpickles what Sequential.__reduce__ wrote."""
     loss = extras.get("loss")
     if loss is not None:
@@ -209,7 +234,7 @@ def _rebuild(model_class, device, meta, arrays, extras):
     return model
 
 
-def load(path, device="cpu"):
+def load(path: PathLike, device: str = "cpu") -> Sequential:
     """Rebuilds a model saved with ``model.save(path)`` on `device` ("cpu" or "cuda"),
     compiled with its optimizer (state included) when it was compiled. A corrupt,
     truncated or foreign file raises fastdl.ModelFileError."""

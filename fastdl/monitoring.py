@@ -30,7 +30,7 @@ def layer_slices(model, weights_only=True):
     """{layer name: [(start, stop), ...]} ranges of the model's flat buffers, in layer order.
     weights_only: only each layer's weight matrix ``w`` (layers without one, such as
     BatchNorm, are left out); False: every parameter of the layer."""
-    out = {}
+    out: dict = {}
     for slot in model.param_layout:
         layer, param = slot.name.rsplit(".", 1)
         if weights_only and param != "w":

@@ -29,6 +29,8 @@ are logits (softmax; sigmoid for the binary cross-entropy). Needs the onnx packa
 (``pip install fastdl[onnx]``, which brings onnxruntime too).
 """
 
+from __future__ import annotations
+
 try:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -36,11 +38,16 @@ except ImportError:
     raise ImportError("fastdl.onnx needs the onnx package: pip install 'fastdl[onnx]'") from None
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fastdl import _export, losses as losses_mod
 from fastdl._files import write_atomic
+
+if TYPE_CHECKING:
+    from fastdl._typing import PathLike
+    from fastdl.network import Network
 
 __all__ = ["export", "DEFAULT_OPSET", "MIN_OPSET"]
 
@@ -156,7 +163,8 @@ def _graph_of(model, opset, probabilities):
     return g
 
 
-def export(model, path=None, opset=DEFAULT_OPSET, probabilities=False):
+def export(model: Network, path: PathLike | None = None, opset: int = DEFAULT_OPSET,
+           probabilities: bool = False) -> onnx.ModelProto:
     """Writes the model's inference function (what ``predict`` computes) as an ONNX
     graph to `path` (atomically; None: write nothing) and returns the onnx.ModelProto.
     opset: the ONNX operator set, MIN_OPSET to the newest the onnx package knows.

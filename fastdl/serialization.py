@@ -10,6 +10,8 @@ flushed and fsync'ed, then renamed over the target (``os.replace``), and the fol
 fsync'ed — a crash or error mid-save leaves the previous file untouched.
 """
 
+from __future__ import annotations
+
 import ast
 import errno
 import json
@@ -19,8 +21,18 @@ import struct
 import tempfile
 import zipfile
 import zlib
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from fastdl._typing import FloatArray, PathLike
+    from fastdl.losses import Loss
+    from fastdl.network import Network
+    from fastdl.optim import Optimizer
+
+#: the model class a file is loaded as (fastdl.Sequential)
+ModelT = TypeVar("ModelT", bound="Network")
 
 __all__ = ["save", "load", "model_state", "model_from_state", "ModelFileError", "FORMAT", "VERSION"]
 
@@ -32,7 +44,7 @@ class ModelFileError(ValueError):
     """The file is not a fastdl model (corrupt, truncated, or another format)."""
 
 
-def model_state(model):
+def model_state(model: Network) -> tuple[dict[str, Any], dict[str, FloatArray]]:
     """(meta, arrays): a model as data -- ``meta`` JSON-able (format tag, version,
     architecture, compile configuration, training counters), ``arrays`` named 1-D
     float32 host arrays (the flat parameters, the BatchNorm running statistics, the
@@ -40,29 +52,33 @@ def model_state(model):
     ``model_from_state`` rebuilds the model from it. An unbuilt model has no arrays."""
     from fastdl import _device
 
-    arrays = {}
+    arrays: dict[str, FloatArray] = {}
     if model.built:
         arrays["params"] = _device.to_host(model.flat_params)
         for k, (mean, var) in enumerate(model.batchnorm_statistics()):
             arrays[f"bn{k}_running_mean"] = _device.to_host(mean)
             arrays[f"bn{k}_running_var"] = _device.to_host(var)
     state = model.training_state()
-    meta = {"format": FORMAT, "version": VERSION, "model": model.get_config(), "step": state["step"],
-            "shuffle_rng": state["shuffle_rng"], "dropout_seed": state["dropout_seed"], "compile": None}
+    meta: dict[str, Any] = {"format": FORMAT, "version": VERSION, "model": model.get_config(),
+                            "step": state["step"], "shuffle_rng": state["shuffle_rng"],
+                            "dropout_seed": state["dropout_seed"], "compile": None}
     if model.optimizer is not None:
         sd = model.optimizer.state_dict()
         opt_arrays = {k: v for k, v in sd["state"].items() if k != "step"}
         for k, v in opt_arrays.items():
             arrays[f"optimizer/{k}"] = v
         meta["compile"] = {"optimizer": model.optimizer.get_config(), "optimizer_step": sd["state"]["step"],
-                           "optimizer_state": sorted(opt_arrays), "loss": model.loss.get_config(),
+                           "optimizer_state": sorted(opt_arrays),
+                           "loss": model.loss.get_config(),  # type: ignore[union-attr]  # compiled
                            "metrics": list(model.metrics), "weighted_metrics": list(model.weighted_metrics),
                            "optimizer_step_plan": model._optimizer_step,
                            "precision": getattr(model, "precision", "fp32")}
     return meta, arrays
 
 
-def model_from_state(meta, arrays, model_class, device="cpu", where="model", optimizer=None, loss=None):
+def model_from_state(meta: dict[str, Any], arrays: dict[str, FloatArray], model_class: type[ModelT],
+                     device: str = "cpu", where: str = "model", optimizer: Optimizer | None = None,
+                     loss: Loss | None = None) -> ModelT:
     """The `model_class` that ``model_state`` described, on `device`: architecture,
     weights, training counters and (when it was compiled) the optimizer with its state.
     optimizer / loss: objects to compile with instead of the configurations in meta
@@ -101,11 +117,11 @@ def model_from_state(meta, arrays, model_class, device="cpu", where="model", opt
         state = {"step": comp["optimizer_step"]}
         state.update({k: arrays[f"optimizer/{k}"] for k in comp["optimizer_state"]})
         hyper = {k: v for k, v in comp["optimizer"].items() if k != "name"}
-        model.optimizer.load_state_dict({"state": state, "param_groups": [hyper]})
+        model.optimizer.load_state_dict({"state": state, "param_groups": [hyper]})  # type: ignore[union-attr]
     return model
 
 
-def _umask():
+def _umask() -> int:
     """The process's umask, read without changing it where the system says it."""
     try:
         with open("/proc/self/status") as f:
@@ -119,7 +135,7 @@ def _umask():
     return mask
 
 
-def _file_mode(path):
+def _file_mode(path: str) -> int:
     """The mode the saved file gets: an existing file's, else what open() would give a
     new file (0o666 less the umask). The temporary file starts at mkstemp's 0o600."""
     try:
@@ -128,7 +144,8 @@ def _file_mode(path):
         return 0o666 & ~_umask()
 
 
-def save(model, path):
+def save(model: Network, path: PathLike) -> None:
+    """Writes `model` to `path` (see ``Sequential.save``), atomically."""
     path = os.fspath(path)
     model._require_built("save")
     meta, arrays = model_state(model)
@@ -144,7 +161,7 @@ def save(model, path):
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), mode)
-            payload = {"fastdl.json": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
+            payload: dict[str, Any] = {"fastdl.json": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
             payload.update(arrays)
             np.savez(f, **payload)
             f.flush()
@@ -233,7 +250,8 @@ def _read_npy(path, zf, info, dtype, max_count):
         if 8 + size_bytes + header_len + count * dtype.itemsize != info.file_size:
             raise bad(f"{count} elements of {dtype} do not fill its {info.file_size} bytes")
         a = np.empty(count, dtype)
-        view, done = memoryview(a).cast("B"), 0
+        # an ndarray is a buffer (numpy's stubs say so from Python 3.12 on only)
+        view, done = memoryview(cast(Any, a)).cast("B"), 0
         while done < a.nbytes:
             n = f.readinto(view[done:])
             if not n:
@@ -259,7 +277,7 @@ def _params_bound(path, meta):
             raise ModelFileError(f"{path}: inconsistent fastdl model file (layers[{i}] is not a layer config)")
         cls = c.get("class")
         keys = {"Dense": ("in_features", "out_features"), "Maxout": ("in_features", "out_features", "pieces"),
-                "BatchNorm": ("num_features",)}.get(cls, ())
+                "BatchNorm": ("num_features",)}.get(cls, ())  # type: ignore[arg-type]  # any JSON value
         sizes = {}
         for k in keys:
             v = c.get(k, 1 if k == "pieces" else None)
@@ -356,7 +374,8 @@ def _check_sizes(path, layer_configs, n_params):
     for i, c in enumerate(layer_configs):
         if not isinstance(c, dict):
             raise ModelFileError(f"{path}: inconsistent fastdl model file (layers[{i}] is not a layer config)")
-        sizes = {k: c.get(k) for k in ("in_features", "out_features", "num_features", "pieces") if c.get(k) is not None}
+        sizes: dict[str, Any] = {k: c.get(k) for k in ("in_features", "out_features", "num_features", "pieces")
+                                 if c.get(k) is not None}
         for k, v in sizes.items():
             if isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= max(n_params, 1):
                 raise ModelFileError(f"{path}: inconsistent fastdl model file (layers[{i}].{k} = {v!r} with "
@@ -387,7 +406,7 @@ def _counter(path, meta, key, largest):
     return value
 
 
-def load(path, model_class, device="cpu"):
+def load(path: PathLike, model_class: type[ModelT], device: str = "cpu") -> ModelT:
     """Rebuilds a model saved with ``model.save(path)`` as a `model_class` (Sequential:
     ``fastdl.load``) on `device` ("cpu" or "cuda"), compiled with its optimizer (state
     included) when it was compiled."""

@@ -31,6 +31,8 @@ classifier has one sigmoid output (as scikit-learn's), a multiclass one a softma
 output. Needs scikit-learn (``pip install fastdl[sklearn]``).
 """
 
+from __future__ import annotations
+
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
     from sklearn.exceptions import ConvergenceWarning
@@ -45,6 +47,7 @@ import contextlib
 import copy
 import numbers
 import warnings
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -52,6 +55,12 @@ import fastdl
 from fastdl import layers as L, optim
 from fastdl.callbacks import Callback
 from fastdl.model import Sequential
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    from typing_extensions import Self
+
+    from fastdl._typing import AnyArray, Logs
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -61,7 +70,8 @@ _FASTDL_ACTIVATIONS = ("leaky_relu", "prelu", "elu", "silu", "gelu", "softplus",
 _SOLVERS = ("adam", "sgd", "adamw", "rmsprop", "adagrad", "adadelta")
 
 
-def _check_number(name, value, low=None, high=None, low_open=False, high_open=False, integer=False):
+def _check_number(name: str, value: Any, low: Any = None, high: Any = None, low_open: bool = False,
+                  high_open: bool = False, integer: bool = False) -> None:
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind):
         raise ValueError(f"{name}: expected {'an integer' if integer else 'a number'}, got {value!r}")
@@ -72,7 +82,7 @@ def _check_number(name, value, low=None, high=None, low_open=False, high_open=Fa
 
 
 @contextlib.contextmanager
-def _threads(n):
+def _threads(n: int | None) -> Iterator[None]:
     if n is None:
         yield
         return
@@ -89,15 +99,16 @@ class _EpochRule(Callback):
     t_, the tol / n_iter_no_change stopping rule (on the training loss, or on the
     validation score with early_stopping), the best weights, the sgd schedules."""
 
-    def __init__(self, est, n_samples, validation, incremental):
+    def __init__(self, est: Any, n_samples: int, validation: tuple[Any, Any] | None, incremental: bool) -> None:
         self.est, self.n_samples, self.validation, self.incremental = est, n_samples, validation, incremental
         self.stopped = False
         self.epochs = 0
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         est, model = self.est, self.model
+        optimizer: Any = model.optimizer  # compiled by _fit
         self.epochs += 1
-        loss = est._loss_scale * float(logs["loss"]) + est._penalty(model)
+        loss = est._loss_scale * float(logs["loss"]) + est._penalty(model)  # type: ignore[index]  # fit's logs
         est.loss_curve_.append(loss)
         est.n_iter_ += 1
         est.t_ += self.n_samples
@@ -124,16 +135,16 @@ class _EpochRule(Callback):
                 est.best_loss_ = loss
         sgd = est.solver == "sgd"
         if sgd and est.learning_rate == "invscaling":
-            model.optimizer.lr = est.learning_rate_init / (est.t_ + 1) ** est.power_t
+            optimizer.lr = est.learning_rate_init / (est.t_ + 1) ** est.power_t
         if self.incremental or est._no_improvement_count <= est.n_iter_no_change:
             return
         what = "Validation score" if self.validation is not None else "Training loss"
         msg = f"{what} did not improve more than tol={est.tol:f} for {est.n_iter_no_change} consecutive epochs."
-        if sgd and est.learning_rate == "adaptive" and model.optimizer.lr > 1e-6:
-            model.optimizer.lr = model.optimizer.lr / 5.0
+        if sgd and est.learning_rate == "adaptive" and optimizer.lr > 1e-6:
+            optimizer.lr = optimizer.lr / 5.0
             est._no_improvement_count = 0
             if est.verbose:
-                print(f"{msg} Setting learning rate to {model.optimizer.lr:f}")
+                print(f"{msg} Setting learning rate to {optimizer.lr:f}")
             return
         if est.verbose:
             print(msg + (" Learning rate too small." if sgd and est.learning_rate == "adaptive" else "") +
@@ -145,12 +156,22 @@ class _EpochRule(Callback):
 class _BaseMLP(BaseEstimator):
     """What the classifier and the regressor share: parameters, the network, fit."""
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
-                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
-                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-8, n_iter_no_change=10, dropout=0.0, batch_norm=False, maxout_pieces=None,
-                 max_norm=None, n_threads=None, device="cpu"):
+    #: set by _encode_targets
+    _loss_scale: float
+    _gradient_scale: float
+    _loss_name: str
+    _multilabel: bool
+    n_outputs_: int
+
+    def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,), activation: str = "relu", *,
+                 solver: str | optim.Optimizer = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",
+                 learning_rate: str = "constant", learning_rate_init: float = 0.001, power_t: float = 0.5,
+                 max_iter: int = 200, shuffle: bool = True, random_state: int | np.random.RandomState | None = None,
+                 tol: float = 1e-4, verbose: bool = False, warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False, validation_fraction: float = 0.1,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: int = 10,
+                 dropout: float = 0.0, batch_norm: bool = False, maxout_pieces: int | None = None,
+                 max_norm: float | None = None, n_threads: int | None = None, device: str = "cpu") -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -181,8 +202,8 @@ class _BaseMLP(BaseEstimator):
         self.device = device
 
     # -- parameters ------------------------------------------------------------------------
-    def _hidden_sizes(self):
-        sizes = self.hidden_layer_sizes
+    def _hidden_sizes(self) -> tuple[int, ...]:
+        sizes: Any = self.hidden_layer_sizes
         if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
             sizes = (sizes,)
         try:
@@ -194,7 +215,7 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError(f"hidden_layer_sizes: expected positive integers, got {self.hidden_layer_sizes!r}")
         return tuple(int(s) for s in sizes)
 
-    def _activation_name(self):
+    def _activation_name(self) -> str:
         act = self.activation
         if act in _SKLEARN_ACTIVATIONS:
             return _SKLEARN_ACTIVATIONS[act]
@@ -203,7 +224,7 @@ class _BaseMLP(BaseEstimator):
         raise ValueError(f"activation: expected one of {list(_SKLEARN_ACTIVATIONS) + list(_FASTDL_ACTIVATIONS[:-2])}, "
                          f"got {act!r}")
 
-    def _validate_params(self):
+    def _validate_params(self) -> None:
         self._hidden_sizes()
         self._activation_name()
         if not (isinstance(self.solver, optim.Optimizer) or self.solver in _SOLVERS):
@@ -237,9 +258,9 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"device: expected 'cpu' or 'cuda', got {self.device!r}")
 
     # -- the network -------------------------------------------------------------------------
-    def _layers(self, n_outputs):
+    def _layers(self, n_outputs: int) -> list[L.Layer]:
         act = self._activation_name()
-        layers = []
+        layers: list[L.Layer] = []
         for h in self._hidden_sizes():
             if self.maxout_pieces is not None:
                 layers.append(L.Maxout(h, pieces=self.maxout_pieces, max_norm=self.max_norm))
@@ -252,7 +273,7 @@ class _BaseMLP(BaseEstimator):
         layers.append(L.Dense(n_outputs, max_norm=self.max_norm))
         return layers
 
-    def _optimizer(self, batch_size):
+    def _optimizer(self, batch_size: int) -> optim.Optimizer:
         if isinstance(self.solver, optim.Optimizer):
             return copy.deepcopy(self.solver)
         # scikit-learn adds alpha * W / batch size to the gradient of its loss, whose
@@ -266,7 +287,7 @@ class _BaseMLP(BaseEstimator):
                              nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
         return optim.get(self.solver, lr=lr, weight_decay=decay)
 
-    def _penalty(self, model):
+    def _penalty(self, model: Sequential) -> float:
         """scikit-learn's L2 term of the loss: 0.5 * alpha * ||W||^2 / batch size."""
         if not self.alpha:
             return 0.0
@@ -278,14 +299,14 @@ class _BaseMLP(BaseEstimator):
         return 0.5 * self.alpha * sq / self._batch_size
 
     # -- fitting ----------------------------------------------------------------------------
-    def _fit(self, X, y, incremental=False, classes=None):
+    def _fit(self, X: Any, y: Any, incremental: bool = False, classes: Any = None) -> Self:
         self._validate_params()
         first = not hasattr(self, "model_") or not (incremental or self.warm_start)
         X, y = validate_data(self, X, y, reset=first, dtype=np.float32, multi_output=True,
                              y_numeric=not is_classifier(self))
         targets, y = self._encode_targets(y, first, classes, incremental)
         n = X.shape[0]
-        batch = min(200, n) if self.batch_size == "auto" else self.batch_size
+        batch: Any = min(200, n) if self.batch_size == "auto" else self.batch_size
         if batch > n:
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped",
                           stacklevel=3)
@@ -297,7 +318,8 @@ class _BaseMLP(BaseEstimator):
             model = Sequential(self._layers(self.n_outputs_), seed=seed, device=self.device, input_dim=X.shape[1])
             model.compile(self._optimizer(batch), loss=self._loss_name)
             self.model_ = model
-            self.n_iter_, self.t_, self.loss_curve_ = 0, 0, []
+            self.n_iter_, self.t_ = 0, 0
+            self.loss_curve_: list[float] = []
             self._no_improvement_count = 0
             self.n_layers_ = len(self._hidden_sizes()) + 2
         early = self.early_stopping and not incremental
@@ -308,13 +330,14 @@ class _BaseMLP(BaseEstimator):
                                                               test_size=self.validation_fraction)
             validation = (X_val, y_val)
             if first or not hasattr(self, "best_validation_score_") or self.validation_scores_ is None:
-                self.validation_scores_, self.best_validation_score_ = [], -np.inf
-            self.best_loss_ = None
+                self.validation_scores_: Any = []
+                self.best_validation_score_: Any = -np.inf
+            self.best_loss_: Any = None
         elif first or getattr(self, "best_loss_", None) is None:
             self.best_loss_, self.validation_scores_, self.best_validation_score_ = np.inf, None, None
         rule = _EpochRule(self, X.shape[0], validation, incremental)
         epochs = 1 if incremental else self.max_iter
-        self._best_weights = None
+        self._best_weights: Any = None
         with _threads(self.n_threads):
             self.model_.fit(X, targets, batch_size=batch, epochs=epochs, shuffle=self.shuffle, verbose=0,
                             callbacks=[rule])
@@ -327,13 +350,13 @@ class _BaseMLP(BaseEstimator):
                           "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
         return self
 
-    def fit(self, X, y):
+    def fit(self, X: npt.ArrayLike, y: npt.ArrayLike) -> Self:
         """Trains a new network on (X, y) for up to max_iter epochs (or goes on training
         the fitted one with warm_start=True). Returns self."""
         return self._fit(X, y)
 
     # -- inference ------------------------------------------------------------------------------
-    def _outputs(self, X):
+    def _outputs(self, X: Any) -> npt.NDArray[np.float64]:
         """The network's outputs (logits) for X, float64."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float32)
@@ -341,31 +364,32 @@ class _BaseMLP(BaseEstimator):
             return self.model_.predict(X).astype(np.float64)
 
     @property
-    def coefs_(self):
+    def coefs_(self) -> list[AnyArray]:
         """The weight matrices (in, out), layer by layer, as scikit-learn's coefs_ (copies)."""
         check_is_fitted(self, "model_")
         return [a for k, a in self.model_.state_dict(copy=True).items() if k.endswith(".w")]
 
     @property
-    def intercepts_(self):
+    def intercepts_(self) -> list[AnyArray]:
+        """The bias vectors, layer by layer, as scikit-learn's intercepts_ (copies)."""
         check_is_fitted(self, "model_")
         return [a for k, a in self.model_.state_dict(copy=True).items() if k.endswith(".b")]
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         tags.input_tags.allow_nan = False
         return tags
 
 
-def _softmax(z):
+def _softmax(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     z = z - z.max(axis=1, keepdims=True)
     np.exp(z, out=z)
     z /= z.sum(axis=1, keepdims=True)
     return z
 
 
-def _sigmoid(z):
+def _sigmoid(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return 1.0 / (1.0 + np.exp(-z))
 
 
@@ -377,7 +401,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     _gradient_scale = 1.0
 
-    def _encode_targets(self, y, first, classes, incremental):
+    def _encode_targets(self, y: Any, first: bool, classes: Any, incremental: bool) -> tuple[AnyArray, Any]:
         if first:
             check_classification_targets(y)
             self._multilabel = type_of_target(y) == "multilabel-indicator"
@@ -422,15 +446,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return index.astype(np.float32).reshape(-1, 1), y
         return index.astype(np.int64), y
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X: npt.ArrayLike, y: npt.ArrayLike, classes: npt.ArrayLike | None = None) -> Self:
         """One epoch over (X, y), continuing from the last call (the first call builds the
         network and needs classes=, every class y will ever hold). Returns self."""
         return self._fit(X, y, incremental=True, classes=classes)
 
-    def _score_model(self, X, y):
+    def _score_model(self, X: Any, y: Any) -> float:
         return self.score(X, y)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Class probabilities (n_samples, n_classes) as float64; for multilabel targets,
         each label's probability (n_samples, n_labels)."""
         z = self._outputs(X)
@@ -441,10 +465,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return np.column_stack([1.0 - p, p])
         return _softmax(z)
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The log of predict_proba."""
         return np.log(self.predict_proba(X))
 
-    def predict(self, X):
+    def predict(self, X: npt.ArrayLike) -> AnyArray:
         """The most probable class of each sample (for multilabel targets, the labels
         whose probability exceeds 0.5, as an indicator matrix)."""
         z = self._outputs(X)
@@ -454,7 +479,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return self.classes_[(z[:, 0] > 0).astype(np.intp)]
         return self.classes_[np.argmax(z, axis=1)]
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
@@ -467,7 +492,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     _multilabel = False
 
-    def _encode_targets(self, y, first, classes, incremental):
+    def _encode_targets(self, y: Any, first: bool, classes: Any, incremental: bool) -> tuple[AnyArray, Any]:
         targets = np.asarray(y)
         if targets.ndim == 1:
             targets = targets.reshape(-1, 1)
@@ -483,20 +508,20 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             raise ValueError(f"y: {targets.shape[1]} target columns; the network was fitted with {self.n_outputs_}")
         return np.ascontiguousarray(targets, dtype=np.float32), y
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X: npt.ArrayLike, y: npt.ArrayLike) -> Self:
         """One epoch over (X, y), continuing from the last call. Returns self."""
         return self._fit(X, y, incremental=True)
 
-    def _score_model(self, X, y):
+    def _score_model(self, X: Any, y: Any) -> float:
         return self.score(X, y)
 
-    def predict(self, X):
+    def predict(self, X: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Predictions (n_samples,) for one target column, else (n_samples, n_outputs),
         float64."""
         z = self._outputs(X)
         return z.ravel() if z.shape[1] == 1 else z
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags

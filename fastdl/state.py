@@ -2,23 +2,39 @@
 and the ways to read and set it. fastdl.network.Network inherits these; the trainer,
 data-parallel strategies, callbacks and persistence use only them."""
 
-from collections import OrderedDict, namedtuple
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from fastdl import _device
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from fastdl._device import Backend
+    from fastdl._graph import Graph, ParamSlot
+    from fastdl._typing import DeviceArray, FloatArray
+    from fastdl.optim import Optimizer
+
 __all__ = ["NetworkState", "IncompatibleKeys"]
 
-#: what load_state_dict returns (PyTorch's name and fields)
-IncompatibleKeys = namedtuple("IncompatibleKeys", "missing_keys unexpected_keys")
+
+class IncompatibleKeys(NamedTuple):
+    """What load_state_dict returns (PyTorch's name and fields): the model's keys the
+    state dict lacked and its keys the model does not have."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
 
 
-def _host_copy(a):
+def _host_copy(a: DeviceArray) -> FloatArray:
     return a.copy() if isinstance(a, np.ndarray) else _device.to_host(a)
 
 
-def _as_float32(value, argname):
+def _as_float32(value: Any, argname: str) -> FloatArray:
     """A C-contiguous float32 host array of value (numpy, lists, CPU torch tensors)."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
         value = value.detach().cpu().numpy()
@@ -33,9 +49,9 @@ def _as_float32(value, argname):
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def _check_seed(seed):
+def _check_seed(seed: int | None) -> int:
     if seed is None:
-        return int(np.random.SeedSequence().entropy % (2 ** 63))
+        return int(np.random.SeedSequence().entropy % (2 ** 63))  # type: ignore[operator]  # entropy is an int here
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed: expected a non-negative integer or None, got {seed!r}")
     return int(seed)
@@ -44,52 +60,65 @@ def _check_seed(seed):
 class NetworkState:
     """Mixin: the state of a built network (``self._graph``, ``self._step``, seeds)."""
 
+    # What the network (fastdl.network.Network) provides.
+    _graph: Graph | None
+    _backend: Backend
+    _step: int
+    _dropout_seed: int
+    seed: int
+    shuffle_rng: np.random.Generator
+    optimizer: Optimizer | None
+
+    if TYPE_CHECKING:
+        def _require_built(self, what: str) -> Graph: ...
+
     @property
-    def flat_params(self):
+    def flat_params(self) -> DeviceArray:
         """Every parameter, one float32 buffer (each layer's arrays are views into it)."""
         return self._require_built("flat_params").flat_params
 
     @property
-    def flat_grads(self):
+    def flat_grads(self) -> DeviceArray:
         """The gradients, in flat_params' layout."""
         return self._require_built("flat_grads").flat_grads
 
     @property
-    def decay_segments(self):
+    def decay_segments(self) -> npt.NDArray[np.int64]:
         """int64 (S, 2) [start, stop) ranges of the weight matrices: weight decay and L1
         apply there only."""
         return self._require_built("decay_segments").decay_segments
 
     @property
-    def param_layout(self):
+    def param_layout(self) -> tuple[ParamSlot, ...]:
         """(name, offset, shape, size, decay) of every parameter array, in buffer order."""
         return self._require_built("param_layout").param_layout
 
     # -- parameters ----------------------------------------------------------------------
     @property
-    def num_params(self):
+    def num_params(self) -> int:
+        """The number of parameters: the length of ``flat_params``."""
         return int(self._require_built("num_params").flat_params.shape[0])
 
-    def count_params(self):
+    def count_params(self) -> int:
         """The number of parameters (Keras's name): the length of ``flat_params``."""
         return self.num_params
 
-    def named_parameters(self):
+    def named_parameters(self) -> list[tuple[str, DeviceArray]]:
         """[(name, view)], each a view into ``flat_params`` (writing to it changes the model)."""
         flat = self._require_built("named_parameters").flat_params
         return [(s.name, flat[s.offset:s.offset + s.size].reshape(s.shape)) for s in self.param_layout]
 
-    def parameters(self):
+    def parameters(self) -> list[DeviceArray]:
         """The parameter arrays, views into the flat buffer, in buffer order."""
         return [view for _, view in self.named_parameters()]
 
-    def batchnorm_statistics(self):
+    def batchnorm_statistics(self) -> list[tuple[DeviceArray, DeviceArray]]:
         """[(running_mean, running_var)] of each BatchNorm layer, in layer order (the
         arrays themselves, on the model's device)."""
         return [(s.running_mean, s.running_var) for s in self._require_built("batchnorm_statistics").bn_stages]
 
     # -- named weights -------------------------------------------------------------------
-    def _named_arrays(self, what):
+    def _named_arrays(self, what: str) -> list[tuple[str, DeviceArray]]:
         """[(name, array)] of every parameter and BatchNorm running statistic, layer by
         layer in layer order: each layer's parameters in buffer order ("dense_0.w",
         "dense_0.b", "dense_0.alpha"; "batchnorm_0.gamma", "batchnorm_0.beta"), then a
@@ -97,18 +126,19 @@ class NetworkState:
         The parameters are views into ``flat_params``; the statistics the arrays themselves."""
         graph = self._require_built(what)
         flat = graph.flat_params
-        by_layer = {}
+        by_layer: dict[str, list[ParamSlot]] = {}
         for s in graph.param_layout:
             by_layer.setdefault(s.name.rsplit(".", 1)[0], []).append(s)
-        named = []
+        named: list[tuple[str, DeviceArray]] = []
         for stage in graph.stages:
             name = stage.layer.name
             named += [(s.name, flat[s.offset:s.offset + s.size].reshape(s.shape)) for s in by_layer.get(name, ())]
             if hasattr(stage, "running_mean"):
-                named += [(f"{name}.running_mean", stage.running_mean), (f"{name}.running_var", stage.running_var)]
+                named += [(f"{name}.running_mean", stage.running_mean),
+                          (f"{name}.running_var", stage.running_var)]  # type: ignore[attr-defined]
         return named
 
-    def state_dict(self, copy=False):
+    def state_dict(self, copy: bool = False) -> OrderedDict[str, DeviceArray]:
         """OrderedDict name -> array of everything that defines the function: the
         parameters ("dense_0.w" stored (in, out), "dense_0.b", "dense_0.alpha" for PReLU,
         "maxout_0.w", "batchnorm_0.gamma", "batchnorm_0.beta") and the BatchNorm running
@@ -121,7 +151,7 @@ class NetworkState:
             named = [(k, _host_copy(a)) for k, a in named]
         return OrderedDict(named)
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copies the arrays of a ``state_dict`` (any numeric arrays of the right shapes:
         numpy, lists, CPU torch tensors) into the model. strict: the keys must be exactly
         the model's (a ValueError lists the missing and unexpected ones); strict=False
@@ -150,7 +180,7 @@ class NetworkState:
             self._backend.copy_from_host(dst, src)
         return IncompatibleKeys(missing, unexpected)
 
-    def get_weights(self):
+    def get_weights(self) -> list[FloatArray]:
         """Keras's get_weights: host copies of every layer's arrays, layer by layer in
         layer order -- Dense: kernel (in, out), bias (and PReLU's slopes); Maxout: kernel,
         bias; BatchNorm: gamma, beta, moving mean, moving variance. The same arrays, in the
@@ -158,7 +188,7 @@ class NetworkState:
         ``get_flat_weights()``."""
         return [_host_copy(a) for _, a in self._named_arrays("get_weights")]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Sequence[npt.ArrayLike]) -> None:
         """Keras's set_weights: a list of arrays in ``get_weights()``'s order and shapes.
         Everything is checked before anything is written."""
         named = self._named_arrays("set_weights")
@@ -177,7 +207,7 @@ class NetworkState:
         for (_, dst), src in zip(named, arrays):
             self._backend.copy_from_host(dst, src)
 
-    def get_flat_weights(self):
+    def get_flat_weights(self) -> list[FloatArray]:
         """A host copy of the flat parameters followed by each BatchNorm layer's running
         mean and variance: ``[flat_params, mean_0, var_0, ...]`` (what a snapshot or a
         restore of the whole function needs, in as few arrays as possible)."""
@@ -186,7 +216,7 @@ class NetworkState:
             weights += [_host_copy(mean), _host_copy(var)]
         return weights
 
-    def set_flat_weights(self, weights):
+    def set_flat_weights(self, weights: Sequence[npt.ArrayLike]) -> None:
         """Sets what ``get_flat_weights()`` returned."""
         targets = [self.flat_params] + [a for pair in self.batchnorm_statistics() for a in pair]
         if len(weights) != len(targets):
@@ -199,7 +229,7 @@ class NetworkState:
         for dst, src in zip(targets, arrays):
             self._backend.copy_from_host(dst, src)
 
-    def replica_arrays(self):
+    def replica_arrays(self) -> list[DeviceArray]:
         """Every array that must be equal on all replicas of a data-parallel run, in a
         fixed order: parameters, BatchNorm statistics, optimizer state."""
         arrays = [self.flat_params] + [a for pair in self.batchnorm_statistics() for a in pair]
@@ -209,18 +239,19 @@ class NetworkState:
 
     # -- training state ----------------------------------------------------------------------
     @property
-    def global_step(self):
+    def global_step(self) -> int:
         """Training steps taken (refused non-finite steps included): the step number
         that seeds the dropout masks."""
         return self._step
 
-    def training_state(self):
+    def training_state(self) -> dict[str, Any]:
         """The counters and generators that make training reproducible: {"step", "seed",
         "dropout_seed", "shuffle_rng"} (JSON-able)."""
         return {"step": self._step, "seed": self.seed, "dropout_seed": self._dropout_seed,
                 "shuffle_rng": self.shuffle_rng.bit_generator.state}
 
-    def load_training_state(self, state):
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        """Restores what ``training_state()`` returned (a checkpoint resumes with it)."""
         step = state["step"]
         if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
             raise ValueError(f"step: expected a non-negative integer, got {step!r}")
@@ -231,12 +262,12 @@ class NetworkState:
             s.seed = self._dropout_seed
         self.shuffle_rng.bit_generator.state = state["shuffle_rng"]
 
-    def count_step(self):
+    def count_step(self) -> None:
         """Counts a training step this replica took no part in (a data-parallel rank
         with no rows of a short last batch), so dropout stays in step with the others."""
         self._step += 1
 
-    def set_row_offset(self, row):
+    def set_row_offset(self, row: int) -> None:
         """The global row of this process's first batch row: dropout draws the masks of
         the global samples (data-parallel ranks each take a slice of a batch)."""
         for s in self._require_built("set_row_offset").stages:

@@ -28,13 +28,21 @@ tests/test_dense_stack.py); what differs is memory traffic and calls. ``compile`
 chosen and why, and ``model.summary()`` prints it.
 """
 
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any, Sequence, cast
 
 import numpy as np
 
 from fastdl import losses as losses_mod
 from fastdl._C import last_level_cache_bytes
 from fastdl._stages import DenseStage, MaxoutStage
+
+if TYPE_CHECKING:
+    from fastdl._stages import Stage
+    from fastdl.cuda.fused_step import Support
+    from fastdl.optim import Optimizer
 
 __all__ = ["StepPlan", "OPTIMIZER_STEPS", "IN_BACKWARD_MIN_WEIGHTS", "choose"]
 
@@ -56,18 +64,18 @@ class StepPlan:
     execution: "layers" or "dense_stack"; optimizer_step: "separate", "in_backward" or
     "in_stack"; reason: why compile chose it (or that it was asked for)."""
 
-    def __init__(self, execution, optimizer_step, reason):
+    def __init__(self, execution: str, optimizer_step: str, reason: str) -> None:
         self.execution = execution
         self.optimizer_step = optimizer_step
         self.reason = reason
 
     @property
-    def fills_gradients(self):
+    def fills_gradients(self) -> bool:
         """Whether a step leaves every parameter's gradient in ``flat_grads`` (the step
         inside the backward kernels does not keep the weight matrices' gradients)."""
         return self.optimizer_step != "in_backward"
 
-    def describe(self):
+    def describe(self) -> str:
         """One line: what runs, and why."""
         how = {"separate": "a separate optimizer pass after the backward",
                "in_backward": "each weight matrix updated inside its backward kernel, the rest after",
@@ -76,26 +84,26 @@ class StepPlan:
                    "fused_mlp": "the fused small-MLP kernels"}[self.execution]
         return f"{self.optimizer_step} ({how}; {kernels}): {self.reason}"
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, StepPlan) and (self.execution, self.optimizer_step) == (
             other.execution, other.optimizer_step)
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((self.execution, self.optimizer_step))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"StepPlan(optimizer_step={self.optimizer_step!r}, execution={self.execution!r}, "
                 f"reason={self.reason!r})")
 
 
-def dense_stack_applies(stages, loss, backend_name):
+def dense_stack_applies(stages: Sequence[Stage], loss: losses_mod.Loss, backend_name: str) -> bool:
     """Whether forward, loss and backward can run as one DenseStack call: a CPU network
     of Dense layers only, without dropout, and one of the three fused losses."""
     return (backend_name == "cpu" and all(type(s) is DenseStage and not s.p for s in stages)
             and type(loss) in (losses_mod.SoftmaxCrossEntropy, losses_mod.MSE, losses_mod.BinaryCrossEntropy))
 
 
-def fused_mlp_support(stages, loss, backend_name):
+def fused_mlp_support(stages: Sequence[Any], loss: losses_mod.Loss, backend_name: str) -> Support:
     """Whether a GPU network can take the fused small-MLP step (a Support: truthy, or
     falsy with the reason)."""
     from fastdl.cuda.fused_step import FusedMLPStep, Support
@@ -114,12 +122,12 @@ def fused_mlp_support(stages, loss, backend_name):
         alpha=alpha, biases=all(s.b is not None for s in stages), dropout=any(s.p for s in stages))
 
 
-def updated_stages(bwd_stages):
+def updated_stages(bwd_stages: Sequence[Stage]) -> list[DenseStage | MaxoutStage]:
     """The stages whose backward kernels can update their weight matrices."""
     return [s for s in bwd_stages if isinstance(s, (DenseStage, MaxoutStage))]
 
 
-def separate_pass_leaves_cache(weights, state_buffers):
+def separate_pass_leaves_cache(weights: int, state_buffers: int) -> bool:
     """Whether a separate optimizer pass over `weights` parameters (with their gradients
     and `state_buffers` state arrays) would stream from memory: more bytes than half the
     CPU's last-level cache, or a cache size the C library cannot tell."""
@@ -127,7 +135,8 @@ def separate_pass_leaves_cache(weights, state_buffers):
     return cache <= 0 or 4 * weights * (2 + state_buffers) > cache // 2
 
 
-def choose(mode, stages, bwd_stages, loss, optimizer, backend_name, precision="fp32"):
+def choose(mode: str, stages: Sequence[Any], bwd_stages: Sequence[Any], loss: losses_mod.Loss, optimizer: Optimizer,
+           backend_name: str, precision: str = "fp32") -> StepPlan:
     """The StepPlan for compile's optimizer_step=`mode`; a ValueError names what makes an
     asked-for plan impossible."""
     if mode not in OPTIMIZER_STEPS:
@@ -198,7 +207,7 @@ class Stepper:
         self.output_dim = g.output_dim
         self.last_output = None
         self._loss_grads = {}  # output rows -> the loss gradient's buffer
-        self._stacks = {} if plan.execution == "dense_stack" else None
+        self._stacks: dict[int, Any] | None = {} if plan.execution == "dense_stack" else None
         self._fused = self._fused_step(loss) if plan.execution == "fused_mlp" else None
         self._prepared_rows = set()
         self.rest_segments = self._rest_segments() if plan.optimizer_step == "in_backward" else None
@@ -243,7 +252,8 @@ class Stepper:
     def _stack(self, n):
         """The DenseStack over the stages' buffers for batch size n (built on its first
         step, like the buffers themselves)."""
-        stack = self._stacks.get(n)
+        stacks = cast("dict[int, Any]", self._stacks)  # the plan runs a DenseStack
+        stack = stacks.get(n)
         if stack is None:
             layers = []
             for s in self.stages:
@@ -258,7 +268,7 @@ class Stepper:
                 layers, loss=self.loss.name, dout=self._loss_grad(n), label_smoothing=smoothing,
                 precision=self.precision)
             # The stack with the output buffer it fills (the last layer's y).
-            stack = self._stacks[n] = (stack, layers[-1]["y"])
+            stack = stacks[n] = (stack, layers[-1]["y"])
         return stack
 
     # -- the passes ------------------------------------------------------------------------

@@ -9,19 +9,27 @@ only. Whole models (optimizer state, training counters) go in ``model.save``'s .
 Needs the safetensors package (``pip install fastdl[safetensors]``).
 """
 
+from __future__ import annotations
+
 import json
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fastdl._files import write_atomic
+
+if TYPE_CHECKING:
+    from fastdl._typing import PathLike
+    from fastdl.network import Network
+    from fastdl.state import IncompatibleKeys
 
 __all__ = ["save", "load"]
 
 EXTRA_HINT = "pip install 'fastdl[safetensors]'"
 
 
-def _safetensors_numpy():
+def _safetensors_numpy() -> Any:
     try:
         import safetensors.numpy as st
     except ImportError:
@@ -29,7 +37,7 @@ def _safetensors_numpy():
     return st
 
 
-def save(model, path):
+def save(model: Network, path: PathLike) -> None:
     """Writes model.state_dict() to path (safetensors, float32, atomically)."""
     st = _safetensors_numpy()
     path = os.fspath(path)
@@ -38,7 +46,7 @@ def save(model, path):
     write_atomic(path, st.save(tensors, metadata=metadata))
 
 
-def load(model, path, strict=True):
+def load(model: Network, path: PathLike, strict: bool = True) -> IncompatibleKeys:
     """Loads a safetensors file's tensors into model (``load_state_dict``); returns its
     (missing_keys, unexpected_keys)."""
     st = _safetensors_numpy()

@@ -57,6 +57,12 @@ def test_activation_layers_fuse_into_dense_and_dropout_into_its_epilogue():
     assert "dense_dropout" in text and f"{m.num_params:,}" in text
 
 
+def test_activation_layer_given_an_activation_layer_keeps_its_activation():
+    a = fastdl.layers.Activation(fastdl.LeakyReLU(0.2))
+    assert a.activation == "leaky_relu" and a.get_config()["activation"] == "leaky_relu"
+    assert fastdl.layers.Activation(fastdl.ReLU()).activation == "relu"
+
+
 def test_default_initializers_glorot_and_he():
     m = fastdl.Sequential([Dense(400, 300, activation="relu"), Dense(300, 200, activation="tanh"),
                            Dense(200, 10, bias_init=0.1)], seed=3)

@@ -17,10 +17,10 @@ PACKAGE = os.path.dirname(os.path.abspath(fastdl.__file__))
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory):
-    """A checkout's layout without the built extension: fastdl/ (Python only), csrc/,
-    CMakeLists.txt."""
+    """A checkout's layout without the built extension: fastdl/ (Python, and the
+    compiled module's stub _C.pyi), csrc/, CMakeLists.txt."""
     root = tmp_path_factory.mktemp("checkout")
-    shutil.copytree(PACKAGE, root / "fastdl", ignore=shutil.ignore_patterns("_C*", "__pycache__"))
+    shutil.copytree(PACKAGE, root / "fastdl", ignore=shutil.ignore_patterns("_C*.so", "_C*.pyd", "__pycache__"))
     (root / "csrc").mkdir()
     (root / "CMakeLists.txt").write_text("project(fastdl)\n")
     return root

@@ -99,14 +99,18 @@ py::array matmul_py(py::handle a_h, py::handle b_h, py::handle out_h, py::handle
 void register_dense(py::module_& m) {
   m.def("dense_forward", &dense_forward_py, py::arg("x"), py::arg("w"), py::arg("b"),
         py::arg("activation") = "linear", py::kw_only(), py::arg("alpha") = py::none(),
-        py::arg("out") = py::none(), py::arg("precision") = "fp32");
+        py::arg("out") = py::none(), py::arg("precision") = "fp32",
+        "y = f(x @ w + b), or (y, z) for the activations whose backward needs z (prelu, silu, "
+        "gelu); b may be None.");
   m.def("dense_backward", &dense_backward_py, py::arg("dy"), py::arg("x"), py::arg("w"),
         py::arg("activation"), py::kw_only(), py::arg("y") = py::none(),
         py::arg("z") = py::none(), py::arg("alpha") = py::none(), py::arg("need_dx") = true,
         py::arg("out") = py::none(), py::arg("update") = py::none(),
-        py::arg("precision") = "fp32");
+        py::arg("precision") = "fp32",
+        "(dx, dw, db), plus dalpha for prelu; pass z for the activations that need it, y for "
+        "the others. dx is None when need_dx=False; update= steps w inside the dw GEMM.");
   m.def("matmul", &matmul_py, py::arg("a"), py::arg("b"), py::kw_only(),
-        py::arg("out") = py::none(), py::arg("precision") = "fp32");
+        py::arg("out") = py::none(), py::arg("precision") = "fp32", "a @ b (float32 GEMM).");
   m.def(
       "_round_to_bf16",
       [](py::handle x_h) {

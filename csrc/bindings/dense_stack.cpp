@@ -317,8 +317,10 @@ void register_dense_stack(py::module_& m) {
            "backward, each parameter by the thread that read it in the forward pass "
            "(gradients are still written). backward_if_nonfinite=False: a loss that is not "
            "finite returns before the backward pass (and any update or step).")
-      .def_property_readonly("batch_size", &PyDenseStack::batch_size)
-      .def_property_readonly("precision", &PyDenseStack::precision)
+      .def_property_readonly("batch_size", &PyDenseStack::batch_size,
+                             "The batch size the stack's buffers were made for.")
+      .def_property_readonly("precision", &PyDenseStack::precision,
+                             "The GEMMs' precision: \"fp32\" or \"bf16\".")
       .def("__len__", &PyDenseStack::num_layers);
 }
 

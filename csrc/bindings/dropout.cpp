@@ -212,19 +212,25 @@ void register_dropout(py::module_& m) {
         "Test hook: keep bits of elements 4c.. from the active ISA's vectorised Philox.");
   m.def("dropout_forward", &dropout_forward_py, py::arg("x"), py::arg("p"), py::arg("seed"),
         py::arg("step"), py::arg("stream") = 0, py::kw_only(), py::arg("scale") = true,
-        py::arg("out") = py::none(), py::arg("offset") = 0);
+        py::arg("out") = py::none(), py::arg("offset") = 0,
+        "(y, mask): each element of x dropped with probability p (kept ones scaled by 1/(1-p) "
+        "when scale), the mask drawn from Philox(seed, step, stream) one bit per element.");
   m.def("dropout_backward", &dropout_backward_py, py::arg("dy"), py::arg("mask"), py::arg("p"),
-        py::kw_only(), py::arg("scale") = true, py::arg("out") = py::none());
+        py::kw_only(), py::arg("scale") = true, py::arg("out") = py::none(),
+        "dx: dy through the forward pass's mask (and its 1/(1-p) scale when scale).");
   m.def("dense_dropout_forward", &dense_dropout_forward_py, py::arg("x"), py::arg("w"),
         py::arg("b"), py::arg("activation"), py::arg("p"), py::arg("seed"), py::arg("step"),
         py::arg("stream") = 0, py::kw_only(), py::arg("alpha") = py::none(),
         py::arg("scale") = true, py::arg("offset") = 0, py::arg("out") = py::none(),
-        py::arg("precision") = "fp32");
+        py::arg("precision") = "fp32",
+        "(y, mask), or (y, mask, z) for the activations whose backward needs z: "
+        "dropout(f(x @ w + b)) in one kernel.");
   m.def("dense_dropout_backward", &dense_dropout_backward_py, py::arg("dy"), py::arg("x"),
         py::arg("w"), py::arg("activation"), py::arg("mask"), py::arg("p"), py::kw_only(),
         py::arg("y") = py::none(), py::arg("z") = py::none(), py::arg("alpha") = py::none(),
         py::arg("scale") = true, py::arg("need_dx") = true, py::arg("out") = py::none(),
-        py::arg("update") = py::none(), py::arg("precision") = "fp32");
+        py::arg("update") = py::none(), py::arg("precision") = "fp32",
+        "(dx, dw, db), plus dalpha for prelu: the backward of dense_dropout_forward.");
 }
 
 }  // namespace fastdl::bind

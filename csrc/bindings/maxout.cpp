@@ -136,16 +136,17 @@ py::tuple dense_maxout_backward_py(py::handle dy_h, py::handle x_h, py::handle w
 
 void register_maxout(py::module_& m) {
   m.def("maxout_forward", &maxout_forward_py, py::arg("z"), py::arg("pieces"), py::kw_only(),
-        py::arg("out") = py::none());
+        py::arg("out") = py::none(),
+        "(y, argmax): each unit the max of its pieces (adjacent columns of z), argmax uint8.");
   m.def("maxout_backward", &maxout_backward_py, py::arg("dy"), py::arg("argmax"), py::arg("pieces"),
-        py::kw_only(), py::arg("out") = py::none());
+        py::kw_only(), py::arg("out") = py::none(), "dz: dy routed to each unit's winning piece.");
   m.def("dense_maxout_forward", &dense_maxout_forward_py, py::arg("x"), py::arg("w"),
         py::arg("b"), py::arg("pieces"), py::kw_only(), py::arg("out") = py::none(),
-        py::arg("precision") = "fp32");
+        py::arg("precision") = "fp32", "(y, argmax) of maxout(x @ w + b) in one kernel.");
   m.def("dense_maxout_backward", &dense_maxout_backward_py, py::arg("dy"), py::arg("x"),
         py::arg("w"), py::arg("argmax"), py::arg("pieces"), py::kw_only(),
         py::arg("need_dx") = true, py::arg("out") = py::none(), py::arg("update") = py::none(),
-        py::arg("precision") = "fp32");
+        py::arg("precision") = "fp32", "(dx, dw, db): the backward of dense_maxout_forward.");
 }
 
 }  // namespace fastdl::bind

@@ -285,7 +285,8 @@ void register_optim(py::module_& m) {
       .def("apply", &apply_py, py::arg("grads"), py::kw_only(), py::arg("segments") = py::none(),
            "Applies the step to the [start, stop) rows of segments (int64 (S, 2), sorted, "
            "disjoint; None: the whole buffer), reading their gradients from grads.")
-      .def_property_readonly("size", [](const PyOptimizerStep& s) { return s.step.size(); })
+      .def_property_readonly("size", [](const PyOptimizerStep& s) { return s.step.size(); },
+                             "The number of parameters the step updates.")
       .def("__repr__", [](const PyOptimizerStep& s) {
         return "<fastdl OptimizerStep over " + std::to_string(s.step.size()) + " parameters>";
       });

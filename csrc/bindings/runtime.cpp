@@ -30,7 +30,7 @@ void register_runtime(py::module_& m) {
       "max_num_threads().");
   m.def("max_num_threads", &fastdl::max_num_threads,
         "The most threads set_num_threads accepts: 4 per processor OpenMP reports, at least 64.");
-  m.def("get_num_threads", &fastdl::get_num_threads);
+  m.def("get_num_threads", &fastdl::get_num_threads, "The number of threads the kernels use.");
   m.def("get_isa", [] { return std::string(path_name(selected_path())); },
         "The kernel path in use: 'amx', 'avx512_bf16', 'avx512', 'avx2' or 'generic' (the "
         "first two are avx512 plus a bf16 GEMM path; docs/kernels.md).");
@@ -40,7 +40,7 @@ void register_runtime(py::module_& m) {
         "The CPU's last-level cache in bytes (L3, else L2) as the C library reports it; "
         "0 where it cannot say.");
   m.def("cpu_supports", [](const std::string& name) { return fastdl::cpu_supports(parse_path(name.c_str())); },
-        py::arg("name"));
+        py::arg("name"), "Whether this CPU can run the kernel path `name` (see get_isa).");
   // The activation registry, the one source of these facts for the Python layers and the
   // CUDA kernels (fastdl/activations.py): name, code (the enum's value), whether the
   // backward needs z, what alpha is, and its default where it is a scalar.

@@ -79,7 +79,7 @@ def bf16_dense_forward_case(shape):
         out = np.empty((n, m), np.float32)
         impls = [Impl("fastdl", lambda: K.dense_forward(x, w, b, "relu", out=out, precision="bf16"), check),
                  Impl("fastdl fp32", lambda: K.dense_forward(x, w, b, "relu", out=out), check)]
-        notes = []
+        notes: list[str] = []
         t = torch_or_note(notes)
         if t is not None:
             tx, tw, tb = map(t.from_numpy, (x, w, b))
@@ -111,7 +111,7 @@ def bf16_dense_backward_case(shape):
         out = (np.empty((n, k), np.float32), np.empty((k, m), np.float32), np.empty(m, np.float32))
         impls = [Impl("fastdl", lambda: K.dense_backward(dy, x, w, "relu", y=y, out=out, precision="bf16"), check),
                  Impl("fastdl fp32", lambda: K.dense_backward(dy, x, w, "relu", y=y, out=out), check)]
-        notes = []
+        notes: list[str] = []
         t = torch_or_note(notes)
         if t is not None:
             tdz = t.from_numpy(dz.astype(np.float32))
@@ -135,12 +135,14 @@ def bf16_train_step_case(name, widths, batch):
         network.fastdl_network_api()
         x, y = network.teacher_batch(widths, batch)
         ratio = ctx.sizes.learn_ratio
-        impls, notes = [], [f"Adam lr 1e-3, ReLU, softmax-CE, compile(precision=...); validated: 30 steps on "
-                            f"one batch bring the loss below {ratio:g}x its start"]
+        impls: list[Impl] = []
+        notes = [f"Adam lr 1e-3, ReLU, softmax-CE, compile(precision=...); validated: 30 steps on "
+                 f"one batch bring the loss below {ratio:g}x its start"]
         for name_, precision in (("fastdl", "bf16"), ("fastdl fp32", "fp32")):
             model = network.fastdl_mlp(widths, precision=precision)
             step = lambda model=model: model.train_step(x, y)  # noqa: E731
-            impls.append(Impl(name_, step, validate=lambda step=step: network.learns(step, ratio=ratio)))
+            impls.append(Impl(name_, step,
+                              validate=lambda step=step: network.learns(step, ratio=ratio)))  # type: ignore[misc]
         t = torch_or_note(notes)
         if t is not None:
             tx, ty = t.from_numpy(x), t.from_numpy(y)
@@ -157,7 +159,7 @@ def bf16_train_step_case(name, widths, batch):
                     return loss.item()
 
                 impls.append(Impl(name_, torch_step,
-                                  validate=lambda s=torch_step: network.learns(s, ratio=ratio)))
+                                  validate=lambda s=torch_step: network.learns(s, ratio=ratio)))  # type: ignore[misc]
         return Prepared(impls, network.step_flops(widths, batch), "GFLOP/s", notes)
 
     return Case(f"bf16 train_step {name}", "bf16", build)

@@ -91,7 +91,7 @@ def dense_forward_case(shape):
         check = lambda y: close(np.asarray(y)[rows], ref, 1e-3, 1e-3, "y")  # noqa: E731
         out = np.empty((n, m), np.float32)
         impls = [Impl("fastdl", lambda: K.dense_forward(x, w, b, "relu", out=out), check)]
-        notes = []
+        notes: list[str] = []
         t = torch_or_note(notes)
         if t is not None:
             tx, tw, tb = map(t.from_numpy, (x, w, b))
@@ -126,7 +126,7 @@ def dense_backward_case(shape):
             return check
 
         impls = [Impl("fastdl", lambda: K.dense_backward(dy, x, w, "relu", y=y), checker(y))]
-        notes = []
+        notes: list[str] = []
         t = torch_or_note(notes)
         if t is not None:
             tx = t.from_numpy(x).requires_grad_()
@@ -160,7 +160,7 @@ def gemm_case(n):
         check = lambda c: close(np.asarray(c)[rows], ref, 1e-3, 1e-2, "a @ b")  # noqa: E731
         out = np.empty((n, n), np.float32)
         impls = [Impl("fastdl", lambda: K.matmul(a, b, out=out), check)]
-        notes = []
+        notes: list[str] = []
         t = torch_or_note(notes)
         if t is not None:
             ta, tb, tout = t.from_numpy(a), t.from_numpy(b), t.from_numpy(np.empty_like(out))
@@ -193,7 +193,7 @@ def softmax_ce_case(shape):
             close(r[1], grad_ref, 1e-3, 1e-6 / n, "dlogits")
 
         impls = [Impl("fastdl", lambda: K.softmax_cross_entropy(logits, labels), check)]
-        notes = []
+        notes: list[str] = []
         t = torch_or_note(notes)
         if t is not None:
             tx = t.from_numpy(logits).requires_grad_()
@@ -254,7 +254,7 @@ def batchnorm_forward_case(shape):
         check = lambda y: close(y, y_ref, 1e-4, 1e-4, "y")  # noqa: E731
         rm, rv = np.zeros(m, np.float32), np.ones(m, np.float32)
         impls = [Impl("fastdl", lambda: K.batchnorm_forward_train(x, gamma, beta, rm, rv)[0], check)]
-        notes = []
+        notes: list[str] = []
         t = torch_or_note(notes)
         if t is not None:
             tx, tg, tb, trm, trv = map(t.from_numpy, (x, gamma, beta, rm.copy(), rv.copy()))
@@ -286,7 +286,7 @@ def batchnorm_backward_case(shape):
 
         _, mean, invstd = K.batchnorm_forward_train(x, gamma, beta, None, None)
         impls = [Impl("fastdl", lambda: K.batchnorm_backward(dy, x, gamma, mean, invstd), check)]
-        notes = []
+        notes: list[str] = []
         t = torch_or_note(notes)
         if t is not None:
             tx = t.from_numpy(x).requires_grad_()
@@ -352,7 +352,7 @@ def adam_case(n):
             check_state(fp, fm, fv)
 
         impls = [Impl("fastdl", fastdl_step, validate=fastdl_validate)]
-        notes = []
+        notes: list[str] = []
         t = torch_or_note(notes)
         if t is not None:
             tp = t.from_numpy(p0.copy()).requires_grad_()
@@ -432,7 +432,7 @@ def dropout_case(shape, p=0.5):
             return K.dropout_forward(x, p, 1234, step[0], out=out)
 
         impls = [Impl("fastdl", fastdl_dropout, check_fastdl)]
-        notes = []
+        notes: list[str] = []
         t = torch_or_note(notes)
         if t is not None:
             tx = t.from_numpy(x)
@@ -467,7 +467,7 @@ def dense_maxout_case(shape):
             close(picked, y_ref, 1e-3, 1e-3, "z at argmax")
 
         impls = [Impl("fastdl", lambda: K.dense_maxout_forward(x, w, b, pieces), check_fastdl)]
-        notes = []
+        notes: list[str] = []
         t = torch_or_note(notes)
         if t is not None:
             tx, tw, tb = map(t.from_numpy, (x, w, b))

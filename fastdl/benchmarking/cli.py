@@ -5,10 +5,13 @@
     fastdl bench compare A.json B.json [--threshold 0.05] [--fail-slower]
 """
 
+from __future__ import annotations
+
 import argparse
 import datetime
 import sys
 import time
+from typing import Sequence
 
 from fastdl._argparse import HelpFormatter, parse_args, positive_int, usage_error
 
@@ -79,7 +82,7 @@ def run_case(case, ctx, log=None):
     if "fastdl" in res["invalid"]:
         res.update(status="invalid", reason=res["invalid"]["fastdl"])
         return res
-    failures = {}  # per-run checks (whole fits) that failed while timing
+    failures: dict = {}  # per-run checks (whole fits) that failed while timing
     timings = time_interleaved(good, prep.rounds or ctx.sizes.rounds, ctx.sizes.target_s,
                                budget_s=ctx.sizes.case_budget_s, failures=failures)
     res["invalid"].update(failures)
@@ -189,7 +192,7 @@ def run_compare(args, out=None):
     return 0
 
 
-def main(argv=None, prog="fastdl bench"):
+def main(argv: Sequence[str] | None = None, prog: str = "fastdl bench") -> int:
     """Entry point of `fastdl bench ...`; returns the exit status (0 ok, 1 a case failed,
     --fail-slower tripped or a file could not be written, 2 bad arguments or an
     impossible request: the usage and the message printed)."""

@@ -14,7 +14,7 @@ from .cases import ADAM, Case, Prepared, Skip, adam_problem, close, row_sample
 from .timing import Impl
 
 
-_warned = []
+_warned: list = []
 
 
 def gpu_name(cuda):
@@ -138,7 +138,7 @@ def dense_forward_case(shape):
         dx, dw, dbias = map(cuda.to_device, (x, w, b))
         out = cuda.device_array((n, m), np.float32)
         impls = [Impl("fastdl", _synced(cuda, lambda: gk.dense_forward(dx, dw, dbias, "relu", out=out)), check)]
-        notes = []
+        notes: list[str] = []
         t = torch_cuda(notes)
         if t is not None:
             tx, tw, tb = (_to_peer(t, a) for a in (x, w, b))
@@ -167,7 +167,7 @@ def dense_backward_case(shape):
 
         ddy, dx_, dw_, dyy = map(cuda.to_device, (dy, x, w, y))
         impls = [Impl("fastdl", _synced(cuda, lambda: gk.dense_backward(ddy, dx_, dw_, "relu", y=dyy)), check)]
-        notes = []
+        notes: list[str] = []
         t = torch_cuda(notes)
         if t is not None:
             tx, tw, tb = (_to_peer(t, a).requires_grad_() for a in (x, w, b))
@@ -203,7 +203,7 @@ def softmax_ce_case(shape):
 
         dl, dlab = cuda.to_device(logits), cuda.to_device(labels)
         impls = [Impl("fastdl", _synced(cuda, lambda: gk.softmax_cross_entropy(dl, dlab)), check)]
-        notes = []
+        notes: list[str] = []
         t = torch_cuda(notes)
         if t is not None:
             tx = _to_peer(t, logits).requires_grad_()
@@ -234,7 +234,7 @@ def gemm_case(n):
         check = lambda c: close(_host(c)[rows], ref, 1e-3, 1e-2, "a @ b")  # noqa: E731
         da, db, dout = cuda.to_device(a), cuda.to_device(b), cuda.device_array((n, n), np.float32)
         impls = [Impl("fastdl", _synced(cuda, lambda: gk.matmul(da, db, out=dout)), check)]
-        notes = []
+        notes: list[str] = []
         t = torch_cuda(notes)
         if t is not None:
             ta, tb = _to_peer(t, a), _to_peer(t, b)
@@ -259,7 +259,7 @@ def adam_case(n):
             check_state(dp.copy_to_host(), dm.copy_to_host(), dv.copy_to_host())
 
         impls = [Impl("fastdl", fd_step, validate=fd_validate)]
-        notes = []
+        notes: list[str] = []
         t = torch_cuda(notes)
         if t is not None:
             tp = _to_peer(t, p0.copy()).requires_grad_()
@@ -313,7 +313,7 @@ def dense_fwd_bwd_case(n):
             close(gb, dz.sum(0), 1e-3, 1e-1, "db")
 
         impls = [Impl("fastdl", _synced(cuda, fastdl_step), check)]
-        notes = []
+        notes: list[str] = []
         t = torch_cuda(notes)
         if t is not None:
             tx, tw, tb = (_to_peer(t, a).requires_grad_() for a in (x, w, b))
@@ -399,7 +399,7 @@ def train_step_case(sizes, batch, path="sequential"):
         model.compile(optimizer=fastdl.optim.Adam(1e-3), loss="softmax_cross_entropy")
         flat0 = _host(model.flat_params).copy()
         xd, yd = cuda.to_device(xh), cuda.to_device(yh)
-        notes = []
+        notes: list[str] = []
         if path == "fused":
             from fastdl.cuda.fused_step import FusedMLPStep
 
@@ -479,7 +479,7 @@ def _numpy_mlp_gradients(sizes, flat, x, labels):
     d = np.exp(lp)
     d[np.arange(n), labels] -= 1
     d /= n
-    grads = []
+    grads: list = []
     for i in range(len(ws) - 1, -1, -1):
         w, _ = ws[i]
         grads = [(hs[i].T @ d).ravel(), d.sum(0)] + grads

@@ -3,9 +3,11 @@
 A peer that is not installed is skipped with a note, never an error.
 """
 
+from __future__ import annotations
+
 import importlib
 
-_cache = {}
+_cache: dict = {}
 
 
 def optional(module):
@@ -54,7 +56,8 @@ def versions():
 
     import fastdl
 
-    out = {"python": sys.version.split()[0], "fastdl": fastdl.__version__, "numpy": np.__version__}
+    out: dict[str, str | None] = {"python": sys.version.split()[0], "fastdl": fastdl.__version__,
+                                  "numpy": np.__version__}
     for name, module in (("torch", "torch"), ("scikit-learn", "sklearn")):
         m = optional(module)
         out[name] = getattr(m, "__version__", "?") if m is not None else None

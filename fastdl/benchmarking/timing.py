@@ -118,8 +118,8 @@ def time_interleaved(impls, rounds, target_s=0.02, max_number=1000, clock=time.p
     numbers = {}
     for impl in impls:
         numbers[impl.name] = 1 if impl.per_run_check else _calibrate(impl.fn, target_s, max_number, clock)
-    samples = {impl.name: [] for impl in impls}
-    metrics = {impl.name: [] for impl in impls}
+    samples: dict[str, list] = {impl.name: [] for impl in impls}
+    metrics: dict[str, list] = {impl.name: [] for impl in impls}
     for r in range(rounds):
         k = r % len(impls)
         for impl in impls[k:] + impls[:k]:  # rotate who goes first

@@ -10,11 +10,15 @@ Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, set before numba is im
 the same code runs on the CPU, slowly: that is how the tests run without a GPU.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 #: what every "numba-cuda is missing" error says to do (fastdl/_device.py, fastdl bench --device cuda)
 INSTALL_HINT = "install the GPU extra: pip install 'fastdl[cuda]' (numba-cuda)"
 
 
-def _numba_cuda():
+def _numba_cuda() -> Any:
     """numba.cuda, or None when it cannot be imported (require() says why)."""
     try:
         from numba import cuda
@@ -23,7 +27,7 @@ def _numba_cuda():
     return cuda
 
 
-def is_available():
+def is_available() -> bool:
     """True when the GPU kernels can run: numba-cuda is installed and a GPU (or the
     simulator, NUMBA_ENABLE_CUDASIM=1) is usable."""
     cuda = _numba_cuda()
@@ -35,7 +39,7 @@ def is_available():
         return False
 
 
-def is_simulator():
+def is_simulator() -> bool:
     """True when Numba runs CUDA kernels on its CPU simulator."""
     cuda = _numba_cuda()
     if cuda is None:
@@ -47,7 +51,7 @@ def is_simulator():
     return bool(config.ENABLE_CUDASIM)
 
 
-def require():
+def require() -> Any:
     """Returns numba.cuda, or raises ImportError/RuntimeError saying what to install."""
     cuda = _numba_cuda()
     if cuda is None:
@@ -56,7 +60,7 @@ def require():
         if importlib.util.find_spec("numba") is None:
             raise ImportError(f"fastdl's GPU kernels need numba-cuda, which is not installed: {INSTALL_HINT}")
         try:  # installed but broken, e.g. a numpy too new for it: show numba's own error
-            from numba import cuda  # noqa: F401
+            from numba import cuda  # type: ignore[no-redef]  # noqa: F401
         except ImportError as e:
             raise ImportError(f"fastdl's GPU kernels need numba.cuda, which failed to import ({e}): "
                               f"{INSTALL_HINT}, which brings versions that work together") from e
@@ -73,7 +77,7 @@ _LAZY = {"kernels": ("fastdl.cuda.kernels", None), "as_device": ("fastdl.cuda.ar
          "FusedMLPStep": ("fastdl.cuda.fused_step", "FusedMLPStep")}
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # `fastdl.cuda.kernels` and friends load numba.cuda only when first used.
     if name not in _LAZY:
         raise AttributeError(f"module 'fastdl.cuda' has no attribute {name!r}")

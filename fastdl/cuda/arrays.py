@@ -2,9 +2,12 @@
 checks that name the argument (like the CPU bindings), output allocation and launch
 configurations built once."""
 
+from __future__ import annotations
+
 import functools
 import math
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +23,7 @@ def _shape_str(shape):
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def as_device(a, name="array"):
+def as_device(a: Any, name: str = "array") -> Any:
     """A Numba device array viewing `a` (anything exposing __cuda_array_interface__),
     without a copy. Numba device arrays are returned as they are; converting a foreign
     array (CuPy, torch) costs time, so do it once outside hot loops."""

@@ -15,12 +15,19 @@ layer is linear (logits). The per-layer kernels (fastdl.cuda.kernels.dense_*) ar
 oracle this path is tested against, and the path for wider layers.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
 import numpy as np
 from numba import float32
 
 from fastdl.cuda import activations as A
 from fastdl.cuda import require
 from fastdl.cuda.arrays import blocks, checked_f32, empty, expect_dim, launcher
+
+if TYPE_CHECKING:
+    from fastdl._typing import DeviceArray
 
 cuda = require()
 
@@ -31,7 +38,7 @@ THREADS = 256
 W_COLS = MAX_WIDTH + 1  # padded: the transposing stores do not conflict
 X_COLS = KC + 1
 ZERO = np.float32(0.0)
-_kernels = {}
+_kernels: dict = {}
 
 
 def _forward_kernel(act, write_z):
@@ -223,7 +230,8 @@ class FusedMLP:
     """The fused forward/backward of a narrow MLP with preallocated buffers for up to
     `batch` rows. See the module docstring."""
 
-    def __init__(self, sizes, activation="relu", *, batch, alpha=None):
+    def __init__(self, sizes: Sequence[int], activation: str = "relu", *, batch: int,
+                 alpha: float | None = None) -> None:
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes: expected (inputs, hidden..., outputs) with every size >= 1, got {sizes}")
@@ -259,14 +267,14 @@ class FusedMLP:
         self._DZ = empty((hidden, self.batch, width))
         self._logits = empty((self.batch, sizes[-1]))
 
-    def layer_views(self, params):
+    def layer_views(self, params: DeviceArray) -> list[tuple[DeviceArray, DeviceArray]]:
         """[(W_l, b_l)] as views into the flat buffer (no copies), for the per-layer path."""
         out = []
         for (din, dout), wo, bo in zip(zip(self.sizes[:-1], self.sizes[1:]), self.woff, self.boff):
             out.append((params[wo:wo + din * dout].reshape(din, dout), params[bo:bo + dout]))
         return out
 
-    def init_params(self, rng):
+    def init_params(self, rng: np.random.Generator) -> DeviceArray:
         """PyTorch's Linear init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as one device buffer."""
         host = np.empty(self.n_params, dtype=np.float32)
         for (din, dout), wo, bo in zip(zip(self.sizes[:-1], self.sizes[1:]), self.woff, self.boff):
@@ -274,7 +282,7 @@ class FusedMLP:
             host[wo:bo + dout] = rng.uniform(-bound, bound, bo + dout - wo)
         return cuda.to_device(host)
 
-    def _check(self, x, params):
+    def _check(self, x: Any, params: Any) -> tuple[Any, Any]:
         x = checked_f32(x, "x", 2, f"of shape (N, {self.sizes[0]})")
         expect_dim(x, "x", 1, self.sizes[0], "the network's input width")
         if x.shape[0] > self.batch:
@@ -284,12 +292,12 @@ class FusedMLP:
         expect_dim(params, "params", 0, self.n_params, "FusedMLP.n_params")
         return x, params
 
-    def forward(self, x, params):
+    def forward(self, x: DeviceArray, params: DeviceArray) -> DeviceArray:
         """logits (N, C): a view of a buffer that the next forward overwrites."""
         x, params = self._check(x, params)
         return self.forward_checked(x, params)
 
-    def forward_checked(self, x, params):
+    def forward_checked(self, x: DeviceArray, params: DeviceArray) -> DeviceArray:
         """forward() for arguments already checked (FusedMLPStep checks its buffers once)."""
         n = x.shape[0]
         if n:
@@ -298,7 +306,7 @@ class FusedMLP:
                 n, self.n_layers, self.alpha)
         return self._logits[:n]
 
-    def backward(self, dlogits, x, params, grads):
+    def backward(self, dlogits: DeviceArray, x: DeviceArray, params: DeviceArray, grads: DeviceArray) -> DeviceArray:
         """Writes d(loss)/d(params) into `grads` (flat, the layout of params) for the
         batch of the last forward (x must be the same array)."""
         x, params = self._check(x, params)
@@ -313,7 +321,8 @@ class FusedMLP:
             return grads
         return self.backward_checked(dlogits, x, params, grads)
 
-    def backward_checked(self, dlogits, x, params, grads):
+    def backward_checked(self, dlogits: DeviceArray, x: DeviceArray, params: DeviceArray,
+                         grads: DeviceArray) -> DeviceArray:
         """backward() for arguments already checked, with at least one row."""
         n = x.shape[0]
         if self.n_layers > 1:

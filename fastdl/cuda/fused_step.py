@@ -41,13 +41,18 @@ to finish. ``train(..., backward_if_nonfinite=False)`` returns a NaN or infinite
 loss before the backward pass and leaves ``grads`` untouched (``fit``'s check).
 """
 
+from __future__ import annotations
+
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 from fastdl.cuda import activations as A
 from fastdl.cuda import fused_mlp
 from fastdl.cuda import losses
 from fastdl.cuda.arrays import checked_f32, empty, expect_dim, overlaps
+
+if TYPE_CHECKING:
+    from fastdl._typing import DeviceArray
 
 LOSSES = ("softmax_cross_entropy", "mse", "binary_cross_entropy")
 
@@ -59,11 +64,11 @@ class Support(NamedTuple):
     ok: bool
     reason: str = ""
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return self.ok
 
 
-def _loss_kernel(loss, label_smoothing):
+def _loss_kernel(loss: str, label_smoothing: float) -> Callable[[Any, Any, Any], Any]:
     if loss == "softmax_cross_entropy":
         return lambda out, target, grad: losses.softmax_cross_entropy(
             out, target, label_smoothing=label_smoothing, out=grad)
@@ -76,8 +81,10 @@ class FusedMLPStep:
     buffers. See the module docstring for the interface."""
 
     @staticmethod
-    def supports(input_dim, widths, activation="relu", *, loss="softmax_cross_entropy", label_smoothing=0.0,
-                 last_linear=True, alpha=None, biases=True, dropout=False, batchnorm=False, maxout=False):
+    def supports(input_dim: int, widths: Sequence[int], activation: str = "relu", *,
+                 loss: str = "softmax_cross_entropy", label_smoothing: float = 0.0, last_linear: bool = True,
+                 alpha: float | None = None, biases: bool = True, dropout: bool = False, batchnorm: bool = False,
+                 maxout: bool = False) -> Support:
         """Support(ok, reason): whether a network of this description can take the fused step."""
         try:
             widths = tuple(int(w) for w in widths)
@@ -120,8 +127,9 @@ class FusedMLPStep:
             return Support(False, f"label_smoothing applies to softmax_cross_entropy only, not {loss!r}")
         return Support(True)
 
-    def __init__(self, input_dim, widths, activation="relu", *, params, grads, loss="softmax_cross_entropy",
-                 label_smoothing=0.0, last_linear=True, alpha=None):
+    def __init__(self, input_dim: int, widths: Sequence[int], activation: str = "relu", *, params: DeviceArray,
+                 grads: DeviceArray, loss: str = "softmax_cross_entropy", label_smoothing: float = 0.0,
+                 last_linear: bool = True, alpha: float | None = None) -> None:
         ok = self.supports(input_dim, widths, activation, loss=loss, label_smoothing=label_smoothing,
                            last_linear=last_linear, alpha=alpha)
         if not ok:
@@ -132,10 +140,10 @@ class FusedMLPStep:
         self.loss = loss
         self.label_smoothing = float(label_smoothing)
         self._loss = _loss_kernel(loss, self.label_smoothing)
-        self._mlp = None
+        self._mlp: Any = None
         self._capacity = 0
-        self._dout = None
-        self.last_output = None
+        self._dout: Any = None
+        self.last_output: DeviceArray | None = None
         self.n_params = sum(din * dout + dout for din, dout in zip(self.sizes[:-1], self.sizes[1:]))
         self.params = checked_f32(params, "params", 1, "(the network's flat parameter buffer)")
         expect_dim(self.params, "params", 0, self.n_params, "the parameters of these layers, w then b each")
@@ -144,7 +152,7 @@ class FusedMLPStep:
         if overlaps(self.params, self.grads):
             raise ValueError("grads: shares memory with params; the gradients need a buffer of their own")
 
-    def _buffers_for(self, n):
+    def _buffers_for(self, n: int) -> tuple[Any, Any]:
         """The fused kernels' buffers for n rows: the ones kept, or larger ones when n
         exceeds every batch so far."""
         if n > self._capacity:
@@ -153,7 +161,7 @@ class FusedMLPStep:
             self._capacity = n
         return self._mlp, self._dout[:n]
 
-    def train(self, x, target, *, backward_if_nonfinite=True):
+    def train(self, x: DeviceArray, target: DeviceArray, *, backward_if_nonfinite: bool = True) -> float:
         """Forward, loss and backward for the batch x: writes d(loss)/d(params) into the
         grads buffer and returns the mean loss (a Python float)."""
         x = checked_f32(x, "x", 2, f"of shape (N, {self.sizes[0]})")

@@ -171,7 +171,7 @@ def _buffers(params, grads, **state):
 
 
 _NO_SEGS = None
-_SEGMENTS_ON_DEVICE = {}  # (table bytes, n) -> its device copy
+_SEGMENTS_ON_DEVICE: dict = {}  # (table bytes, n) -> its device copy
 
 
 def _segments(decay_segments, n):

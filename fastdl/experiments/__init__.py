@@ -18,12 +18,19 @@ run), the default (seconds to tens of seconds per experiment on two cores), ``--
 (minutes, with more epochs, more data and more variants).
 """
 
+from __future__ import annotations
+
 import argparse
 import importlib
 import sys
 import time
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Sequence
 
 from fastdl._argparse import HelpFormatter, parse_args, positive_int, usage_error
+
+if TYPE_CHECKING:
+    from fastdl._typing import PathLike
 
 __all__ = ["EXPERIMENTS", "SIZES", "run", "main", "describe"]
 
@@ -47,19 +54,20 @@ EXPERIMENTS = {
 }
 
 
-def _module(name):
+def _module(name: str) -> ModuleType:
     if name not in EXPERIMENTS:
         raise KeyError(f"unknown experiment {name!r}; expected one of {list(EXPERIMENTS)}")
     return importlib.import_module(f"fastdl.experiments.{EXPERIMENTS[name]}")
 
 
-def describe(name):
+def describe(name: str) -> tuple[str, str]:
     """(title, claim) of an experiment."""
     m = _module(name)
     return m.TITLE, m.CLAIM
 
 
-def run(name, out, device="cpu", size="default", mnist=None, seed=0, plots=True, threads=1, verbose=False):
+def run(name: str, out: PathLike, device: str = "cpu", size: str = "default", mnist: PathLike | None = None,
+        seed: int = 0, plots: bool = True, threads: int | None = 1, verbose: bool = False) -> dict[str, Any]:
     """Runs one experiment into folder `out`; returns its key numbers (a dict, including
     "seconds" and "files"). threads: fastdl's CPU thread count for the run (restored
     after); the default 1 suits these small networks best, above all on a shared
@@ -83,7 +91,7 @@ def run(name, out, device="cpu", size="default", mnist=None, seed=0, plots=True,
     return result
 
 
-def _parser():
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fastdl experiment", formatter_class=HelpFormatter,
         description="Runs one of the 'tips for training deep networks' experiments and writes results.csv, "
@@ -108,7 +116,7 @@ def _parser():
     return p
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``fastdl experiment``; argv excludes the program name (a leading
     "experiment" is accepted and dropped). Returns the exit status: 0 ok, 1 a run-time
     failure (one line on stderr), 2 a usage error (the usage and the message printed)."""

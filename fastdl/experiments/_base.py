@@ -113,7 +113,7 @@ class Context:
                           validation_data=(data.x_val, data.y_val) if validation else None,
                           callbacks=callbacks, verbose=0).history
         except fastdl.NonFiniteLossError as e:
-            done = dict(getattr(e.history, "history", e.history) or {})
+            done = dict(getattr(e.history, "history", e.history) or {})  # type: ignore[arg-type]
             epochs_done = len(done.get("loss", []))
             h = {k: list(done.get(k, []))[:epochs_done] + [math.nan] * (epochs_done + 1 - len(done.get(k, [])[:epochs_done]))
                  for k in [*done, *(k for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k not in done)]}

@@ -11,6 +11,7 @@ UNITS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "silu", "softplus", "
 
 
 def layers(unit, depth, n_in, width, n_out):
+    hidden: list
     if unit.startswith("maxout"):
         k = int(unit[-1])
         hidden = [Maxout(n_in, width, pieces=k)] + [Maxout(width, pieces=k) for _ in range(depth - 1)]

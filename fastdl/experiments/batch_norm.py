@@ -16,7 +16,7 @@ LR, MOMENTUM = 0.02, 0.9
 
 
 def net(act, depth, n_in, width, n_out, bn):
-    layers = []
+    layers: list = []
     for i in range(depth):
         layers.append(Dense(n_in, width, activation=act) if i == 0 else Dense(width, activation=act))
         if bn:

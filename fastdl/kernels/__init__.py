@@ -61,11 +61,23 @@ the same kernels as the per-layer calls (bit-identical results, weighted as the 
 kernels are) and returns the loss. A network of plain Dense layers trains through one.
 """
 
+from __future__ import annotations
+
 import functools
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from fastdl import _C, activations
+
+if TYPE_CHECKING:
+    # What the loop below defines, as type checkers see it: the CPU kernels' signatures
+    # (fastdl/_C.pyi). Each also takes GPU arrays (and returns Numba device arrays).
+    from fastdl._C import (adadelta_step, adagrad_step, adam_step, batchnorm_backward, batchnorm_forward_eval,
+                           batchnorm_forward_train, binary_cross_entropy, dense_backward, dense_dropout_backward,
+                           dense_dropout_forward, dense_forward, dense_maxout_backward, dense_maxout_forward,
+                           dropout_backward, dropout_forward, matmul, max_norm_, maxout_backward, maxout_forward,
+                           mse, rmsprop_step, sgd_step, softmax_cross_entropy)
 
 #: Activation names the kernels accept.
 ACTIVATIONS = activations.NAMES
@@ -105,7 +117,7 @@ _KERNELS = (
 )
 
 
-def _on_gpu(a):
+def _on_gpu(a: Any) -> bool:
     # Numba device arrays (also the CUDA simulator's, which lack the interface) or any
     # __cuda_array_interface__ object.
     return type(a) is not np.ndarray and (
@@ -117,7 +129,7 @@ PRECISION_KERNELS = ("matmul", "dense_forward", "dense_backward", "dense_dropout
                      "dense_dropout_backward", "dense_maxout_forward", "dense_maxout_backward")
 
 
-def _gpu_precision(name, kwargs):
+def _gpu_precision(name: str, kwargs: dict[str, Any]) -> None:
     # The GPU kernels compute in fp32 only: precision="fp32" is dropped, anything else
     # refused rather than silently ignored.
     precision = kwargs.pop("precision", "fp32")
@@ -126,11 +138,11 @@ def _gpu_precision(name, kwargs):
                          "(bf16 is a CPU path)")
 
 
-def _device_dispatch(name):
+def _device_dispatch(name: str) -> Callable[..., Any]:
     cpu = getattr(_C, name)
 
     @functools.wraps(cpu)
-    def kernel(*args, **kwargs):
+    def kernel(*args: Any, **kwargs: Any) -> Any:
         first = args[0] if args else next(iter(kwargs.values()), None)
         if _on_gpu(first):
             from fastdl.cuda import kernels as gpu  # imported on first GPU use only

@@ -12,11 +12,18 @@ undefined, PyTorch refuses it): both merge a one-sample last batch into the batc
 it, so no sample is dropped and no epoch fails half-way.
 """
 
+from __future__ import annotations
+
 import warnings
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from fastdl.inputs import as_sample_weight, class_weight_to_sample_weight
+
+if TYPE_CHECKING:
+    from fastdl._typing import AnyArray, Arrays, FloatArray, Shard, Transform
+    from fastdl.network import Network
 
 __all__ = ["ArrayData", "IterableData", "Batch", "is_batch_iterable", "split_validation"]
 
@@ -28,11 +35,12 @@ class Batch:
 
     __slots__ = ("index", "first", "last", "size", "x", "y", "w")
 
-    def __init__(self, index, first, last, size, x, y, w):
+    def __init__(self, index: int, first: int | None, last: int | None, size: int, x: FloatArray | None,
+                 y: AnyArray | None, w: FloatArray | None) -> None:
         self.index, self.first, self.last, self.size, self.x, self.y, self.w = index, first, last, size, x, y, w
 
 
-def is_batch_iterable(x):
+def is_batch_iterable(x: Any) -> bool:
     """Whether fit's x is an iterable of batches rather than an array-like: a generator,
     an iterator, a DataLoader-like object, or a list of (x, y[, w]) tuples."""
     if isinstance(x, list) and x and isinstance(x[0], tuple) and len(x[0]) in (2, 3) and np.ndim(x[0][0]) >= 1:
@@ -44,7 +52,8 @@ def is_batch_iterable(x):
     return hasattr(x, "__iter__") or hasattr(x, "__next__")
 
 
-def split_validation(x, y, w, fraction):
+def split_validation(x: FloatArray, y: AnyArray, w: FloatArray | None,
+                     fraction: float) -> tuple[Arrays, Arrays | None]:
     """Keras's validation_split: the *last* fraction of the samples, before shuffling."""
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.integer, np.floating)):
         raise TypeError(f"validation_split: expected a fraction (a number in [0, 1)), got "
@@ -61,7 +70,7 @@ def split_validation(x, y, w, fraction):
     return (x[:split_at], y[:split_at], None if w is None else w[:split_at]), val
 
 
-def batch_bounds(n, batch_size, merge_single):
+def batch_bounds(n: int, batch_size: int, merge_single: bool) -> list[tuple[int, int]]:
     """[(start, stop)] of an epoch's batches; with merge_single a one-sample last batch
     joins the one before."""
     bounds = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
@@ -71,14 +80,16 @@ def batch_bounds(n, batch_size, merge_single):
     return bounds
 
 
-def whole_shard(m):
+def whole_shard(m: int) -> tuple[int, int]:
+    """All of an m-row batch: (0, m) (training in one process)."""
     return 0, m
 
 
 class ArrayData:
     """Prepared arrays x (N, D) float32, y (the loss's targets), w (N,) or None."""
 
-    def __init__(self, x, y, w, batch_size, shuffle, rng, merge_single=False, augment=()):
+    def __init__(self, x: FloatArray, y: AnyArray, w: FloatArray | None, batch_size: int, shuffle: bool,
+                 rng: np.random.Generator, merge_single: bool = False, augment: Sequence[Transform] = ()) -> None:
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"y: expected {x.shape[0]} targets (one per sample of x), got {y.shape[0]}")
         if x.shape[0] == 0:
@@ -93,9 +104,9 @@ class ArrayData:
         self.augment = list(augment)
         self.bounds = batch_bounds(self.n, batch_size, merge_single)
         self.steps = len(self.bounds)
-        self._bufs = {}
+        self._bufs: dict[int, tuple[Any, Any, Any]] = {}
 
-    def _buffers(self, rows):
+    def _buffers(self, rows: int) -> tuple[Any, Any, Any]:
         bufs = self._bufs.get(rows)
         if bufs is None:
             x, y, w = self.x, self.y, self.w
@@ -103,7 +114,7 @@ class ArrayData:
                                        None if w is None else np.empty(rows, w.dtype))
         return bufs
 
-    def batches(self, shard=whole_shard):
+    def batches(self, shard: Shard = whole_shard) -> Iterator[Batch]:
         """This epoch's batches (reshuffled each epoch when shuffle is on); shard(m) ->
         (lo, hi) picks the rows of an m-row batch this process computes."""
         order = self.rng.permutation(self.n) if self.shuffle else None
@@ -124,18 +135,18 @@ class ArrayData:
                     np.copyto(xb, self.x[s + lo:s + hi])
                     np.copyto(yb, self.y[s + lo:s + hi])
                     if wb is not None:
-                        np.copyto(wb, self.w[s + lo:s + hi])
+                        np.copyto(wb, self.w[s + lo:s + hi])  # type: ignore[index]  # wb only with w
                 else:
                     idx = order[s + lo:s + hi]
                     np.take(self.x, idx, axis=0, out=xb)
                     np.take(self.y, idx, axis=0, out=yb)
                     if wb is not None:
-                        np.take(self.w, idx, axis=0, out=wb)
+                        np.take(self.w, idx, axis=0, out=wb)  # type: ignore[arg-type]  # wb only with w
                 for t in self.augment:
                     t(xb, self.rng)
             yield Batch(b, s, e - 1, m, xb, yb, wb)
 
-    def shard_sizes(self, shard):
+    def shard_sizes(self, shard: Shard) -> list[int]:
         """The rows each batch gives this process (for checks before training)."""
         return [shard(e - s)[1] - shard(e - s)[0] for s, e in self.bounds]
 
@@ -146,8 +157,9 @@ class IterableData:
     A one-shot iterator (a generator) goes on where the last epoch stopped; running
     out of batches before ``steps`` ends training with a warning, as in Keras."""
 
-    def __init__(self, source, model, steps=None, class_weight=None, merge_single=None, augment=(),
-                 argname="x"):
+    def __init__(self, source: Iterable[Any], model: Network, steps: int | None = None,
+                 class_weight: Mapping[int, float] | None = None, merge_single: bool | None = None,
+                 augment: Sequence[Transform] = (), argname: str = "x") -> None:
         self.source = source
         self.model = model
         self.steps = steps
@@ -156,12 +168,12 @@ class IterableData:
         self.augment = list(augment)
         self.argname = argname
         self.one_shot = iter(source) is source if hasattr(source, "__iter__") else True
-        self._it = None
+        self._it: Iterator[Any] | None = None
         self.ran_out = False
         if steps is None and hasattr(source, "__len__") and not self.one_shot:
-            self.steps = len(source)
+            self.steps = len(source)  # type: ignore[arg-type]  # it has __len__
 
-    def _convert(self, item, b):
+    def _convert(self, item: Any, b: int) -> Arrays:
         where = f"{self.argname}: batch {b}"
         if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
             raise ValueError(f"{where}: expected a tuple (x, y) or (x, y, sample_weight), got {type(item).__name__}")
@@ -177,12 +189,12 @@ class IterableData:
                 raise ValueError("class_weight: cannot be combined with batches that carry sample weights")
             w = as_sample_weight(item[2], x.shape[0], f"{where} sample_weight")
         elif self.class_weight is not None:
-            w = class_weight_to_sample_weight(y, self.class_weight, self.model.output_dim)
+            w = class_weight_to_sample_weight(y, self.class_weight, self.model.output_dim)  # type: ignore[arg-type]
         for t in self.augment:
             t(x, self.model.shuffle_rng)
         return x, y, w
 
-    def _items(self):
+    def _items(self) -> Iterator[Any]:
         """The raw batches of this epoch; sets ran_out when the input ended early."""
         self.ran_out = False
         if self.steps is None:
@@ -212,8 +224,10 @@ class IterableData:
             taken += 1
             yield item
 
-    def batches(self, shard=whole_shard):
-        pending = None
+    def batches(self, shard: Shard = whole_shard) -> Iterator[Batch]:
+        """This epoch's batches, converted as they come (every row in this process:
+        iterables are not sharded)."""
+        pending: Arrays | None = None
         b = 0
         for k, item in enumerate(self._items()):
             x, y, w = self._convert(item, k)
@@ -236,7 +250,7 @@ class IterableData:
                                  "(its batch variance is undefined)")
             yield Batch(b, None, None, pending[0].shape[0], *pending)
 
-    def warn_ran_out(self):
+    def warn_ran_out(self) -> None:
         """A Keras-style warning that the input ran out of batches (fit then stops)."""
         warnings.warn("fit: the input ran out of data; training stops. Give steps_per_epoch and an input that "
                       "yields at least steps_per_epoch * epochs batches, or a re-iterable (a list, a DataLoader) "

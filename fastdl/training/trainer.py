@@ -8,8 +8,11 @@ and the state; the data comes from fastdl.training.data; a Strategy
 deliberate and listed in docs/network.md.
 """
 
+from __future__ import annotations
+
 import math
 import time
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -18,6 +21,12 @@ from fastdl.inputs import as_sample_weight, class_weight_to_sample_weight
 from fastdl.metrics import correct_counts
 from fastdl.training.data import ArrayData, IterableData, is_batch_iterable, split_validation
 from fastdl.training.strategy import Strategy
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from fastdl._typing import AnyArray, Arrays, FloatArray, Inputs, Transform
+    from fastdl.network import Network
 
 __all__ = ["fit", "evaluate", "predict", "NonFiniteLossError", "NONFINITE_POLICIES"]
 
@@ -32,7 +41,8 @@ class NonFiniteLossError(FloatingPointError):
     last, in this epoch's order). history: the epochs completed. loss_text says what the
     loss was when it was not this process's own (another MPI rank's)."""
 
-    def __init__(self, epoch, step, first, last, loss, history, loss_text=None):
+    def __init__(self, epoch: int, step: int, first: int | None, last: int | None, loss: float,
+                 history: callbacks_mod.History, loss_text: str | None = None) -> None:
         where = f"step {step + 1}" + (f" (samples {first} to {last} of this epoch's order)" if first is not None
                                       else "")
         super().__init__(
@@ -43,7 +53,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 # -- argument checks ----------------------------------------------------------------------------
-def _count(name, value, minimum, none_ok=False):
+def _count(name: str, value: Any, minimum: int, none_ok: bool = False) -> Any:
     if value is None and none_ok:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
@@ -52,7 +62,7 @@ def _count(name, value, minimum, none_ok=False):
     return int(value)
 
 
-def _validation_freq(freq):
+def _validation_freq(freq: Any) -> Callable[[int], bool]:
     if isinstance(freq, (list, tuple, set)):
         epochs = set()
         for e in freq:
@@ -62,18 +72,19 @@ def _validation_freq(freq):
     return lambda epoch: (epoch + 1) % freq == 0
 
 
-def _sample_weights(model, y, sample_weight, class_weight, n):
+def _sample_weights(model: Network, y: AnyArray, sample_weight: npt.ArrayLike | None,
+                    class_weight: Mapping[int, float] | None, n: int) -> FloatArray | None:
     if class_weight is not None and sample_weight is not None:
         raise ValueError("class_weight: cannot be combined with sample_weight (Keras's rule): fold the class "
                          "weights into the sample weights")
     if class_weight is not None:
-        return class_weight_to_sample_weight(y, class_weight, model.output_dim)
+        return class_weight_to_sample_weight(y, class_weight, model.output_dim)  # type: ignore[arg-type]  # built
     if sample_weight is not None:
         return as_sample_weight(sample_weight, n)
     return None
 
 
-def _array_data(model, x, y, sample_weight, argname):
+def _array_data(model: Network, x: Any, y: Any, sample_weight: Any, argname: str) -> Arrays:
     """(x, y, w) converted once, the model built from x's width if it was not."""
     if y is None:
         raise ValueError(f"y: fit/evaluate on arrays needs targets (or give {argname} as an iterable of "
@@ -86,7 +97,8 @@ def _array_data(model, x, y, sample_weight, argname):
     return xa, ya, w
 
 
-def _validation_set(model, validation_data, batch_size, steps):
+def _validation_set(model: Network, validation_data: Any, batch_size: int | None,
+                    steps: int | None) -> Arrays | IterableData:
     """fit's validation_data as (x, y, w) arrays or an IterableData."""
     if is_batch_iterable(validation_data):
         return IterableData(validation_data, model, steps, argname="validation_data")
@@ -108,7 +120,7 @@ class _Totals:
     """An epoch's (or an evaluation's) running sums: the loss weighted by batch size,
     the correct predictions, the weighted ones and the weight."""
 
-    def __init__(self, model):
+    def __init__(self, model: Network) -> None:
         self.loss_fn = model.loss
         self.metrics = bool(model.metrics)
         self.weighted = bool(model.weighted_metrics)
@@ -116,25 +128,26 @@ class _Totals:
         self.loss = self.correct = self.wcorrect = self.weight = 0.0
         self.seen = 0
 
-    def add(self, loss, out, y, w):
+    def add(self, loss: float, out: Any, y: Any, w: FloatArray | None) -> None:
         m = y.shape[0]
         self.seen += m
         self.loss += loss * m
         if self.metrics or self.weighted:
-            correct, wcorrect = correct_counts(self.loss_fn, _device.to_host(out), y, w if self.weighted else None)
+            correct, wcorrect = correct_counts(self.loss_fn, _device.to_host(out), y,  # type: ignore[arg-type]
+                                               w if self.weighted else None)
             self.correct += correct
             if self.weighted:
                 if w is None:
                     self.wcorrect += correct
                     self.weight += m
                 else:
-                    self.wcorrect += wcorrect
+                    self.wcorrect += wcorrect  # type: ignore[operator]  # given weights, a weighted count
                     self.weight += float(w.sum(dtype=np.float64))
 
-    def values(self):
+    def values(self) -> list[float]:
         return [self.loss, self.correct, self.wcorrect, self.weight, self.seen]
 
-    def logs(self, totals=None):
+    def logs(self, totals: Any = None) -> dict[str, float]:
         loss, correct, wcorrect, weight, seen = self.values() if totals is None else (float(t) for t in totals)
         logs = {"loss": loss / seen if seen else float("nan")}
         if self.metrics:
@@ -145,10 +158,15 @@ class _Totals:
 
 
 # -- fit ----------------------------------------------------------------------------------------
-def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
-        validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
-        steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1, augment=None,
-        on_nonfinite_loss="raise", strategy=None):
+def fit(model: Network, x: Inputs | None = None, y: npt.ArrayLike | None = None, batch_size: int | None = None,
+        epochs: int = 1, verbose: int | str = "auto",
+        callbacks: Sequence[callbacks_mod.Callback] | callbacks_mod.Callback | None = None,
+        validation_split: float = 0.0, validation_data: Sequence[Any] | Inputs | None = None, shuffle: bool = True,
+        class_weight: Mapping[int, float] | None = None, sample_weight: npt.ArrayLike | None = None,
+        initial_epoch: int = 0, steps_per_epoch: int | None = None, validation_steps: int | None = None,
+        validation_batch_size: int | None = None, validation_freq: int | Sequence[int] = 1,
+        augment: Sequence[Transform] | None = None, on_nonfinite_loss: str = "raise",
+        strategy: Strategy | None = None) -> callbacks_mod.History:
     """Trains `model` (see Sequential.fit for the arguments); returns the History."""
     strategy = strategy or Strategy()
     if on_nonfinite_loss not in NONFINITE_POLICIES:
@@ -162,6 +180,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
     validation_batch_size = _count("validation_batch_size", validation_batch_size, 1, none_ok=True)
     should_validate = _validation_freq(validation_freq)
     augment = list(augment or [])
+    data: ArrayData | IterableData
     if is_batch_iterable(x):
         if y is not None or sample_weight is not None:
             raise ValueError("y: give the targets (and sample weights) inside x's batches when x is an iterable")
@@ -169,7 +188,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
             raise ValueError("validation_split: only for arrays; give validation_data with an iterable x")
         if strategy.needs_gradients:
             raise ValueError("x: data-parallel training reads arrays (every rank the same), not an iterable")
-        data = IterableData(x, model, steps_per_epoch, class_weight, augment=augment)
+        data = IterableData(x, model, steps_per_epoch, class_weight, augment=augment)  # type: ignore[arg-type]
         val = None
         if validation_data is not None:
             val = _validation_set(model, validation_data, batch_size, validation_steps)
@@ -192,8 +211,9 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
         strategy.failed(e)
         raise
     history = callbacks_mod.History()
+    # a single Callback goes through as it is, for CallbackList to name the mistake
     user = strategy.callbacks(list(callbacks or []) if not isinstance(callbacks, callbacks_mod.Callback)
-                              else callbacks)
+                              else callbacks)  # type: ignore[arg-type]
     cbs = callbacks_mod.CallbackList(user, model, verbose if strategy.is_writer else 0, epochs, data.steps,
                                      history, samples=samples)
     model.stop_training = False
@@ -210,17 +230,18 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
     return history
 
 
-def _epochs(model, data, val, cbs, strategy, epochs, initial_epoch, should_validate, val_batch, policy, history,
-            interrupts):
+def _epochs(model: Network, data: ArrayData | IterableData, val: Any, cbs: callbacks_mod.CallbackList,
+            strategy: Strategy, epochs: int, initial_epoch: int, should_validate: Callable[[int], bool],
+            val_batch: int, policy: str, history: callbacks_mod.History, interrupts: Any) -> None:
     fill_gradients = cbs.reads_gradients() or strategy.needs_gradients
     totals = _Totals(model)
     batch_begin = cbs.calls("on_train_batch_begin")
-    logs = {}
+    logs: dict[str, float] = {}
     cbs.on_train_begin()
     for epoch in range(initial_epoch, epochs):
         cbs.on_epoch_begin(epoch)
         t0 = time.perf_counter()
-        totals.__init__(model)
+        totals.__init__(model)  # type: ignore[misc]  # the epoch's sums start again
         skipped = 0
         steps = 0
         for batch in data.batches(strategy.shard):
@@ -247,7 +268,7 @@ def _epochs(model, data, val, cbs, strategy, epochs, initial_epoch, should_valid
             if model.stop_training and strategy.stops_mid_epoch:
                 break
         if getattr(data, "ran_out", False) and steps == 0:
-            data.warn_ran_out()
+            data.warn_ran_out()  # type: ignore[union-attr]  # an IterableData
             break
         logs = totals.logs(strategy.sum_scalars(totals.values()))
         if policy == "skip":
@@ -256,12 +277,12 @@ def _epochs(model, data, val, cbs, strategy, epochs, initial_epoch, should_valid
         if val is not None and should_validate(epoch):
             vlogs = _test_loop(model, val, val_batch, cbs, strategy)
             logs.update({f"val_{k}": v for k, v in vlogs.items()})
-        logs["lr"] = model.optimizer.lr
+        logs["lr"] = model.optimizer.lr  # type: ignore[union-attr]  # compiled
         logs["time"] = time.perf_counter() - t0
         cbs.on_epoch_end(epoch, logs)
         model.stop_training = strategy.agree_stop(model.stop_training)
         if getattr(data, "ran_out", False):
-            data.warn_ran_out()
+            data.warn_ran_out()  # type: ignore[union-attr]  # an IterableData
             break
         if model.stop_training:
             break
@@ -269,7 +290,8 @@ def _epochs(model, data, val, cbs, strategy, epochs, initial_epoch, should_valid
 
 
 # -- evaluate -----------------------------------------------------------------------------------
-def _test_batches(val, batch_size, strategy):
+def _test_batches(val: Arrays | IterableData, batch_size: int,
+                  strategy: Strategy) -> Iterator[tuple[Any, Any, Any]]:
     """Batches (x, y, w) of an evaluation set: an IterableData's, or slices of this
     process's shard of arrays."""
     if isinstance(val, IterableData):
@@ -283,7 +305,8 @@ def _test_batches(val, batch_size, strategy):
         yield x[s:e], y[s:e], None if w is None else w[s:e]
 
 
-def _test_loop(model, val, batch_size, cbs, strategy):
+def _test_loop(model: Network, val: Arrays | IterableData, batch_size: int, cbs: callbacks_mod.CallbackList,
+               strategy: Strategy) -> dict[str, float]:
     totals = _Totals(model)
     begin, end = cbs.calls("on_test_batch_begin"), cbs.calls("on_test_batch_end")
     cbs.on_test_begin()
@@ -299,8 +322,10 @@ def _test_loop(model, val, batch_size, cbs, strategy):
     return logs
 
 
-def evaluate(model, x=None, y=None, batch_size=None, verbose=0, sample_weight=None, steps=None, callbacks=None,
-             return_dict=False, strategy=None):
+def evaluate(model: Network, x: Inputs | None = None, y: npt.ArrayLike | None = None, batch_size: int | None = None,
+             verbose: int = 0, sample_weight: npt.ArrayLike | None = None, steps: int | None = None,
+             callbacks: Sequence[callbacks_mod.Callback] | None = None, return_dict: bool = False,
+             strategy: Strategy | None = None) -> Any:
     """Sequential.evaluate: the mean loss (and metrics) over (x, y) with inference
     behaviour. Returns the loss, [loss, metrics...] when compiled with metrics, or a
     dict with return_dict=True."""
@@ -308,10 +333,11 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose=0, sample_weight=No
     model._require_compiled("evaluate", build=False)
     batch_size = _count("batch_size", batch_size, 1, none_ok=True) or INFERENCE_BATCH
     steps = _count("steps", steps, 1, none_ok=True)
+    val: Any
     if is_batch_iterable(x):
         if y is not None or sample_weight is not None:
             raise ValueError("y: give the targets (and sample weights) inside x's batches when x is an iterable")
-        val = IterableData(x, model, steps)
+        val = IterableData(x, model, steps)  # type: ignore[arg-type]  # an iterable of batches
     else:
         val = _array_data(model, x, y, sample_weight, "x")
         if val[0].shape[0] == 0:
@@ -334,21 +360,23 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose=0, sample_weight=No
 
 
 # -- predict ---------------------------------------------------------------------------------
-def predict(model, x, batch_size=None, verbose=0, steps=None, callbacks=None):
+def predict(model: Network, x: Inputs, batch_size: int | None = None, verbose: int = 0, steps: int | None = None,
+            callbacks: Sequence[callbacks_mod.Callback] | None = None) -> FloatArray:
     """Sequential.predict: the outputs for x (with the output activation: probabilities
     for a softmax last layer, logits for a linear one), batch by batch."""
     batch_size = _count("batch_size", batch_size, 1, none_ok=True) or INFERENCE_BATCH
     steps = _count("steps", steps, 1, none_ok=True)
+    source: Iterator[FloatArray]
     if is_batch_iterable(x):
-        def batches():
-            for k, item in enumerate(x):
+        def batches() -> Iterator[FloatArray]:
+            for k, item in enumerate(x):  # type: ignore[arg-type]  # an iterable of batches
                 if steps is not None and k >= steps:
                     return
                 xb = item[0] if isinstance(item, (tuple, list)) else item
                 yield model.prepare_inputs(xb, f"x: batch {k}")
         source, total = batches(), None
     else:
-        xa = model.prepare_inputs(x)
+        xa = model.prepare_inputs(x)  # type: ignore[arg-type]  # not an iterable of batches: arrays
         if steps is not None:
             xa = xa[:steps * batch_size]
         source = (xa[s:s + batch_size] for s in range(0, xa.shape[0], batch_size))
@@ -358,7 +386,7 @@ def predict(model, x, batch_size=None, verbose=0, steps=None, callbacks=None):
     cbs.on_predict_begin()
     outs = []
     if total is not None:
-        out = np.empty((total.shape[0], model.output_dim), np.float32)
+        out = np.empty((total.shape[0], model.output_dim), np.float32)  # type: ignore[type-var]  # built
     pos = 0
     for b, xb in enumerate(source):
         if begin:
