@@ -39,8 +39,7 @@ static_assert(kTileRows % MR == 0, "a micro-kernel call covers whole A panels");
 #include "gemm/gemm_bf16_pack.inl"
 
 // A finished tile the micro-kernel left in `tile` (row stride NR), through the epilogue
-// into C.
-template <class Act>
+// into C (store_tile switches on the activation).
 __attribute__((noinline)) static void finish_tile(const float* tile, float* c, long ldc,
                                                   const GemmEpilogue* ep, long col0, long row0,
                                                   int rows, int cols) {
@@ -49,7 +48,7 @@ __attribute__((noinline)) static void finish_tile(const float* tile, float* c, l
     for (int i = 0; i < MR; ++i)
       for (int j = 0; j < NRV; ++j)
         acc[i][j] = r + i < rows ? V::load(tile + (r + i) * NR + j * V::width) : V::zero();
-    store_tile<Act>(acc, c + r * ldc, ldc, /*load_c=*/false, ep, col0, row0 + r,
+    store_tile(acc, c + r * ldc, ldc, /*load_c=*/false, ep, col0, row0 + r,
                     rows - r < MR ? rows - r : MR, cols);
   }
 }
@@ -62,16 +61,15 @@ static void copy_into_tile(float* tile, const float* c, long ldc, int rows, int 
 
 // Rows ia .. ia + ma of A (ma a multiple of MR unless they end A) into a block of ma_pad
 // rows starting at panel panel0 of dst.
-template <class Act>
 static void pack_a_rows(const GemmArgs& g, long ia, long ma, long kp, bf16* dst, long ma_pad,
                         int panel0) {
   DzBlock ta{};
   if (g.dz_a) {
     const GemmDz& z = *g.dz_a;
-    ta = {z.s ? z.s + ia * g.rsa : nullptr, z.alpha_vec, z.alpha, nullptr, nullptr, true};
+    ta = {z.s ? z.s + ia * g.rsa : nullptr, z.alpha_vec, z.alpha, nullptr, nullptr, true, z.act};
   }
   ExactDenormals exact(g.dz_a != nullptr);
-  pack_a_bf16<Act>((int)ma, (int)(g.k > 0 ? g.k : 0), (int)kp, g.A + ia * g.rsa, g.rsa, g.csa, dst,
+  pack_a_bf16((int)ma, (int)(g.k > 0 ? g.k : 0), (int)kp, g.A + ia * g.rsa, g.rsa, g.csa, dst,
                    g.dz_a ? &ta : nullptr, (int)KC, ma_pad, panel0);
 }
 
@@ -90,8 +88,9 @@ static long a_block_rows(long kp, long rows) {
 
 // C[row0 : row0+rows, col0 : col0+cols] on the calling thread, with its own buffers.
 // shared_a: all of A (rows 0..m) already packed as one block by the threads together
-// (sgemm_bf16_typed), instead of each packing it whole.
-template <class Act>
+// (sgemm_bf16_loops), instead of each packing it whole. Compiled once per path, as the fp32
+// path's gemm_block: only the packing of a dz operand and the epilogue's store switch on
+// the activation.
 static void gemm_block_bf16(const GemmArgs& g, long row0, long rows, long col0, long cols,
                             const bf16* shared_a = nullptr) {
   FlushDenormals ftz;  // for the epilogue's arithmetic, as the fp32 path
@@ -117,7 +116,7 @@ static void gemm_block_bf16(const GemmArgs& g, long row0, long rows, long col0, 
   for (long ia = row0; ia < row0 + rows; ia += ia_step) {
     const int ma = (int)(row0 + rows - ia < ia_step ? row0 + rows - ia : ia_step);
     const long ma_pad = round_up(ma, kTileRows);
-    if (!shared_a) pack_a_rows<Act>(g, ia, ma, kp, const_cast<bf16*>(apack), ma_pad, 0);
+    if (!shared_a) pack_a_rows(g, ia, ma, kp, const_cast<bf16*>(apack), ma_pad, 0);
     for (long jc = col0; jc < col0 + cols; jc += nc_step) {
       const int nc = (int)(col0 + cols - jc < nc_step ? col0 + cols - jc : nc_step);
       const int npanels_b = (nc + NR - 1) / NR;
@@ -139,10 +138,10 @@ static void gemm_block_bf16(const GemmArgs& g, long row0, long rows, long col0, 
             const long o = pc * g.rsb + jc;
             tb = {z.s ? z.s + o : nullptr, z.alpha_vec ? z.alpha_vec + jc : nullptr, z.alpha,
                   reduce && z.db ? z.db + jc : nullptr,
-                  reduce && z.dalpha ? z.dalpha + jc : nullptr, pc == 0};
+                  reduce && z.dalpha ? z.dalpha + jc : nullptr, pc == 0, z.act};
           }
           ExactDenormals exact(g.dz_b != nullptr);
-          pack_b_bf16<Act>(nc, kc > 0 ? kc : 0, kcp, g.B + pc * g.rsb + jc * g.csb, g.rsb, g.csb,
+          pack_b_bf16(nc, kc > 0 ? kc : 0, kcp, g.B + pc * g.rsb + jc * g.csb, g.rsb, g.csb,
                            bpack + (pc - pb) * nc_pad, g.dz_b ? &tb : nullptr);
         }
         for (long ic = ia; ic < ia + ma; ic += MC) {
@@ -175,7 +174,7 @@ static void gemm_block_bf16(const GemmArgs& g, long row0, long rows, long col0, 
                   ep->sink->prefetch(ep->sink->ctx, row, col, rr, cc);
                 if (load_c) copy_into_tile(tile, c, g.ldc, rr, cc);
                 bf16_tile(kcp, a, (long)MR * kcp, b, tile, NR, load_c, rr, cc);
-                finish_tile<Act>(tile, c, g.ldc, ep, col, row, rr, cc);
+                finish_tile(tile, c, g.ldc, ep, col, row, rr, cc);
               }
             }
           }
@@ -185,11 +184,10 @@ static void gemm_block_bf16(const GemmArgs& g, long row0, long rows, long col0, 
   }
 }
 
-template <class Act>
-static void sgemm_bf16_typed(const GemmArgs& g) {
+static void sgemm_bf16_loops(const GemmArgs& g) {
   const GemmPlan plan = plan_of(g);
   if (plan.nthreads <= 1) {
-    gemm_block_bf16<Act>(g, 0, g.m, 0, g.n);
+    gemm_block_bf16(g, 0, g.m, 0, g.n);
     return;
   }
   // Columns split over threads: every thread reads all of A. Where A is one packed block
@@ -209,7 +207,7 @@ static void sgemm_bf16_typed(const GemmArgs& g) {
       try {
         const long p0 = panels * t / T, p1 = panels * (t + 1) / T;
         const long r0 = p0 * MR, r1 = std::min(p1 * MR, g.m);
-        if (r1 > r0) pack_a_rows<Act>(g, r0, r1 - r0, kp, a, m_pad, (int)p0);
+        if (r1 > r0) pack_a_rows(g, r0, r1 - r0, kp, a, m_pad, (int)p0);
       } catch (...) {  // an exception must not leave an OpenMP region
 #pragma omp atomic write
         failed = true;
@@ -217,22 +215,17 @@ static void sgemm_bf16_typed(const GemmArgs& g) {
     }
     if (failed) throw std::bad_alloc();
     run_partitioned(plan, g.m, g.n, [&](long r0, long rows, long c0, long cols) {
-      gemm_block_bf16<Act>(g, r0, rows, c0, cols, a);
+      gemm_block_bf16(g, r0, rows, c0, cols, a);
     });
     return;
   }
   run_partitioned(plan, g.m, g.n, [&](long r0, long rows, long c0, long cols) {
-    gemm_block_bf16<Act>(g, r0, rows, c0, cols);
+    gemm_block_bf16(g, r0, rows, c0, cols);
   });
 }
 
 void sgemm(const GemmArgs& g) {
   if (g.m <= 0 || g.n <= 0) return;
-  // One activation type serves the epilogue or the dz operands (never both; gemm.cpp).
-  const Activation act = g.dz_a ? g.dz_a->act
-                         : g.dz_b ? g.dz_b->act
-                         : g.ep   ? g.ep->act
-                                  : Activation::linear;
-  ops::dispatch_activation(act, [&](auto a) { sgemm_bf16_typed<decltype(a)>(g); });
+  sgemm_bf16_loops(g);
   if (g.ep && g.ep->maxout) maxout_merge_parts(g);
 }

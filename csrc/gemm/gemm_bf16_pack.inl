@@ -76,8 +76,8 @@ static FASTDL_INLINE void store_a_chunk(__m512i (&r)[16], bf16* d, int pairs,
 // along its contiguous columns, two k at a time. Other strides: element by element.
 // panel0: the first panel's number in dst (a thread packing its share of a block).
 template <class Act>
-static void pack_a_bf16(int mc, int kc, int kcp, const float* A, long rsa, long csa, bf16* dst,
-                        const DzBlock* t, int chunk, long mc_pad, int panel0 = 0) {
+static void pack_a_bf16_typed(int mc, int kc, int kcp, const float* A, long rsa, long csa,
+                              bf16* dst, const DzBlock* t, int chunk, long mc_pad, int panel0) {
   const int npanels = (mc + MR - 1) / MR;
   // Where panel ip's k-group holding k = p starts.
   auto at = [&](int ip, int p) {
@@ -139,6 +139,17 @@ static void pack_a_bf16(int mc, int kc, int kcp, const float* A, long rsa, long 
   }
 }
 
+// pack_a_bf16_typed with t's activation (or none): one switch per block of A.
+static void pack_a_bf16(int mc, int kc, int kcp, const float* A, long rsa, long csa, bf16* dst,
+                        const DzBlock* t, int chunk, long mc_pad, int panel0 = 0) {
+  if (!t)
+    return pack_a_bf16_typed<ops::Act<Activation::linear>>(mc, kc, kcp, A, rsa, csa, dst, t,
+                                                           chunk, mc_pad, panel0);
+  ops::dispatch_activation(t->act, [&](auto act) {
+    pack_a_bf16_typed<decltype(act)>(mc, kc, kcp, A, rsa, csa, dst, t, chunk, mc_pad, panel0);
+  });
+}
+
 // Row-major B as dz (see DzBlock), one NR-column panel: packs dz = dy * f'(s) rounded to
 // bf16 and reduces db (and prelu's dalpha) from the fp32 dz over the panel's kc rows in
 // order, then adds them to the columns' running sums, as the fp32 path's pack_b_dz does.
@@ -195,14 +206,18 @@ static void pack_b_dz_bf16(int cols, int kc, int kcp, const float* b, long rsb, 
 // (panel by panel, each row would be 128 bytes then a jump the prefetchers do not
 // follow); with t, B is dy and the panels hold dz (pack_b_dz_bf16). A transposed view
 // (rsb 1: dx's w^T) is read along its contiguous columns, 32 k at a time.
-template <class Act>
 static void pack_b_bf16(int nc, int kc, int kcp, const float* B, long rsb, long csb, bf16* dst,
                         const DzBlock* t) {
   const int npanels = (nc + NR - 1) / NR;
   if (t) {
     for (int jp = 0; jp < npanels; ++jp) {
       const int cols = nc - jp * NR < NR ? nc - jp * NR : NR;
-      pack_b_dz_bf16<Act>(cols, kc, kcp, B, rsb, dst + (long)jp * NR * kcp, (long)jp * NR, *t);
+      // One switch on the activation per panel; only pack_b_dz_bf16 is compiled per
+      // activation.
+      ops::dispatch_activation(t->act, [&](auto act) {
+        pack_b_dz_bf16<decltype(act)>(cols, kc, kcp, B, rsb, dst + (long)jp * NR * kcp,
+                                      (long)jp * NR, *t);
+      });
     }
   } else if (csb == 1) {
     for (int p = 0; p < kcp; p += 2) {

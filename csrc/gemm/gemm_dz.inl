@@ -12,6 +12,9 @@ struct DzBlock {
   float* db;
   float* dalpha;
   bool first;  // the first K block: db = sum, not db += sum
+  // f of f'(s). The packing switches on it once per panel (pack_a, pack_b): only the code
+  // that forms dz is compiled per activation, not the loop nest around it.
+  Activation act;
 };
 
 template <class Act>

@@ -46,25 +46,12 @@ __attribute__((noinline)) static void store_tile_sink(V (&acc)[MR][NRV], float* 
   sink.fn(sink.ctx, tile, NR, row0, col0, rows, cols);
 }
 
-// Writes the accumulators to C: adds the old C when load_c, and on the last K block
-// applies the epilogue. rows/cols trim edge tiles.
+// The bias, activation, z and dropout epilogue with activation Act (or, with ep null, a
+// plain store): adds the old C when load_c, then applies ep. rows/cols trim edge tiles.
 template <class Act>
-static FASTDL_INLINE void store_tile(V (&acc)[MR][NRV], float* c, long ldc, bool load_c,
-                                     const GemmEpilogue* ep, long col0, long row0, int rows,
-                                     int cols) {
-  if (ep && (ep->maxout || ep->sink)) {
-    // Those two take the tile by reference in calls of their own: handing them a copy
-    // keeps acc's address from escaping, so that the accumulators of every micro-kernel
-    // live in registers, not in a stack array stored and reloaded around each tile.
-    V tile[MR][NRV];
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-      for (int j = 0; j < NRV; ++j) tile[i][j] = acc[i][j];
-    if (ep->maxout) store_tile_maxout(tile, c, ldc, load_c, ep, col0, row0, rows, cols);
-    else store_tile_sink(tile, c, ldc, load_c, *ep->sink, col0, row0, rows, cols);
-    return;
-  }
+static FASTDL_INLINE void store_tile_typed(V (&acc)[MR][NRV], float* c, long ldc, bool load_c,
+                                           const GemmEpilogue* ep, long col0, long row0,
+                                           int rows, int cols) {
   // Dropout: the keep bits of each tile row (bit t <-> column col0 + t), from one
   // vectorised Philox call over the counters that cover the row's flat indices.
   const GemmDropout* drop = ep ? ep->dropout : nullptr;
@@ -113,4 +100,37 @@ static FASTDL_INLINE void store_tile(V (&acc)[MR][NRV], float* c, long ldc, bool
   if (drop)
     for (int i = 0; i < rows; ++i)
       write_mask_bits(drop->mask, (uint64_t)(row0 + i) * drop->row_len + col0, keep[i], cols);
+}
+
+// A finished tile through the epilogue ep: the one place that switches on the activation,
+// once per tile. Out of line, so that the loop nest and the micro-kernels are compiled
+// once per path rather than once per activation; a tile's K loop dwarfs the call.
+__attribute__((noinline)) static void store_tile_epilogue(V (&tile)[MR][NRV], float* c, long ldc,
+                                                          bool load_c, const GemmEpilogue& ep,
+                                                          long col0, long row0, int rows,
+                                                          int cols) {
+  if (ep.maxout) return store_tile_maxout(tile, c, ldc, load_c, &ep, col0, row0, rows, cols);
+  if (ep.sink) return store_tile_sink(tile, c, ldc, load_c, *ep.sink, col0, row0, rows, cols);
+  ops::dispatch_activation(ep.act, [&](auto act) {
+    store_tile_typed<decltype(act)>(tile, c, ldc, load_c, &ep, col0, row0, rows, cols);
+  });
+}
+
+// Writes the accumulators to C: adds the old C when load_c, and on the last K block
+// (ep set) applies the epilogue. rows/cols trim edge tiles.
+static FASTDL_INLINE void store_tile(V (&acc)[MR][NRV], float* c, long ldc, bool load_c,
+                                     const GemmEpilogue* ep, long col0, long row0, int rows,
+                                     int cols) {
+  if (!ep)
+    return store_tile_typed<ops::Act<Activation::linear>>(acc, c, ldc, load_c, nullptr, col0,
+                                                          row0, rows, cols);
+  // The epilogue takes a copy by reference: handing it acc itself would let acc's address
+  // escape, and the accumulators of every micro-kernel would live in a stack array stored
+  // and reloaded around each K step instead of in registers.
+  V tile[MR][NRV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NRV; ++j) tile[i][j] = acc[i][j];
+  store_tile_epilogue(tile, c, ldc, load_c, *ep, col0, row0, rows, cols);
 }

@@ -68,7 +68,9 @@ static long nc_step_for(long cols, long kc, long rows) {
 }
 
 // C[row0 : row0+rows, col0 : col0+cols] on the calling thread, with its own buffers.
-template <class Act>
+// Compiled once per path: the activation is met only where a dz operand is packed
+// (pack_a, pack_b) and where a finished tile is stored (store_tile), each of which
+// switches on it once per panel or tile, outside the K loops.
 static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long cols,
                        long kc_step, bool direct_b, int a_layout) {
   // Subnormal operands cost a microcode assist each: a network trained long on the
@@ -80,7 +82,7 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
   const long mc_max = rows < MC ? ((rows + MR - 1) / MR) * MR : MC;
   float* bpack = bufs.b.get<float>((size_t)kc_step * nc_step);
   float* apack = bufs.a.get<float>((size_t)kc_step * mc_max);
-  // The portable bf16 path: every panel packed (sgemm_typed reads nothing in place), then
+  // The portable bf16 path: every panel packed (sgemm_loops reads nothing in place), then
   // rounded.
   const bool to_bf16 = g.precision == Precision::bf16;
   for (long jc = col0; jc < col0 + cols; jc += nc_step) {
@@ -109,7 +111,7 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
         const bool reduce = row0 == 0;
         tb = {z.s ? z.s + o : nullptr, z.alpha_vec ? z.alpha_vec + jc : nullptr, z.alpha,
               reduce && z.db ? z.db + jc : nullptr, reduce && z.dalpha ? z.dalpha + jc : nullptr,
-              first};
+              first, z.act};
       }
       {
         ExactDenormals exact(g.dz_b != nullptr);
@@ -121,7 +123,7 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
                             : 0;
         for (int jp = jp0; jp < npanels_b; ++jp)
           if (!direct_b || (jp + 1) * NR > nc)
-            pack_b<Act>(nc, kc, b_block, g.rsb, g.csb, bpack, jp, g.dz_b ? &tb : nullptr);
+            pack_b(nc, kc, b_block, g.rsb, g.csb, bpack, jp, g.dz_b ? &tb : nullptr);
         if (to_bf16) round_packed_to_bf16(bpack, (long)npanels_b * NR * kc);
       }
       for (long ic = row0; ic < row0 + rows; ic += MC) {
@@ -130,7 +132,7 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
         if (g.dz_a) {
           const GemmDz& z = *g.dz_a;
           ta = {z.s ? z.s + ic * g.rsa + pc : nullptr, z.alpha_vec ? z.alpha_vec + pc : nullptr,
-                z.alpha, nullptr, nullptr, first};
+                z.alpha, nullptr, nullptr, first, z.act};
         }
         {
           ExactDenormals exact(g.dz_a != nullptr);
@@ -143,8 +145,8 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
           } else
             for (int ip = 0; ip < npanels_a; ++ip)
               if (!a_in_place(ip, mc))
-                pack_a<Act>(mc, kc, g.A + ic * g.rsa + pc * g.csa, g.rsa, g.csa, apack, ip,
-                            g.dz_a ? &ta : nullptr);
+                pack_a(mc, kc, g.A + ic * g.rsa + pc * g.csa, g.rsa, g.csa, apack, ip,
+                       g.dz_a ? &ta : nullptr);
           if (to_bf16) round_packed_to_bf16(apack, (long)npanels_a * MR * kc);
         }
         auto tile = [&](int ip, int jp) {
@@ -156,14 +158,14 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
           float* c = g.C + row * g.ldc + col;
           const long ldb = direct ? g.rsb : NR;
           if (!a_in_place(ip, mc))
-            micro_tile<Act, kAPacked>(kc, apack + (long)ip * MR * kc, MR, b, ldb, c, g.ldc, load_c,
-                                      ep, col, row, rr, cc);
+            micro_tile<kAPacked>(kc, apack + (long)ip * MR * kc, MR, b, ldb, c, g.ldc, load_c, ep,
+                                 col, row, rr, cc);
           else if (a_layout == kAInRows)
-            micro_tile<Act, kAInRows>(kc, g.A + row * g.rsa + pc, g.rsa, b, ldb, c, g.ldc, load_c,
-                                      ep, col, row, rr, cc);
-          else  // no activation in this epilogue (sgemm_typed): one instantiation serves
-            micro_tile<ops::Act<Activation::linear>, kAInColumns>(
-                kc, g.A + row + pc * g.csa, g.csa, b, ldb, c, g.ldc, load_c, ep, col, row, rr, cc);
+            micro_tile<kAInRows>(kc, g.A + row * g.rsa + pc, g.rsa, b, ldb, c, g.ldc, load_c, ep,
+                                 col, row, rr, cc);
+          else
+            micro_tile<kAInColumns>(kc, g.A + row + pc * g.csa, g.csa, b, ldb, c, g.ldc, load_c,
+                                    ep, col, row, rr, cc);
         };
         if (kAPanelInL1 && kc > kBPanelInL1MaxK) {
           // The A micro-panel stays in L1 while the B panels stream from L2, and the
@@ -189,7 +191,6 @@ static void gemm_block(const GemmArgs& g, long row0, long rows, long col0, long 
 // lines move between the cores. The one-thread order is C = b0 (+ C when
 // accumulating), then C = b1 + C: the same sums, added in the same order, so the
 // result is bit for bit the unsplit one.
-template <class Act>
 static void gemm_split_k(const GemmArgs& g, long kc_step, bool direct_b, int a_layout) {
   const long m = g.m, n = g.n;
   static thread_local ScratchBuffer second_half;
@@ -211,8 +212,8 @@ static void gemm_split_k(const GemmArgs& g, long kc_step, bool direct_b, int a_l
       // One thread does both halves where OpenMP gives fewer than asked (nested inside
       // another parallel region, say).
       const int t = omp_get_thread_num(), T = omp_get_num_threads();
-      if (t == 0) gemm_block<Act>(g0, 0, m, 0, n, kc_step, direct_b, a_layout);
-      if (t == T - 1) gemm_block<Act>(g1, 0, m, 0, n, kc_step, direct_b, a_layout);
+      if (t == 0) gemm_block(g0, 0, m, 0, n, kc_step, direct_b, a_layout);
+      if (t == T - 1) gemm_block(g1, 0, m, 0, n, kc_step, direct_b, a_layout);
     } catch (...) {  // an exception must not leave an OpenMP region
 #pragma omp atomic write
       failed = true;
@@ -233,11 +234,10 @@ static void gemm_split_k(const GemmArgs& g, long kc_step, bool direct_b, int a_l
                       : nj >= V::width     ? V::load(s)
                                            : V::load_n(s, nj);
         }
-      store_tile<Act>(acc, g.C + r * g.ldc + c, g.ldc, true, g.ep, c, r, rows, cols);
+      store_tile(acc, g.C + r * g.ldc + c, g.ldc, true, g.ep, c, r, rows, cols);
     }
 }
-template <class Act>
-static void sgemm_typed(const GemmArgs& g) {
+static void sgemm_loops(const GemmArgs& g) {
   const long m = g.m, n = g.n;
   const GemmPlan plan = plan_of(g);
   const long kc_step = plan.kc_step;
@@ -253,33 +253,28 @@ static void sgemm_typed(const GemmArgs& g) {
   // packing forms it).
   // A transposed view (the weight gradients' x^T) reads as well in place: each p-step of
   // a panel is MR contiguous floats, a row of x apart, so the packing would only copy
-  // them. Only where the epilogue applies no activation (the weight gradients' never
-  // does), which keeps it to one micro-kernel per tile shape.
+  // them. Only where the epilogue applies no activation: the weight gradients', the case
+  // it serves (and was measured for), never does.
   const bool no_activation = !g.ep || g.ep->sink;
   const int a_layout = g.dz_a || to_bf16                             ? kAPacked
                        : g.csa == 1 && (g.rsa % 256) != 0             ? kAInRows
                        : g.rsa == 1 && (g.csa % 256) != 0 && no_activation ? kAInColumns
                                                                       : kAPacked;
   if (plan.nthreads <= 1) {
-    gemm_block<Act>(g, 0, m, 0, n, kc_step, direct_b, a_layout);
+    gemm_block(g, 0, m, 0, n, kc_step, direct_b, a_layout);
     return;
   }
   if (plan.split_k) {
-    gemm_split_k<Act>(g, kc_step, direct_b, a_layout);
+    gemm_split_k(g, kc_step, direct_b, a_layout);
     return;
   }
   run_partitioned(plan, m, n, [&](long r0, long rows, long c0, long cols) {
-    gemm_block<Act>(g, r0, rows, c0, cols, kc_step, direct_b, a_layout);
+    gemm_block(g, r0, rows, c0, cols, kc_step, direct_b, a_layout);
   });
 }
 
 void sgemm(const GemmArgs& g) {
   if (g.m <= 0 || g.n <= 0) return;
-  // One activation type serves the epilogue or the dz operands (never both; gemm.cpp).
-  const Activation act = g.dz_a ? g.dz_a->act
-                         : g.dz_b ? g.dz_b->act
-                         : g.ep   ? g.ep->act
-                                  : Activation::linear;
-  ops::dispatch_activation(act, [&](auto a) { sgemm_typed<decltype(a)>(g); });
+  sgemm_loops(g);
   if (g.ep && g.ep->maxout) maxout_merge_parts(g);
 }

@@ -4,11 +4,13 @@
 // includer defines first).
 
 // b: a packed panel (ldb == NR) or, for small M, B itself (ldb == its row stride).
+// Not templated on the activation: only the epilogue's store is (store_tile), so each
+// tile shape and A layout is compiled once per path.
 // R: the rows the K loop computes (the A panel keeps its MR stride). A ragged last
 // row panel runs with a smaller R instead of FMAs on zero padding: batch 32 or 128
 // leaves 8 rows of 12, which the full kernel would pay for as 12. CV: the vectors of
 // each row it computes, likewise for a narrow last column panel (10 classes: 1 of 2).
-template <class Act, int AM, int R, int CV = NRV>
+template <int AM, int R, int CV = NRV>
 static void micro_kernel(int kc, const float* a, long lda, const float* b, long ldb, float* c,
                          long ldc, bool load_c, const GemmEpilogue* ep, long col0, long row0,
                          int rows, int cols) {
@@ -53,34 +55,34 @@ static void micro_kernel(int kc, const float* a, long lda, const float* b, long 
   if (ep && ep->sink && ep->sink->prefetch) ep->sink->prefetch(ep->sink->ctx, row0, col0, rows, cols);
 #pragma GCC unroll 4
   for (; p < kc; ++p) k_step(p);
-  store_tile<Act>(acc, c, ldc, load_c, ep, col0, row0, rows, cols);
+  store_tile(acc, c, ldc, load_c, ep, col0, row0, rows, cols);
 }
 
 // The micro-kernel for a tile of `rows` x `cols`: the full one; for a ragged last row
 // panel the smallest of MR/3, 2MR/3 (MR/2 when MR is not a multiple of 3) that covers
 // it; for a last column panel of one vector or less, one vector per row.
-template <class Act, int AM>
+template <int AM>
 static FASTDL_INLINE void micro_tile(int kc, const float* a, long lda, const float* b, long ldb,
                                      float* c, long ldc, bool load_c, const GemmEpilogue* ep,
                                      long col0, long row0, int rows, int cols) {
   if constexpr (NRV > 1) {
     if (cols <= V::width)
-      return micro_kernel<Act, AM, MR, 1>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0,
+      return micro_kernel<AM, MR, 1>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0,
                                           rows, cols);
   }
   if constexpr (MR % 3 == 0) {
     if (rows <= MR / 3)
-      return micro_kernel<Act, AM, MR / 3>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0,
+      return micro_kernel<AM, MR / 3>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0,
                                            rows, cols);
     if (rows <= 2 * MR / 3)
-      return micro_kernel<Act, AM, 2 * MR / 3>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0,
+      return micro_kernel<AM, 2 * MR / 3>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0,
                                                row0, rows, cols);
   } else if constexpr (MR % 2 == 0) {
     if (rows <= MR / 2)
-      return micro_kernel<Act, AM, MR / 2>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0,
+      return micro_kernel<AM, MR / 2>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0,
                                            rows, cols);
   }
-  micro_kernel<Act, AM, MR>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0, rows, cols);
+  micro_kernel<AM, MR>(kc, a, lda, b, ldb, c, ldc, load_c, ep, col0, row0, rows, cols);
 }
 
 // Whether micro_tile's kernel for a rows x cols tile computes exactly `rows` rows: only

@@ -6,8 +6,8 @@
 // A(i0.., p0..) -> MR-row micro-panels, p-major inside a panel, zero padded. With t,
 // A is dy and the panel holds dz = dy * f'(s) (row-major A only).
 template <class Act>
-static void pack_a(int mc, int kc, const float* A, long rsa, long csa, float* dst, int panel,
-                   const DzBlock* t) {
+static void pack_a_typed(int mc, int kc, const float* A, long rsa, long csa, float* dst,
+                         int panel, const DzBlock* t) {
   const int i0 = panel * MR;
   const int rows = mc - i0 < MR ? mc - i0 : MR;
   float* d = dst + (long)panel * MR * kc;
@@ -47,6 +47,15 @@ static void pack_a(int mc, int kc, const float* A, long rsa, long csa, float* ds
   }
   for (int i = rows; i < MR; ++i)
     for (int p = 0; p < kc; ++p) d[p * MR + i] = 0.0f;
+}
+
+// pack_a_typed with t's activation (or none): one switch per panel.
+static void pack_a(int mc, int kc, const float* A, long rsa, long csa, float* dst, int panel,
+                   const DzBlock* t) {
+  if (!t) return pack_a_typed<ops::Act<Activation::linear>>(mc, kc, A, rsa, csa, dst, panel, t);
+  ops::dispatch_activation(t->act, [&](auto act) {
+    pack_a_typed<decltype(act)>(mc, kc, A, rsa, csa, dst, panel, t);
+  });
 }
 
 // A transposed view (dw = x^T @ dz: rsa 1, csa the row stride of x) -> all the MR-row
@@ -135,7 +144,6 @@ static int pack_b_full_panels_by_rows(int nc, int kc, const float* B, long rsb, 
 
 // B(p0.., j0..) -> NR-column micro-panels, p-major inside a panel, zero padded. With
 // t, B is dy and the panel holds dz (pack_b_dz; row-major B only).
-template <class Act>
 static void pack_b(int nc, int kc, const float* B, long rsb, long csb, float* dst, int panel,
                    const DzBlock* t) {
   const int j0 = panel * NR;
@@ -143,7 +151,10 @@ static void pack_b(int nc, int kc, const float* B, long rsb, long csb, float* ds
   float* d = dst + (long)panel * NR * kc;
   const float* b = B + j0 * csb;
   if (t) {
-    pack_b_dz<Act>(cols, kc, B, rsb, d, j0, *t);
+    // One switch on the activation per panel; only pack_b_dz is compiled per activation.
+    ops::dispatch_activation(t->act, [&](auto act) {
+      pack_b_dz<decltype(act)>(cols, kc, B, rsb, d, j0, *t);
+    });
   } else if (csb == 1 && cols == NR) {
     for (int p = 0; p < kc; ++p) {
       const float* bp = b + p * rsb;
