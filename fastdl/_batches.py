@@ -23,9 +23,13 @@ class BatchSizes:
         self.limit = limit
         self._release = release
         self._rows: OrderedDict[int, bool] = OrderedDict()  # least recently used first
+        self._last: int | None = None  # the most recently used size (most steps repeat it)
         self._device: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}  # (rows, shapes...) -> device buffers
 
     def use(self, n: int) -> None:
+        if n == self._last:
+            return
+        self._last = n
         rows = self._rows
         if n in rows:
             if next(reversed(rows)) != n:
@@ -39,6 +43,7 @@ class BatchSizes:
                 del self._device[key]
 
     def clear(self) -> None:
+        self._last = None
         self._rows.clear()
         self._device.clear()
 

@@ -25,6 +25,8 @@ from fastdl.inputs import as_sample_weight, prepare_inputs
 from fastdl.metrics import get_metrics
 from fastdl.state import NetworkState, _check_seed
 
+_FLOAT32 = np.dtype(np.float32)
+
 if TYPE_CHECKING:
     import numpy.typing as npt
     from typing_extensions import Self
@@ -249,16 +251,21 @@ class Network(NetworkState):
     def _batch(self, x: Any, y: Any, sample_weight: Any) -> tuple[Any, Any, Any]:
         """A training/evaluation batch as the kernels take it (no copy for arrays that
         already are), on the model's device."""
-        if not (type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous
-                and self._graph is not None and x.shape[1] == self._graph.input_dim) and not _device.is_device_array(x):
+        # Every step comes through here: the usual case (arrays that already are what the
+        # kernels take) costs a few attribute checks.
+        g = self._graph
+        if not (g is not None and type(x) is np.ndarray and x.dtype == _FLOAT32 and x.ndim == 2
+                and x.shape[1] == g.input_dim and x.flags.c_contiguous) and not _device.is_device_array(x):
             x = self.prepare_inputs(x)
-        if not self._compiled_loss.is_prepared(y, self._require_built("batch").output_dim) \
-                and not _device.is_device_array(y):
+        if g is None:
+            g = self._require_built("batch")
+        loss: Any = self.loss
+        if not loss.is_prepared(y, g.output_dim) and not _device.is_device_array(y):
             y = self.prepare_targets(y)
         w = None if sample_weight is None else as_sample_weight(sample_weight, x.shape[0])
         if self._backend.name != "cpu":
             x, y, w = self._device_batch(x, y, w)
-        self._use_rows(x.shape[0])
+        self._sizes.use(x.shape[0])
         return x, y, w
 
     def _use_rows(self, n: int) -> None:
@@ -280,7 +287,8 @@ class Network(NetworkState):
         float32 (N, input_dim) C-contiguous (and int64 labels or float32 targets) are used
         as they are; anything else is converted first. The update is applied whatever the
         loss (``step_if_finite`` refuses non-finite ones)."""
-        stepper = self._require_compiled("train_step")
+        # A stepper exists once the model is built and compiled.
+        stepper = self._stepper or self._require_compiled("train_step")
         x, y, w = self._batch(x, y, sample_weight)
         counted, done = _signals.enter(), False  # Ctrl-C waits for the step's end (fastdl/_signals.py)
         try:

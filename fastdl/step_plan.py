@@ -287,7 +287,7 @@ class Stepper:
             d = stage.backward(d, update)
 
     def _stack_train(self, x, y, w, **how):
-        stack, output = self._stack(x.shape[0])
+        stack, output = self._stacks.get(x.shape[0]) or self._stack(x.shape[0])  # type: ignore[union-attr]
         loss = stack.train(x, y, **how) if w is None else stack.train(x, y, sample_weight=w, **how)
         self.last_output = output
         return loss
