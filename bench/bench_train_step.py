@@ -3,7 +3,7 @@
 
     pytest bench/bench_train_step.py --benchmark-only --benchmark-group-by=group
 
-Goals (issue 5): 784-1024-1024-10 ReLU, batch 128, Adam: >= 1.6x torch;
+Goals: 784-1024-1024-10 ReLU, batch 128, Adam: >= 1.6x torch;
 784-64-64-64-64-10, batch 32: >= 10x torch. Both start from the same weights and are
 checked to compute the same loss before they are timed. The full 20-epoch MNIST dropout
 fit is ``bench/fit_mnist_dropout.py`` (also a case here, one round).

@@ -1,6 +1,6 @@
 """Network-level cases: one training step, and a whole fit against scikit-learn.
 
-They use the network API of issue 5 (``fastdl.Sequential``, ``Dense``,
+They use the network API (``fastdl.Sequential``, ``Dense``,
 ``fastdl.optim.Adam``, ``compile``, ``train_step``, ``fit``, ``predict``) when this
 build has it, and skip with a note when it does not.
 
@@ -26,7 +26,7 @@ LR = 1e-3
 def fastdl_network_api():
     seq = getattr(fastdl, "Sequential", None)
     if seq is None:
-        raise Skip("fastdl.Sequential is not in this build (the network, issue 5)")
+        raise Skip("fastdl.Sequential is not in this build")
     dense = getattr(fastdl, "Dense", None) or getattr(getattr(fastdl, "layers", None), "Dense", None)
     adam = getattr(getattr(fastdl, "optim", None), "Adam", None)
     if dense is None or adam is None:
