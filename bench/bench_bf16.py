@@ -20,6 +20,7 @@ import fastdl
 from fastdl import kernels as K
 from fastdl.benchmarking.timing import Impl, time_interleaved, validate
 
+from bench_train_step import fastdl_model, torch_twin
 from conftest import torch
 
 ROUNDS = 9
@@ -163,28 +164,6 @@ CASES = {
     "784-4096-4096-10 relu b256 adam": ([784, 4096, 4096, 10], 256),
     "784-64x4-10 relu b32 adam": ([784, 64, 64, 64, 64, 10], 32),
 }
-
-
-def fastdl_model(widths, precision, seed=0):
-    layers = [fastdl.Dense(widths[i], widths[i + 1], activation="relu") for i in range(len(widths) - 2)]
-    layers.append(fastdl.Dense(widths[-2], widths[-1]))
-    model = fastdl.Sequential(layers, seed=seed)
-    model.compile(optimizer=fastdl.optim.Adam(lr=1e-3), loss="softmax_cross_entropy", precision=precision)
-    return model
-
-
-def torch_twin(model):
-    mods = []
-    for name, w in model.named_parameters():
-        if name.endswith(".w"):
-            lin = torch.nn.Linear(w.shape[0], w.shape[1])
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(w.T.copy()))
-            mods += [lin, torch.nn.ReLU()]
-        else:
-            with torch.no_grad():
-                mods[-2].bias.copy_(torch.from_numpy(w))
-    return torch.nn.Sequential(*mods[:-1])
 
 
 @pytest.mark.parametrize("case", list(CASES))

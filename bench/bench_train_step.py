@@ -22,26 +22,19 @@ CASES = {
 }
 
 
-def fastdl_model(widths, seed=0):
+def fastdl_model(widths, precision="fp32", seed=0):
     layers = [fastdl.Dense(widths[i], widths[i + 1], activation="relu") for i in range(len(widths) - 2)]
     layers.append(fastdl.Dense(widths[-2], widths[-1]))
     model = fastdl.Sequential(layers, seed=seed)
-    model.compile(optimizer=fastdl.optim.Adam(lr=1e-3), loss="softmax_cross_entropy")
+    model.compile(optimizer=fastdl.optim.Adam(lr=1e-3), loss="softmax_cross_entropy", precision=precision)
     return model
 
 
 def torch_twin(model):
-    mods = []
-    for name, w in model.named_parameters():
-        if name.endswith(".w"):
-            lin = torch.nn.Linear(w.shape[0], w.shape[1])
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(w.T.copy()))
-            mods += [lin, torch.nn.ReLU()]
-        else:
-            with torch.no_grad():
-                mods[-2].bias.copy_(torch.from_numpy(w))
-    return torch.nn.Sequential(*mods[:-1])
+    """The same network in PyTorch with the same weights (fastdl.interop.to_torch)."""
+    from fastdl.interop import to_torch
+
+    return to_torch(model)
 
 
 def batch(n, k, c, seed=1):
