@@ -11,7 +11,7 @@ import numpy as np
 import fastdl
 from fastdl import kernels as K
 
-from .cases import Case, Prepared, Skip, row_sample, torch_or_note
+from .cases import Case, Prepared, Skip, dense_data, row_sample, torch_or_note
 from .timing import Impl
 
 
@@ -57,19 +57,11 @@ def bf16_matmul_case(n):
     return Case(f"bf16 matmul {n}^3", "bf16", build)
 
 
-def _dense_data(n, k, m):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((n, k), dtype=np.float32)
-    w = (rng.standard_normal((k, m)) / np.sqrt(k)).astype(np.float32)
-    b = rng.standard_normal(m, dtype=np.float32)
-    return x, w, b
-
-
 def bf16_dense_forward_case(shape):
     def build(ctx):
         need_bf16_units()
         n, k, m = shape
-        x, w, b = _dense_data(n, k, m)
+        x, w, b = dense_data(n, k, m)
         rows = row_sample(n)
         ref = np.maximum(x[rows].astype(np.float64) @ w + b, 0)
         bound = np.abs(x[rows]).astype(np.float64) @ np.abs(w)  # relu moves nothing further
@@ -98,7 +90,7 @@ def bf16_dense_backward_case(shape):
     def build(ctx):
         need_bf16_units()
         n, k, m = shape
-        x, w, b = _dense_data(n, k, m)
+        x, w, b = dense_data(n, k, m)
         dy = np.random.default_rng(1).standard_normal((n, m), dtype=np.float32)
         y = K.dense_forward(x, w, b, "relu")
         dz = dy.astype(np.float64) * (y > 0)

@@ -74,7 +74,8 @@ def _id(shape):
 
 
 # ---------------------------------------------------------------- dense and GEMM
-def _dense_data(n, k, m, seed=0):
+def dense_data(n, k, m, seed=0):
+    """x (n, k), w (k, m) scaled by 1/sqrt(k), b (m,): float32, from `seed`."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, k), dtype=np.float32)
     w = (rng.standard_normal((k, m)) / np.sqrt(k)).astype(np.float32)
@@ -85,7 +86,7 @@ def _dense_data(n, k, m, seed=0):
 def dense_forward_case(shape):
     def build(ctx):
         n, k, m = shape
-        x, w, b = _dense_data(n, k, m)
+        x, w, b = dense_data(n, k, m)
         rows = row_sample(n)
         ref = np.maximum(x[rows].astype(np.float64) @ w + b, 0)
         check = lambda y: close(np.asarray(y)[rows], ref, 1e-3, 1e-3, "y")  # noqa: E731
@@ -105,7 +106,7 @@ def dense_forward_case(shape):
 def dense_backward_case(shape):
     def build(ctx):
         n, k, m = shape
-        x, w, b = _dense_data(n, k, m)
+        x, w, b = dense_data(n, k, m)
         dy = np.random.default_rng(1).standard_normal((n, m), dtype=np.float32)
         y = K.dense_forward(x, w, b, "relu")
         rows = row_sample(n)
@@ -452,7 +453,7 @@ def dense_maxout_case(shape):
     def build(ctx):
         need_kernel("dense_maxout_forward")
         n, k, units, pieces = shape
-        x, w, b = _dense_data(n, k, units * pieces)
+        x, w, b = dense_data(n, k, units * pieces)
         rows = row_sample(n)
         z = x[rows].astype(np.float64) @ w + b
         y_ref = z.reshape(len(rows), units, pieces).max(-1)

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from . import peers
-from .cases import ADAM, Case, Prepared, Skip, adam_problem, close, row_sample
+from .cases import ADAM, Case, Prepared, Skip, adam_problem, close, dense_data, row_sample
 from .timing import Impl
 
 
@@ -119,19 +119,11 @@ def gpu_peak(cuda, gk, n, copy_bytes, repeats):
                     f"MiB, read + written bytes counted")}
 
 
-def _dense_data(n, k, m):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((n, k), dtype=np.float32)
-    w = (rng.standard_normal((k, m)) / np.sqrt(k)).astype(np.float32)
-    b = rng.standard_normal(m, dtype=np.float32)
-    return x, w, b
-
-
 def dense_forward_case(shape):
     def build(ctx):
         cuda, gk = require_gpu()
         n, k, m = shape
-        x, w, b = _dense_data(n, k, m)
+        x, w, b = dense_data(n, k, m)
         rows = row_sample(n)
         ref = np.maximum(x[rows].astype(np.float64) @ w + b, 0)
         check = lambda y: close(_host(y)[rows], ref, 1e-3, 1e-3, "y")  # noqa: E731
@@ -152,7 +144,7 @@ def dense_backward_case(shape):
     def build(ctx):
         cuda, gk = require_gpu()
         n, k, m = shape
-        x, w, b = _dense_data(n, k, m)
+        x, w, b = dense_data(n, k, m)
         dy = np.random.default_rng(1).standard_normal((n, m), dtype=np.float32)
         y = np.maximum(x @ w + b, 0)
         rows, cols = row_sample(n), row_sample(m, 128)
@@ -289,7 +281,7 @@ def dense_fwd_bwd_case(n):
     (cuBLAS, TF32 off), each into kept buffers."""
     def build(ctx):
         cuda, gk = require_gpu()
-        x, w, b = _dense_data(n, n, n)
+        x, w, b = dense_data(n, n, n)
         dy = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
         rows, cols = row_sample(n, 64), row_sample(n, 64)
         z = x[rows].astype(np.float64) @ w + b
