@@ -8,7 +8,7 @@ failure prints one line ``<command>: error: ...`` and exits 1, never a traceback
 import argparse
 import sys
 
-__all__ = ["HelpFormatter", "parse_args", "usage_error", "positive_int", "fraction"]
+__all__ = ["HelpFormatter", "parse_args", "usage_error", "positive_int", "nonnegative_int", "fraction"]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -42,15 +42,24 @@ def usage_error(parser, message):
     return 2
 
 
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _int_at_least(minimum, what, name):
+    """An argparse type: an integer >= minimum; its errors say it is `what`."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+
+    parse.__name__ = parse.__qualname__ = name
+    parse.__doc__ = f"argparse type: an integer >= {minimum}."
+    return parse
+
+
+positive_int = _int_at_least(1, "a positive integer", "positive_int")
+nonnegative_int = _int_at_least(0, "an integer >= 0", "nonnegative_int")
 
 
 def fraction(low_closed=True, high_closed=False):

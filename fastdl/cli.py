@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Sequence
 
-from fastdl._argparse import HelpFormatter, fraction, parse_args, positive_int
+from fastdl._argparse import HelpFormatter, fraction, nonnegative_int, parse_args, positive_int
 
 __all__ = ["main", "COMMANDS"]
 
@@ -46,16 +46,6 @@ def _positive_float(text):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _nonnegative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return value
 
 
@@ -89,7 +79,7 @@ def _add_train(p):
     p.add_argument("--batch-size", type=positive_int, default=64, metavar="N", help="samples per step")
     p.add_argument("--validation-split", type=fraction(), default=0.1, metavar="F",
                    help="last fraction of the training data held out for validation, in [0, 1)")
-    p.add_argument("--patience", type=_nonnegative_int, default=None, metavar="N",
+    p.add_argument("--patience", type=nonnegative_int, default=None, metavar="N",
                    help="early stopping patience in epochs on val_loss (default: off)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="where to train; cuda needs fastdl[cuda] (numba-cuda) and an NVIDIA GPU")
